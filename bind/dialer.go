@@ -110,5 +110,11 @@ func (d *Dialer) dialError(network, address string, err error) error {
 	if errors.Is(err, ErrNICMissing) {
 		kind, err = ErrNICMissing, nil
 	}
+	// DialError already names the network and address; keep only the cause
+	// ("connect: connection refused") so the message does not say them twice.
+	var opErr *net.OpError
+	if errors.As(err, &opErr) && opErr.Err != nil {
+		err = opErr.Err
+	}
 	return &DialError{NIC: d.NIC, Network: network, Address: address, Kind: kind, Err: err}
 }

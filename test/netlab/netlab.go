@@ -1,0 +1,270 @@
+// Package netlab builds the two-NIC host from the spec for real, inside
+// private network namespaces, so tests can prove which NIC carried a flow.
+//
+//	host namespace                       upstream namespace
+//	  ens33  192.0.2.80/24  metric 100 ──┐
+//	                                     ├─ br0 192.0.2.1/24 (the gateway)
+//	  ens160 192.0.2.48/24  metric 101 ──┘  lo  198.51.100.10 (test servers)
+//	  default via 192.0.2.1 on both             blackhole 203.0.113.0/24
+//
+// Both NICs sit on one /24 with a default route each, so the kernel sends
+// every unpinned packet out ens33, as on the spec's host. Neighbours are
+// static and IPv6 is off, so a NIC's tx counter moves only for traffic a
+// test sent: "ens33 carried 0 bytes" is an exact statement.
+package netlab
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+)
+
+// The addresses of the lab, all from RFC 5737 documentation space.
+var (
+	Gateway   = netip.MustParseAddr("192.0.2.1")
+	Server    = netip.MustParseAddr("198.51.100.10") // where test servers listen
+	Blackhole = netip.MustParseAddr("203.0.113.99")  // routed, but every packet is dropped
+)
+
+// NIC is one of the host's two NICs.
+type NIC struct {
+	Name   string
+	Addr   netip.Addr
+	Metric int
+	peer   string // its veth peer, a port of br0 in the upstream namespace
+}
+
+// NICs of the spec's host, in the kernel's order of preference.
+var (
+	Ens33  = NIC{Name: "ens33", Addr: netip.MustParseAddr("192.0.2.80"), Metric: 100, peer: "u33"}
+	Ens160 = NIC{Name: "ens160", Addr: netip.MustParseAddr("192.0.2.48"), Metric: 101, peer: "u160"}
+)
+
+// Lab is one two-NIC host and its upstream, alive for one test.
+type Lab struct {
+	t        testing.TB
+	Host     string // name of the host namespace
+	Upstream string // name of the upstream namespace
+}
+
+// New builds the lab and removes it when the test ends, even on failure.
+// It skips the test, saying why, where namespaces cannot be made, unless
+// NICPROXY_REQUIRE_NETNS=1 (set by CI), where that is a failure.
+func New(t testing.TB) *Lab {
+	t.Helper()
+	if reason := unavailable(); reason != "" {
+		if os.Getenv("NICPROXY_REQUIRE_NETNS") == "1" {
+			t.Fatalf("network namespaces required but unavailable: %s", reason)
+		}
+		t.Skipf("skipping: network namespaces unavailable: %s", reason)
+	}
+	suffix := make([]byte, 4)
+	_, _ = rand.Read(suffix)
+	id := hex.EncodeToString(suffix)
+	lab := &Lab{t: t, Host: "np" + id + "h", Upstream: "np" + id + "u"}
+	t.Cleanup(lab.remove)
+	lab.build()
+	return lab
+}
+
+func unavailable() string {
+	if os.Geteuid() != 0 {
+		return "not root"
+	}
+	if _, err := exec.LookPath("ip"); err != nil {
+		return "iproute2 (ip) is not installed"
+	}
+	return ""
+}
+
+func (l *Lab) build() {
+	l.t.Helper()
+	l.ip("netns", "add", l.Host)
+	l.ip("netns", "add", l.Upstream)
+	for _, ns := range []string{l.Host, l.Upstream} {
+		l.sysctl(ns, map[string]string{
+			"net/ipv6/conf/all/disable_ipv6":     "1",
+			"net/ipv6/conf/default/disable_ipv6": "1",
+			"net/ipv4/conf/all/rp_filter":        "0",
+			"net/ipv4/conf/default/rp_filter":    "0",
+		})
+		l.ip("-n", ns, "link", "set", "lo", "up")
+	}
+	l.ip("-n", l.Upstream, "link", "add", "name", "br0", "type", "bridge")
+	l.ip("-n", l.Upstream, "addr", "add", Gateway.String()+"/24", "dev", "br0")
+	l.ip("-n", l.Upstream, "link", "set", "br0", "up")
+	l.ip("-n", l.Upstream, "addr", "add", Server.String()+"/32", "dev", "lo")
+	l.ip("-n", l.Upstream, "route", "add", "blackhole", "203.0.113.0/24")
+
+	for _, nic := range []NIC{Ens33, Ens160} {
+		l.ip("-n", l.Host, "link", "add", "name", nic.Name, "type", "veth", "peer", "name", nic.peer, "netns", l.Upstream)
+		l.ip("-n", l.Upstream, "link", "set", nic.peer, "master", "br0", "up")
+		l.ip("-n", l.Host, "addr", "add", nic.Addr.String()+"/24", "dev", nic.Name, "metric", fmt.Sprint(nic.Metric))
+		l.ip("-n", l.Host, "link", "set", nic.Name, "up")
+		l.ip("-n", l.Host, "route", "add", "default", "via", Gateway.String(), "dev", nic.Name, "metric", fmt.Sprint(nic.Metric))
+	}
+
+	// Static neighbours both ways: no ARP traffic can move a counter.
+	gatewayMAC := l.mac(l.Upstream, "br0")
+	for _, nic := range []NIC{Ens33, Ens160} {
+		l.ip("-n", l.Host, "neigh", "replace", Gateway.String(), "lladdr", gatewayMAC, "dev", nic.Name, "nud", "permanent")
+		l.ip("-n", l.Upstream, "neigh", "replace", nic.Addr.String(), "lladdr", l.mac(l.Host, nic.Name), "dev", "br0", "nud", "permanent")
+	}
+}
+
+func (l *Lab) remove() {
+	for _, ns := range []string{l.Host, l.Upstream} {
+		if out, err := exec.Command("ip", "netns", "del", ns).CombinedOutput(); err != nil &&
+			!bytes.Contains(out, []byte("No such file")) {
+			l.t.Errorf("remove namespace %s: %v: %s", ns, err, out)
+		}
+	}
+}
+
+// ip runs one iproute2 command and fails the test if it fails.
+func (l *Lab) ip(args ...string) {
+	l.t.Helper()
+	if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+		l.t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
+	}
+}
+
+// sysctl writes /proc/sys values from a thread inside ns: /proc/sys/net
+// shows the namespace of the thread that opens it.
+func (l *Lab) sysctl(ns string, values map[string]string) {
+	l.t.Helper()
+	err := Do(ns, func() error {
+		for key, value := range values {
+			if err := os.WriteFile(filepath.Join("/proc/sys", key), []byte(value), 0o644); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		l.t.Fatalf("sysctl in %s: %v", ns, err)
+	}
+}
+
+func (l *Lab) mac(ns, link string) string {
+	l.t.Helper()
+	var mac string
+	err := l.withHandle(ns, func(h *netlink.Handle) error {
+		ln, err := h.LinkByName(link)
+		if err != nil {
+			return err
+		}
+		mac = ln.Attrs().HardwareAddr.String()
+		return nil
+	})
+	if err != nil {
+		l.t.Fatalf("mac of %s in %s: %v", link, ns, err)
+	}
+	return mac
+}
+
+func (l *Lab) withHandle(ns string, fn func(*netlink.Handle) error) error {
+	target, err := netns.GetFromName(ns)
+	if err != nil {
+		return err
+	}
+	defer target.Close()
+	h, err := netlink.NewHandleAt(target)
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	return fn(h)
+}
+
+// InHost runs fn on an OS thread inside the host namespace. Sockets fn
+// creates belong to that namespace for life; goroutines fn starts do not run
+// there (make sockets in fn itself).
+func (l *Lab) InHost(fn func() error) error { return Do(l.Host, fn) }
+
+// InUpstream runs fn on an OS thread inside the upstream namespace.
+func (l *Lab) InUpstream(fn func() error) error { return Do(l.Upstream, fn) }
+
+// Do runs fn on a fresh OS thread that has entered network namespace ns.
+// The thread stays locked and dies with the goroutine, so no other goroutine
+// ever runs in the wrong namespace.
+func Do(ns string, fn func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread exits with the goroutine
+		target, err := netns.GetFromName(ns)
+		if err != nil {
+			errc <- fmt.Errorf("open namespace %s: %w", ns, err)
+			return
+		}
+		defer target.Close()
+		if err := netns.Set(target); err != nil {
+			errc <- fmt.Errorf("enter namespace %s: %w", ns, err)
+			return
+		}
+		errc <- fn()
+	}()
+	return <-errc
+}
+
+// Counters are a NIC's byte counters at one moment.
+type Counters struct{ Tx, Rx uint64 }
+
+// Counters reads a host NIC's byte counters.
+func (l *Lab) Counters(nic string) Counters {
+	l.t.Helper()
+	var c Counters
+	err := l.withHandle(l.Host, func(h *netlink.Handle) error {
+		ln, err := h.LinkByName(nic)
+		if err != nil {
+			return err
+		}
+		stats := ln.Attrs().Statistics
+		c = Counters{Tx: stats.TxBytes, Rx: stats.RxBytes}
+		return nil
+	})
+	if err != nil {
+		l.t.Fatalf("counters of %s: %v", nic, err)
+	}
+	return c
+}
+
+// Snapshot records every host NIC's counters so a test can later ask how
+// many bytes each sent since.
+func (l *Lab) Snapshot() Snapshot {
+	return Snapshot{lab: l, at: map[string]Counters{
+		Ens33.Name:  l.Counters(Ens33.Name),
+		Ens160.Name: l.Counters(Ens160.Name),
+	}}
+}
+
+// Snapshot is the counters of both NICs at one moment.
+type Snapshot struct {
+	lab *Lab
+	at  map[string]Counters
+}
+
+// TxSince is how many bytes nic has sent since the snapshot.
+func (s Snapshot) TxSince(nic string) uint64 {
+	return s.lab.Counters(nic).Tx - s.at[nic].Tx
+}
+
+// SetDown takes a host NIC administratively down.
+func (l *Lab) SetDown(nic string) { l.ip("-n", l.Host, "link", "set", nic, "down") }
+
+// Command returns a command that runs inside the host namespace, for real
+// clients (curl) and the nicproxy binary.
+func (l *Lab) Command(name string, args ...string) *exec.Cmd {
+	return exec.Command("ip", append([]string{"netns", "exec", l.Host, name}, args...)...)
+}

@@ -1,0 +1,293 @@
+package test
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"nicproxy/bind"
+	"nicproxy/test/netlab"
+)
+
+// dialer dials one flow inside the lab's host namespace.
+type dialer func(ctx context.Context, network, address string) (net.Conn, error)
+
+func unpinned(ctx context.Context, network, address string) (net.Conn, error) {
+	var d net.Dialer
+	return d.DialContext(ctx, network, address)
+}
+
+func pinnedTo(nic string) dialer {
+	return bind.NewDialer(nic, bind.Options{}, nil).DialContext
+}
+
+// TestPinnedTCP proves the core claim twice over: the server sees the pinned
+// NIC's address, and only that NIC's tx counter moves.
+func TestPinnedTCP(t *testing.T) {
+	lab := netlab.New(t)
+	echo := lab.StartEcho()
+
+	tests := []struct {
+		name   string
+		dial   dialer
+		want   netlab.NIC
+		silent netlab.NIC
+	}{
+		{"unpinned dial follows the lowest metric", unpinned, netlab.Ens33, netlab.Ens160},
+		{"dial pinned to ens160", pinnedTo("ens160"), netlab.Ens160, netlab.Ens33},
+		{"dial pinned to ens33", pinnedTo("ens33"), netlab.Ens33, netlab.Ens160},
+	}
+	payload := strings.Repeat("nicproxy pins this flow. ", 4096) // ~100 KiB
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			before := lab.Snapshot()
+			var seen netip.AddrPort
+			var echoed string
+			err := lab.InHost(func() error {
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				defer cancel()
+				conn, err := tt.dial(ctx, "tcp", echo.TCP.String())
+				if err != nil {
+					return err
+				}
+				defer conn.Close()
+				r := bufio.NewReader(conn)
+				if seen, err = netlab.ReadSeen(r); err != nil {
+					return err
+				}
+				if _, err := io.WriteString(conn, payload); err != nil {
+					return err
+				}
+				if err := conn.(*net.TCPConn).CloseWrite(); err != nil {
+					return err
+				}
+				b, err := io.ReadAll(r)
+				echoed = string(b)
+				return err
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if seen.Addr() != tt.want.Addr {
+				t.Errorf("server saw %v, want %s's address %v", seen.Addr(), tt.want.Name, tt.want.Addr)
+			}
+			if echoed != payload {
+				t.Errorf("echo returned %d bytes, want %d byte-exact", len(echoed), len(payload))
+			}
+			if tx := before.TxSince(tt.want.Name); tx < uint64(len(payload)) {
+				t.Errorf("%s sent %d bytes, want at least the %d-byte payload", tt.want.Name, tx, len(payload))
+			}
+			if tx := before.TxSince(tt.silent.Name); tx != 0 {
+				t.Errorf("%s sent %d bytes, want 0", tt.silent.Name, tx)
+			}
+		})
+	}
+}
+
+// TestPinnedUDP does the same for connected and unconnected UDP sockets.
+func TestPinnedUDP(t *testing.T) {
+	lab := netlab.New(t)
+	echo := lab.StartEcho()
+	payload := []byte(strings.Repeat("u", 1200))
+
+	exchange := func(t *testing.T, send func() (string, error), want, silent netlab.NIC) {
+		t.Helper()
+		before := lab.Snapshot()
+		var reply string
+		err := lab.InHost(func() (err error) {
+			reply, err = send()
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen, _, _ := strings.Cut(reply, " ")
+		if got := netip.MustParseAddrPort(seen).Addr(); got != want.Addr {
+			t.Errorf("server saw %v, want %s's address %v", got, want.Name, want.Addr)
+		}
+		if tx := before.TxSince(want.Name); tx < uint64(len(payload)) {
+			t.Errorf("%s sent %d bytes, want at least %d", want.Name, tx, len(payload))
+		}
+		if tx := before.TxSince(silent.Name); tx != 0 {
+			t.Errorf("%s sent %d bytes, want 0", silent.Name, tx)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	t.Run("unpinned", func(t *testing.T) {
+		exchange(t, func() (string, error) {
+			conn, err := unpinned(ctx, "udp", echo.UDP.String())
+			if err != nil {
+				return "", err
+			}
+			return udpRoundTrip(conn, payload)
+		}, netlab.Ens33, netlab.Ens160)
+	})
+	t.Run("connected socket pinned to ens160", func(t *testing.T) {
+		exchange(t, func() (string, error) {
+			conn, err := pinnedTo("ens160")(ctx, "udp", echo.UDP.String())
+			if err != nil {
+				return "", err
+			}
+			return udpRoundTrip(conn, payload)
+		}, netlab.Ens160, netlab.Ens33)
+	})
+	t.Run("unconnected socket pinned to ens160", func(t *testing.T) {
+		exchange(t, func() (string, error) {
+			pc, err := bind.NewDialer("ens160", bind.Options{}, nil).ListenPacket(ctx, "udp4", ":0")
+			if err != nil {
+				return "", err
+			}
+			defer pc.Close()
+			if _, err := pc.WriteTo(payload, net.UDPAddrFromAddrPort(echo.UDP)); err != nil {
+				return "", err
+			}
+			_ = pc.SetReadDeadline(time.Now().Add(5 * time.Second))
+			buf := make([]byte, 64<<10)
+			n, _, err := pc.ReadFrom(buf)
+			return string(buf[:n]), err
+		}, netlab.Ens160, netlab.Ens33)
+	})
+}
+
+func udpRoundTrip(conn net.Conn, payload []byte) (string, error) {
+	defer conn.Close()
+	if _, err := conn.Write(payload); err != nil {
+		return "", err
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	buf := make([]byte, 64<<10)
+	n, err := conn.Read(buf)
+	return string(buf[:n]), err
+}
+
+// TestPinnedDialErrors checks that each failure is told apart, fails fast,
+// and never falls back to another NIC.
+func TestPinnedDialErrors(t *testing.T) {
+	lab := netlab.New(t)
+	echo := lab.StartEcho()
+	closedPort := netip.AddrPortFrom(netlab.Server, 9).String() // nothing listens there
+	lab.SetDown("ens160")
+
+	tests := []struct {
+		name      string
+		nic       string
+		network   string
+		address   string
+		timeout   time.Duration
+		want      error
+		fastUnder time.Duration
+	}{
+		{"NIC that does not exist", "ens999", "tcp", echo.TCP.String(), 5 * time.Second, bind.ErrNICMissing, time.Second},
+		{"NIC that does not exist, UDP", "ens999", "udp", echo.UDP.String(), 5 * time.Second, bind.ErrNICMissing, time.Second},
+		{"NIC that is down", "ens160", "tcp", echo.TCP.String(), 5 * time.Second, bind.ErrNICDown, time.Second},
+		{"NIC that is down, UDP", "ens160", "udp", echo.UDP.String(), 5 * time.Second, bind.ErrNICDown, time.Second},
+		{"refused port", "ens33", "tcp", closedPort, 5 * time.Second, bind.ErrRefused, time.Second},
+		{"black-holed address", "ens33", "tcp", netip.AddrPortFrom(netlab.Blackhole, 80).String(), 300 * time.Millisecond, bind.ErrTimeout, 3 * time.Second},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			before := lab.Snapshot()
+			start := time.Now()
+			err := lab.InHost(func() error {
+				ctx, cancel := context.WithTimeout(context.Background(), tt.timeout)
+				defer cancel()
+				conn, err := pinnedTo(tt.nic)(ctx, tt.network, tt.address)
+				if err == nil {
+					conn.Close()
+				}
+				return err
+			})
+			elapsed := time.Since(start)
+			if !errors.Is(err, tt.want) {
+				t.Fatalf("dial via %s: got %v, want an error that is %v", tt.nic, err, tt.want)
+			}
+			var dialErr *bind.DialError
+			if !errors.As(err, &dialErr) || dialErr.NIC != tt.nic {
+				t.Errorf("error %v does not name NIC %s", err, tt.nic)
+			}
+			if elapsed > tt.fastUnder {
+				t.Errorf("failing took %v, want under %v", elapsed, tt.fastUnder)
+			}
+			if tt.want == bind.ErrNICMissing || tt.want == bind.ErrNICDown {
+				// Fail closed: nothing may leave through the other NIC instead.
+				if tx := before.TxSince("ens33"); tx != 0 {
+					t.Errorf("ens33 sent %d bytes for a dial that should have failed closed", tx)
+				}
+			}
+		})
+	}
+}
+
+// TestPinnedNeverBorrowsARoute removes ens160's default route. Linux then
+// treats the destination as on-link for a socket pinned to ens160 (it asks
+// the neighbour directly) instead of failing; either way the flow must stay
+// on ens160 and never take ens33's route.
+func TestPinnedNeverBorrowsARoute(t *testing.T) {
+	lab := netlab.New(t)
+	echo := lab.StartEcho()
+	if out, err := lab.Command("ip", "route", "del", "default", "dev", "ens160").CombinedOutput(); err != nil {
+		t.Fatalf("delete route: %v: %s", err, out)
+	}
+	before := lab.Snapshot()
+	var seen netip.AddrPort
+	err := lab.InHost(func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer cancel()
+		conn, err := pinnedTo("ens160")(ctx, "tcp", echo.TCP.String())
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		seen, err = netlab.ReadSeen(bufio.NewReader(conn))
+		return err
+	})
+	if err == nil && seen.Addr() != netlab.Ens160.Addr {
+		t.Errorf("server saw %v, want ens160's %v", seen.Addr(), netlab.Ens160.Addr)
+	}
+	if tx := before.TxSince("ens33"); tx != 0 {
+		t.Errorf("ens33 sent %d bytes, want 0 (dial result: %v)", tx, err)
+	}
+}
+
+// claimsUp reports every NIC as up, to take the dialer's fast pre-check out
+// of the way and show that the kernel itself refuses a down NIC.
+type claimsUp struct{}
+
+func (claimsUp) Link(name string) (bind.Link, error) {
+	link, err := bind.SystemLinks{}.Link(name)
+	link.Up = true
+	return link, err
+}
+
+// TestPinnedFailsClosedInKernel dials through a NIC that is down, past the
+// pre-check: the pinned socket must fail, not leave through ens33.
+func TestPinnedFailsClosedInKernel(t *testing.T) {
+	lab := netlab.New(t)
+	echo := lab.StartEcho()
+	lab.SetDown("ens160")
+	before := lab.Snapshot()
+	err := lab.InHost(func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		conn, err := bind.NewDialer("ens160", bind.Options{}, claimsUp{}).DialContext(ctx, "tcp", echo.TCP.String())
+		if err == nil {
+			conn.Close()
+		}
+		return err
+	})
+	if err == nil {
+		t.Fatal("dial through a down NIC succeeded")
+	}
+	t.Logf("kernel refused: %v", err)
+	if tx := before.TxSince("ens33"); tx != 0 {
+		t.Errorf("ens33 sent %d bytes, want 0", tx)
+	}
+}
