@@ -1,0 +1,209 @@
+// Package router decides, for one client request, which rule applies and
+// which NICs may carry it. It is pure apart from the one name lookup a dst
+// rule needs, which goes through an injected Resolver, so the same code
+// answers `nicproxy route` and serves live connections.
+package router
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+
+	"nicproxy/config"
+)
+
+// Request is what is known about a connection when it is routed.
+type Request struct {
+	Client   netip.AddrPort // the client's address as the listener saw it
+	User     string         // authenticated user (or SOCKS4 user id); "" if none
+	Listener string         // name of the listener the client came in on
+	Host     string         // destination as requested: a name or an IP literal
+	Port     uint16         // destination port; 0 when unknown (no port rule matches)
+	Network  config.Network // config.NetworkTCP or config.NetworkUDP
+}
+
+// Decision is the router's answer.
+type Decision struct {
+	// Rule is the index of the matching rule, or -1 for the default.
+	Rule int
+	// RuleName is the rule's name, or "default".
+	RuleName string
+	// Action is config.ActionVia or config.ActionReject.
+	Action config.Action
+	// Via lists the NICs that may carry the connection (zero when rejected).
+	Via config.Via
+	// Addr is the address a dst rule matched after resolving Host; the
+	// caller dials it and does not look the name up again. Zero when the
+	// rule did not need an address resolved.
+	Addr netip.Addr
+}
+
+// Resolver looks names up for dst rules; *net.Resolver satisfies it.
+type Resolver interface {
+	LookupNetIP(ctx context.Context, network, host string) ([]netip.Addr, error)
+}
+
+// Router matches requests against one configuration's compiled rules.
+// It holds no mutable state and is safe for concurrent use; a reload builds
+// a new Router.
+type Router struct {
+	rules    []config.Rule
+	fallback config.Via
+	resolver Resolver
+}
+
+// New returns a Router over cfg's rules and default. resolver serves dst
+// rules that meet a name; nil means such rules never match a name.
+func New(cfg *config.Config, resolver Resolver) *Router {
+	return &Router{rules: cfg.Rules, fallback: cfg.Default, resolver: resolver}
+}
+
+// Route returns the decision for req: the first rule whose given fields all
+// match, or the default.
+func (r *Router) Route(ctx context.Context, req Request) Decision {
+	d, _ := r.route(ctx, req, false)
+	return d
+}
+
+// Explanation says why a decision was made, for `nicproxy route`.
+type Explanation struct {
+	// Matched describes each field of the winning rule and why it matched.
+	Matched []string
+	// Resolved lists the addresses a dst rule's lookup returned, if any.
+	Resolved []netip.Addr
+	// ResolveErr is the lookup's error, if it failed (dst rules then did not match).
+	ResolveErr error
+}
+
+// Explain is Route with the reasons spelled out.
+func (r *Router) Explain(ctx context.Context, req Request) (Decision, Explanation) {
+	return r.route(ctx, req, true)
+}
+
+// lookup resolves the request's name at most once per request.
+type lookup struct {
+	done  bool
+	addrs []netip.Addr
+	err   error
+}
+
+func (r *Router) route(ctx context.Context, req Request, explain bool) (Decision, Explanation) {
+	var (
+		why      Explanation
+		resolved lookup
+	)
+	literal, literalErr := netip.ParseAddr(strings.Trim(req.Host, "[]"))
+	isLiteral := literalErr == nil
+	if isLiteral {
+		literal = literal.Unmap()
+	}
+	clientAddr := req.Client.Addr().Unmap()
+
+	for i := range r.rules {
+		rule := &r.rules[i]
+		var reasons []string
+		note := func(format string, args ...any) {
+			if explain {
+				reasons = append(reasons, fmt.Sprintf(format, args...))
+			}
+		}
+		if rule.Network != config.NetworkAny {
+			if rule.Network != req.Network {
+				continue
+			}
+			note("network %s", rule.Network)
+		}
+		if len(rule.Listeners) > 0 {
+			if !slices.Contains(rule.Listeners, req.Listener) {
+				continue
+			}
+			note("listener %s", req.Listener)
+		}
+		if len(rule.Users) > 0 {
+			if req.User == "" || !slices.Contains(rule.Users, req.User) {
+				continue
+			}
+			note("user %s", req.User)
+		}
+		if rule.Src.Len() > 0 {
+			if !rule.Src.Contains(clientAddr) {
+				continue
+			}
+			note("client %s in src %s", clientAddr, rule.Src)
+		}
+		if rule.Ports.Len() > 0 {
+			if req.Port == 0 || !rule.Ports.Contains(req.Port) {
+				continue
+			}
+			note("port %d in %s", req.Port, rule.Ports)
+		}
+		if rule.Domains.Len() > 0 {
+			if isLiteral || !rule.Domains.Match(req.Host) {
+				continue
+			}
+			note("domain %s in %s", req.Host, rule.Domains)
+		}
+		var matchedAddr netip.Addr
+		if rule.Dst.Len() > 0 {
+			// Tried last so a name is only resolved once every cheaper field
+			// of the rule has matched.
+			var ok bool
+			if isLiteral {
+				matchedAddr, ok = literal, rule.Dst.Contains(literal)
+			} else {
+				r.resolve(ctx, req.Host, &resolved)
+				matchedAddr, ok = firstIn(rule.Dst, resolved.addrs)
+			}
+			if !ok {
+				continue
+			}
+			note("address %s in dst %s", matchedAddr, rule.Dst)
+			if isLiteral {
+				matchedAddr = netip.Addr{} // nothing was resolved; the caller dials the literal
+			}
+		}
+		if len(reasons) == 0 && explain {
+			reasons = append(reasons, "the rule has no match fields: it matches everything")
+		}
+		why.Matched = reasons
+		why.Resolved, why.ResolveErr = resolved.addrs, resolved.err
+		return Decision{Rule: rule.Index, RuleName: rule.Name, Action: rule.Action, Via: rule.Via, Addr: matchedAddr}, why
+	}
+	if explain {
+		why.Matched = []string{"no rule matched"}
+	}
+	why.Resolved, why.ResolveErr = resolved.addrs, resolved.err
+	return Decision{Rule: -1, RuleName: "default", Action: config.ActionVia, Via: r.fallback}, why
+}
+
+func (r *Router) resolve(ctx context.Context, host string, l *lookup) {
+	if l.done {
+		return
+	}
+	l.done = true
+	if r.resolver == nil {
+		l.err = fmt.Errorf("no resolver for dst rules")
+		return
+	}
+	addrs, err := r.resolver.LookupNetIP(ctx, "ip", host)
+	if err != nil {
+		l.err = err
+		return
+	}
+	for i := range addrs {
+		addrs[i] = addrs[i].Unmap()
+	}
+	l.addrs = addrs
+}
+
+// firstIn returns the first address, in resolver order, inside set.
+func firstIn(set config.PrefixSet, addrs []netip.Addr) (netip.Addr, bool) {
+	for _, a := range addrs {
+		if set.Contains(a) {
+			return a, true
+		}
+	}
+	return netip.Addr{}, false
+}
