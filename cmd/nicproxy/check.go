@@ -1,0 +1,175 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"text/tabwriter"
+
+	"nicproxy/config"
+)
+
+// check validates a config file and prints a one-screen summary of what
+// nicproxy would do with it.
+func check(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("check", flag.ContinueOnError)
+	file := fs.String("c", "", "config `FILE` to check")
+	positional, err := parseFlags(fs, args)
+	if err == nil && len(positional) > 0 {
+		err = usageError{fmt.Sprintf("unexpected argument %q", positional[0])}
+	}
+	if err == nil && *file == "" {
+		err = usageError{"missing -c FILE"}
+	}
+	if err != nil {
+		return reportUsage(stderr, "check", fs, err)
+	}
+	opts, err := hostOptions()
+	if err != nil {
+		fmt.Fprintf(stderr, "nicproxy check: %v\n", err)
+		return exitFailure
+	}
+	cfg, err := loadConfig(*file, opts)
+	if err != nil {
+		return reportConfigError(stderr, err)
+	}
+	for _, w := range cfg.Warnings {
+		fmt.Fprintf(stderr, "warning: %s\n", w)
+	}
+	printSummary(stdout, cfg, opts.Interfaces)
+	return exitOK
+}
+
+func printSummary(w io.Writer, cfg *config.Config, present []string) {
+	fmt.Fprintf(w, "%s: OK\n\n", cfg.Source)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+
+	fmt.Fprintln(tw, "listeners:")
+	for _, l := range cfg.Listeners {
+		name := l.Name
+		if name == l.Addr.String() {
+			name = ""
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\n", l.Addr, l.Protocol, name)
+	}
+	if cfg.Admin != nil {
+		fmt.Fprintf(tw, "admin:\t%s\n", cfg.Admin.Addr)
+	}
+
+	fmt.Fprintln(tw, "interfaces:")
+	for _, nic := range cfg.NICs() {
+		state := "present"
+		if !slices.Contains(present, nic) {
+			state = "absent (used when it appears)"
+		}
+		extra := interfaceOptions(cfg.Interfaces[nic])
+		fmt.Fprintf(tw, "  %s\t%s\t%s\n", nic, state, extra)
+	}
+
+	switch {
+	case len(cfg.Users) > 0:
+		names := make([]string, len(cfg.Users))
+		for i, u := range cfg.Users {
+			names[i] = u.Name
+		}
+		fmt.Fprintf(tw, "users:\t%s (authentication required)\n", strings.Join(names, ", "))
+	default:
+		fmt.Fprintf(tw, "users:\tnone (no authentication)\n")
+	}
+	if cfg.AllowAll() {
+		fmt.Fprintf(tw, "allow:\teveryone who reaches a listener\n")
+	} else {
+		fmt.Fprintf(tw, "allow:\t%s\n", cfg.Allow)
+	}
+
+	fmt.Fprintln(tw, "rules:")
+	tw.Flush()
+	// Rules get columns of their own, not the labels' column widths.
+	rules := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	if len(cfg.Rules) == 0 {
+		fmt.Fprintln(rules, "  (none: everything goes to the default)")
+	}
+	for _, r := range cfg.Rules {
+		fmt.Fprintf(rules, "  %d\t%s\t%s\t-> %s\n", r.Index, r.Name, ruleFields(&r), ruleTarget(&r))
+	}
+	rules.Flush()
+	def := cfg.Default.String()
+	if cfg.DefaultFromRoute {
+		def += " (the NIC of the default route)"
+	}
+	fmt.Fprintf(tw, "default:\t%s\n", describeVia(cfg.Default, def))
+	t := cfg.Timeouts
+	fmt.Fprintf(tw, "timeouts:\thandshake %s, dial %s, idle %s, shutdown %s\n", t.Handshake, t.Dial, t.Idle, t.Shutdown)
+	fmt.Fprintf(tw, "limits:\tmax_connections %d\n", cfg.Limits.MaxConnections)
+	fmt.Fprintf(tw, "log:\t%s, %s, access %v\n", cfg.Log.Level, cfg.Log.Format, cfg.Log.Access)
+	tw.Flush()
+}
+
+func interfaceOptions(it config.Interface) string {
+	var parts []string
+	if it.Source.IsValid() {
+		parts = append(parts, "source "+it.Source.String())
+	}
+	if it.HasMark {
+		parts = append(parts, fmt.Sprintf("mark %#x", it.Mark))
+	}
+	if len(it.DNS) > 0 {
+		dns := make([]string, len(it.DNS))
+		for i, d := range it.DNS {
+			dns[i] = d.String()
+		}
+		parts = append(parts, "dns "+strings.Join(dns, ", "))
+	}
+	if it.Check != nil {
+		parts = append(parts, fmt.Sprintf("check %s every %s", it.Check.Target, it.Check.Interval))
+	}
+	return strings.Join(parts, "; ")
+}
+
+// ruleFields renders a rule's match fields the way the file spells them.
+func ruleFields(r *config.Rule) string {
+	var parts []string
+	add := func(key string, n int, value string) {
+		if n > 0 {
+			parts = append(parts, key+" "+value)
+		}
+	}
+	add("network", boolInt(r.Network != config.NetworkAny), r.Network.String())
+	add("listener", len(r.Listeners), strings.Join(r.Listeners, ", "))
+	add("user", len(r.Users), strings.Join(r.Users, ", "))
+	add("src", r.Src.Len(), r.Src.String())
+	add("dst", r.Dst.Len(), r.Dst.String())
+	add("domain", r.Domains.Len(), r.Domains.String())
+	add("port", r.Ports.Len(), r.Ports.String())
+	if len(parts) == 0 {
+		return "(everything)"
+	}
+	return strings.Join(parts, "; ")
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func ruleTarget(r *config.Rule) string {
+	if r.Action == config.ActionReject {
+		return "reject"
+	}
+	return describeVia(r.Via, r.Via.String())
+}
+
+// describeVia adds what a Via's mode means to its short form.
+func describeVia(v config.Via, short string) string {
+	switch {
+	case v.Mode == config.ViaSystem:
+		return short + " (unpinned: the routing table decides)"
+	case v.Mode == config.ViaPinned && len(v.NICs) > 1:
+		return short + " (failover, in order)"
+	}
+	return short
+}

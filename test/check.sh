@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it: formatting, vet for Linux and macOS,
+# staticcheck, then every test with the race detector. End-to-end tests
+# build network namespaces, so run this as root (they skip otherwise).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+echo "== gofmt"
+unformatted=$(gofmt -l .)
+if [ -n "$unformatted" ]; then
+	echo "not gofmt-ed:"; echo "$unformatted"; exit 1
+fi
+
+echo "== go vet (linux, darwin)"
+go vet ./...
+GOOS=darwin go vet ./...
+
+echo "== staticcheck"
+go run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
+
+echo "== go test -race"
+go test -race -count=1 ./...

@@ -1,0 +1,124 @@
+package test
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"nicproxy/test/netlab"
+)
+
+// result of one nicproxy invocation.
+type result struct {
+	stdout, stderr string
+	code           int
+}
+
+// nicproxy runs the built binary inside the lab's host namespace, where the
+// host has exactly ens33 and ens160 and a default route through ens33.
+func nicproxy(t *testing.T, lab *netlab.Lab, args ...string) result {
+	t.Helper()
+	cmd := lab.Command(binary, args...)
+	// The race runtime otherwise sleeps a second at every exit.
+	cmd.Env = append(os.Environ(), "GORACE=atexit_sleep_ms=0 halt_on_error=1")
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	code := 0
+	var exitErr *exec.ExitError
+	if errors.As(err, &exitErr) {
+		code = exitErr.ExitCode()
+	} else if err != nil {
+		t.Fatalf("run nicproxy %v: %v", args, err)
+	}
+	return result{stdout.String(), stderr.String(), code}
+}
+
+func writeConfig(t *testing.T, text string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "config.yaml")
+	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+const routeConfig = `
+users:
+  - name: alice
+    password: s3cret
+rules:
+  - name: alice-wan
+    user: [alice]
+    via: ens160
+  - name: corp
+    domain: [example.com, .corp.example]
+    port: [443, "8000-8999"]
+    via: [ens160, ens33]
+  - name: no-smtp
+    port: [25]
+    action: reject
+  - name: lan
+    dst: [192.0.2.0/24]
+    via: ens33
+default: ens160
+`
+
+func TestCLI(t *testing.T) {
+	lab := netlab.New(t)
+	good := writeConfig(t, routeConfig)
+	bad := writeConfig(t, "rules:\n  - name: wan\n    dst: [198.51.100.0/24]\n    via: ens16O\n  - port: [70000]\n    via: ens33\nbogus: 1\n")
+
+	tests := []struct {
+		name       string
+		args       []string
+		wantCode   int
+		wantStdout []string // each must appear
+		wantStderr []string
+	}{
+		{"version", []string{"version"}, 0, []string{"nicproxy "}, nil},
+		{"unknown command", []string{"nosuch"}, 2, nil, []string{`unknown command "nosuch"`}},
+		{"check a good file", []string{"check", "-c", good}, 0,
+			[]string{"config.yaml: OK", "ens160  present", "ens33   present", "0  alice-wan  user alice", "-> ens160 -> ens33 (failover, in order)", "2  no-smtp    port 25", "-> reject", "default:   ens160"}, nil},
+		{"check every error of a bad file with its position", []string{"check", "-c", bad}, 2, nil, []string{
+			bad + `:4:10: rules[0].via: unknown interface "ens16O" (have: ens33, ens160)`,
+			bad + `:5:12: rules[1].port: port 70000 is out of range 1-65535`,
+			bad + `:7:1: bogus: unknown field`,
+		}},
+		{"check a missing file", []string{"check", "-c", "/nonexistent/config.yaml"}, 2, nil, []string{"/nonexistent/config.yaml"}},
+		{"check without -c", []string{"check"}, 2, nil, []string{"missing -c FILE"}},
+		{"check with an unknown flag", []string{"check", "-x"}, 2, nil, []string{"flag provided but not defined: -x"}},
+		{"route by user", []string{"route", "-c", good, "-u", "alice", "198.51.100.7:443"}, 0,
+			[]string{"rule      0 alice-wan", "via       ens160", "why       user alice"}, nil},
+		{"route by suffix domain and port range, flags after DEST", []string{"route", "-c", good, "git.corp.example:8443", "-u", "bob"}, 0,
+			[]string{"rule      1 corp", "via       ens160 -> ens33 (failover, in order)", "port 8443 in 443, 8000-8999", "domain git.corp.example in example.com, .corp.example"}, nil},
+		{"route to a reject rule", []string{"route", "-c", good, "198.51.100.7:25"}, 0, []string{"rule      2 no-smtp", "action    reject"}, nil},
+		{"route by IPv4 dst", []string{"route", "-c", good, "192.0.2.33:80"}, 0, []string{"rule      3 lan", "via       ens33", "address 192.0.2.33 in dst 192.0.2.0/24"}, nil},
+		{"route to the default", []string{"route", "-c", good, "[2001:db8::1]:80"}, 0, []string{"rule      default", "via       ens160", "no rule matched"}, nil},
+		{"route with the embedded default uses the default-route NIC", []string{"route", "198.51.100.7:80"}, 0, []string{"rule      default", "via       ens33"}, nil},
+		{"route with a bad port", []string{"route", "-c", good, "example.com:99999"}, 2, nil, []string{"port must be 1-65535"}},
+		{"route without DEST", []string{"route", "-c", good}, 2, nil, []string{"want exactly one DEST[:PORT]"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			res := nicproxy(t, lab, tt.args...)
+			if res.code != tt.wantCode {
+				t.Errorf("exit %d, want %d\nstdout:\n%s\nstderr:\n%s", res.code, tt.wantCode, res.stdout, res.stderr)
+			}
+			for _, want := range tt.wantStdout {
+				if !strings.Contains(res.stdout, want) {
+					t.Errorf("stdout lacks %q:\n%s", want, res.stdout)
+				}
+			}
+			for _, want := range tt.wantStderr {
+				if !strings.Contains(res.stderr, want) {
+					t.Errorf("stderr lacks %q:\n%s", want, res.stderr)
+				}
+			}
+		})
+	}
+}
