@@ -1,0 +1,115 @@
+package relay
+
+import (
+	"bufio"
+	"net"
+	"os"
+	"runtime"
+	"testing"
+	"time"
+)
+
+// TestMain fails the package when a test leaves goroutines behind: the relay
+// and the sweeper must stop every goroutine they start.
+func TestMain(m *testing.M) {
+	before := runtime.NumGoroutine()
+	code := m.Run()
+	if code == 0 && !goroutinesSettle(before, 5*time.Second) {
+		buf := make([]byte, 1<<20)
+		n := runtime.Stack(buf, true)
+		os.Stderr.Write([]byte("goroutine leak:\n"))
+		os.Stderr.Write(buf[:n])
+		code = 1
+	}
+	os.Exit(code)
+}
+
+// goroutinesSettle waits until at most want goroutines remain.
+func goroutinesSettle(want int, wait time.Duration) bool {
+	deadline := time.Now().Add(wait)
+	for runtime.NumGoroutine() > want {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return true
+}
+
+// ends are the four sockets of one relayed tunnel over loopback:
+// client ⇄ relayClient [Relay] relayUp ⇄ upstream.
+type ends struct {
+	client      *net.TCPConn // the proxy client, driven by the test
+	relayClient *net.TCPConn // the proxy's accepted client socket
+	relayUp     *net.TCPConn // the proxy's dialed upstream socket
+	upstream    *net.TCPConn // the upstream server, driven by the test
+}
+
+// connPair returns both sides of one loopback TCP connection.
+func connPair(tb testing.TB) (dialed, accepted *net.TCPConn) {
+	tb.Helper()
+	ln, err := net.ListenTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer ln.Close()
+	dialed, err = net.DialTCP("tcp", nil, ln.Addr().(*net.TCPAddr))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	accepted, err = ln.AcceptTCP()
+	if err != nil {
+		dialed.Close()
+		tb.Fatal(err)
+	}
+	return dialed, accepted
+}
+
+// newEnds builds a tunnel whose four sockets are closed when the test ends,
+// so a failing test cannot leave Relay blocked.
+func newEnds(tb testing.TB) ends {
+	tb.Helper()
+	var e ends
+	e.client, e.relayClient = connPair(tb)
+	e.relayUp, e.upstream = connPair(tb)
+	tb.Cleanup(func() {
+		e.client.Close()
+		e.relayClient.Close()
+		e.relayUp.Close()
+		e.upstream.Close()
+	})
+	return e
+}
+
+// startRelay runs RelayWithIdle in a goroutine; the result arrives on the
+// returned channel.
+func startRelay(client, upstream net.Conn, s *IdleSweeper) <-chan Result {
+	ch := make(chan Result, 1)
+	go func() { ch <- RelayWithIdle(client, upstream, s) }()
+	return ch
+}
+
+// waitResult returns Relay's result or fails the test after d.
+func waitResult(tb testing.TB, ch <-chan Result, d time.Duration) Result {
+	tb.Helper()
+	select {
+	case r := <-ch:
+		return r
+	case <-time.After(d):
+		tb.Fatalf("Relay did not return within %v", d)
+		return Result{}
+	}
+}
+
+// bufferedConn stands for a conn whose handshake left bytes in a
+// bufio.Reader: it is not a *net.TCPConn, so Relay must fall back to the
+// ordinary copy. It forwards CloseWrite, as such a wrapper should.
+type bufferedConn struct {
+	*net.TCPConn
+	r *bufio.Reader
+}
+
+func (c *bufferedConn) Read(p []byte) (int, error) { return c.r.Read(p) }
+
+// plainConn hides every method but net.Conn's, including CloseWrite.
+type plainConn struct{ net.Conn }
