@@ -48,8 +48,8 @@ func TestClassify(t *testing.T) {
 		{errors.New("something else"), nil},
 	}
 	for _, tt := range tests {
-		if got := classify(tt.err); got != tt.want {
-			t.Errorf("classify(%v) = %v, want %v", tt.err, got, tt.want)
+		if got := Classify(tt.err); got != tt.want {
+			t.Errorf("Classify(%v) = %v, want %v", tt.err, got, tt.want)
 		}
 	}
 }

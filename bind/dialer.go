@@ -2,7 +2,6 @@ package bind
 
 import (
 	"context"
-	"errors"
 	"net"
 	"net/netip"
 )
@@ -102,19 +101,5 @@ func (d *Dialer) control(link Link, bindSourceAddr bool) Control {
 }
 
 func (d *Dialer) dialError(network, address string, err error) error {
-	var dialErr *DialError
-	if errors.As(err, &dialErr) {
-		return err
-	}
-	kind := classify(err)
-	if errors.Is(err, ErrNICMissing) {
-		kind, err = ErrNICMissing, nil
-	}
-	// DialError already names the network and address; keep only the cause
-	// ("connect: connection refused") so the message does not say them twice.
-	var opErr *net.OpError
-	if errors.As(err, &opErr) && opErr.Err != nil {
-		err = opErr.Err
-	}
-	return &DialError{NIC: d.NIC, Network: network, Address: address, Kind: kind, Err: err}
+	return NewDialError(d.NIC, network, address, err)
 }

@@ -63,8 +63,28 @@ func (e *DialError) Unwrap() []error {
 // Timeout lets DialError satisfy net.Error's timeout contract.
 func (e *DialError) Timeout() bool { return errors.Is(e.Kind, ErrTimeout) }
 
-// classify names the kind of a dial error from its errno, or returns nil.
-func classify(err error) error {
+// NewDialError wraps a failed dial through nic in a DialError with its kind
+// classified. A DialError passes through unchanged.
+func NewDialError(nic, network, address string, err error) error {
+	var dialErr *DialError
+	if errors.As(err, &dialErr) {
+		return err
+	}
+	kind := Classify(err)
+	if errors.Is(err, ErrNICMissing) {
+		kind, err = ErrNICMissing, nil
+	}
+	// DialError already names the network and address; keep only the cause
+	// ("connect: connection refused") so the message does not say them twice.
+	var opErr *net.OpError
+	if errors.As(err, &opErr) && opErr.Err != nil {
+		err = opErr.Err
+	}
+	return &DialError{NIC: nic, Network: network, Address: address, Kind: kind, Err: err}
+}
+
+// Classify names the kind of a dial error from its errno, or returns nil.
+func Classify(err error) error {
 	var netErr net.Error
 	switch {
 	case err == nil:

@@ -22,9 +22,11 @@ const (
 const usage = `nicproxy — a local SOCKS5/SOCKS4a/HTTP proxy that pins connections to a NIC
 
 Usage:
+  nicproxy [run] [-c FILE] [-i NIC] [-l ADDR]   serve (default: 127.0.0.1:1080, default-route NIC)
   nicproxy check -c FILE                  validate a config, print a summary
   nicproxy route [-c FILE] [-u USER] [-s SRC] [--listener NAME] [--udp] DEST[:PORT]
                                           which rule and NIC would carry DEST
+  nicproxy hash-password                  read a password on stdin, print its bcrypt hash
   nicproxy version
 `
 
@@ -34,12 +36,15 @@ func main() {
 
 // run is main without the process: it returns the exit status.
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
-		return exitUsage
+	if len(args) == 0 || strings.HasPrefix(args[0], "-") && !isHelp(args[0]) {
+		return serve(args, stderr)
 	}
 	cmd, rest := args[0], args[1:]
 	switch cmd {
+	case "run":
+		return serve(rest, stderr)
+	case "hash-password":
+		return hashPassword(rest, stdin, stdout, stderr)
 	case "check":
 		return check(rest, stdout, stderr)
 	case "route":
@@ -53,6 +58,10 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stderr, "nicproxy: unknown command %q (try: nicproxy help)\n", cmd)
 	return exitUsage
+}
+
+func isHelp(arg string) bool {
+	return arg == "-h" || arg == "-help" || arg == "--help"
 }
 
 // usageError is a command-line mistake: it exits 2 with a one-line hint.

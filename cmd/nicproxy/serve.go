@@ -1,0 +1,106 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"nicproxy/config"
+	"nicproxy/proxy"
+)
+
+// serve runs the proxy until SIGINT or SIGTERM.
+func serve(args []string, stderr io.Writer) int {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	file := fs.String("c", "", "config `FILE` (default: the embedded default)")
+	nic := fs.String("i", "", "pin all traffic to `NIC`, with or without a file")
+	listen := fs.String("l", "", "listen on `ADDR` (one mixed listener), overriding the file")
+	positional, err := parseFlags(fs, args)
+	if err == nil && len(positional) > 0 {
+		err = usageError{fmt.Sprintf("unexpected argument %q", positional[0])}
+	}
+	if err != nil {
+		return reportUsage(stderr, "run", fs, err)
+	}
+
+	opts, err := hostOptions()
+	if err != nil {
+		fmt.Fprintf(stderr, "nicproxy: %v\n", err)
+		return exitFailure
+	}
+	opts.InterfaceOverride, opts.ListenOverride = *nic, *listen
+	cfg, err := loadConfig(*file, opts)
+	if err != nil {
+		return reportConfigError(stderr, err)
+	}
+	log, err := newLogger(cfg.Log, stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "nicproxy: %v\n", err)
+		return exitUsage
+	}
+	defer func() { _ = log.Sync() }()
+
+	def := cfg.Default.String()
+	if cfg.DefaultFromRoute {
+		def += " (the NIC of the default route)"
+	}
+	log.Info("nicproxy starting", zap.String("default_via", def), zap.String("config", cfg.Source),
+		zap.Int("rules", len(cfg.Rules)), zap.String("version", versionString()))
+	for _, w := range cfg.Warnings {
+		log.Warn(w.Error())
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for range hup {
+			log.Warn("SIGHUP received: reloading is not supported yet; restart nicproxy to apply a changed config")
+		}
+	}()
+
+	srv := proxy.New(cfg, log, proxy.Options{})
+	if err := srv.Listen(ctx); err != nil {
+		log.Error("cannot listen", zap.Error(err))
+		return exitFailure
+	}
+	for i, addr := range srv.Addrs() {
+		l := cfg.Listeners[i]
+		log.Info("listening", zap.String("name", l.Name), zap.Stringer("addr", addr), zap.String("protocol", string(l.Protocol)))
+	}
+	if err := srv.Serve(ctx); err != nil {
+		log.Error("serve", zap.Error(err))
+		return exitFailure
+	}
+	log.Info("nicproxy stopped")
+	return exitOK
+}
+
+// newLogger builds the zap logger the config asks for, writing to w.
+func newLogger(cfg config.Log, w io.Writer) (*zap.Logger, error) {
+	level, err := zapcore.ParseLevel(cfg.Level)
+	if err != nil {
+		return nil, fmt.Errorf("log.level: %w", err)
+	}
+	encCfg := zap.NewProductionEncoderConfig()
+	encCfg.EncodeTime = zapcore.ISO8601TimeEncoder
+	encCfg.EncodeDuration = zapcore.StringDurationEncoder
+	var enc zapcore.Encoder
+	if strings.EqualFold(cfg.Format, "json") {
+		enc = zapcore.NewJSONEncoder(encCfg)
+	} else {
+		encCfg.EncodeLevel = zapcore.CapitalLevelEncoder
+		enc = zapcore.NewConsoleEncoder(encCfg)
+	}
+	return zap.New(zapcore.NewCore(enc, zapcore.Lock(zapcore.AddSync(w)), level)), nil
+}

@@ -1,0 +1,376 @@
+package proxy
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptrace"
+	"net/http/httputil"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"nicproxy/config"
+	"nicproxy/proxy/router"
+	"nicproxy/proxy/upstream"
+)
+
+// httpProxy serves HTTP proxy clients with net/http: CONNECT tunnels and
+// absolute-URI requests forwarded by httputil.ReverseProxy, which already
+// strips hop-by-hop headers (Proxy-Authorization among them), handles
+// chunked bodies and relays protocol upgrades.
+type httpProxy struct {
+	st     *state
+	log    *zap.Logger
+	server *http.Server
+	conns  *connQueue
+
+	mu         sync.Mutex
+	transports map[string]*http.Transport // keyed by the NICs a decision allows
+}
+
+type httpConnKey struct{}
+
+// httpConn is a client connection handed to net/http, and how the session
+// learns that net/http is finished with it.
+type httpConn struct {
+	*net.TCPConn
+	ss       *session
+	doneOnce sync.Once
+	done     chan struct{}
+}
+
+func (c *httpConn) finish() { c.doneOnce.Do(func() { close(c.done) }) }
+
+func newHTTPProxy(s *Server, st *state) *httpProxy {
+	p := &httpProxy{
+		st:         st,
+		log:        s.log,
+		conns:      newConnQueue(),
+		transports: map[string]*http.Transport{},
+	}
+	p.server = &http.Server{
+		Handler:           p,
+		ReadHeaderTimeout: st.cfg.Timeouts.Handshake,
+		IdleTimeout:       st.cfg.Timeouts.Idle,
+		ErrorLog:          zap.NewStdLog(s.log.WithOptions(zap.IncreaseLevel(zap.WarnLevel))),
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			return context.WithValue(ctx, httpConnKey{}, c.(*httpConn))
+		},
+		ConnState: func(c net.Conn, cs http.ConnState) {
+			if cs == http.StateClosed {
+				c.(*httpConn).finish()
+			}
+		},
+	}
+	return p
+}
+
+// start serves handed-over connections until close.
+func (p *httpProxy) start() {
+	go func() { _ = p.server.Serve(p.conns) }()
+}
+
+// close stops serving: net/http closes its idle keep-alive connections,
+// and every upstream keep-alive connection is closed too.
+func (p *httpProxy) close() {
+	p.conns.Close()
+	_ = p.server.Close()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, t := range p.transports {
+		t.CloseIdleConnections()
+	}
+}
+
+// serve hands the session's connection to net/http and waits until
+// net/http has closed it or a tunnel on it has ended.
+func (p *httpProxy) serve(ss *session) {
+	ss.protocol = "http"
+	_ = ss.client.SetDeadline(time.Time{}) // net/http sets its own
+	c := &httpConn{TCPConn: ss.client, ss: ss, done: make(chan struct{})}
+	if !p.conns.push(c) {
+		return
+	}
+	<-c.done
+}
+
+func (p *httpProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	c := r.Context().Value(httpConnKey{}).(*httpConn)
+	// One access-log line per tunnel or forwarded request: each has its own
+	// destination, rule and NIC, even on one keep-alive connection.
+	rs := &session{
+		srv: c.ss.srv, ctx: c.ss.ctx, st: c.ss.st, listener: c.ss.listener,
+		client: c.ss.client, from: c.ss.from, start: time.Now(), protocol: "http",
+	}
+	if r.Method == http.MethodConnect {
+		rs.protocol = "http-connect"
+	}
+	defer rs.logAccess()
+
+	if !rs.allowed() {
+		rs.dest = r.Host
+		rs.err = fmt.Errorf("client %s is not in allow: %w", rs.from.Addr(), errRejected)
+		http.Error(w, "nicproxy: client not allowed", http.StatusForbidden)
+		return
+	}
+	if p.st.users.required() {
+		user, ok := p.authenticate(r)
+		if !ok {
+			rs.dest = r.Host
+			rs.err = errAuth
+			w.Header().Set("Proxy-Authenticate", `Basic realm="nicproxy"`)
+			http.Error(w, "nicproxy: proxy authentication required", http.StatusProxyAuthRequired)
+			return
+		}
+		rs.user = user
+	}
+	switch {
+	case r.Method == http.MethodConnect:
+		p.tunnel(w, r, rs, c)
+	case r.URL.IsAbs() && (r.URL.Scheme == "http" || r.URL.Scheme == "https"):
+		p.forward(w, r, rs)
+	default:
+		rs.err = fmt.Errorf("not a proxy request: %s %s", r.Method, r.URL)
+		http.Error(w, "nicproxy: this is a proxy; send absolute-URI or CONNECT requests", http.StatusBadRequest)
+	}
+}
+
+// authenticate checks Basic proxy credentials.
+func (p *httpProxy) authenticate(r *http.Request) (string, bool) {
+	scheme, encoded, ok := strings.Cut(r.Header.Get("Proxy-Authorization"), " ")
+	if !ok || subtle.ConstantTimeCompare([]byte(strings.ToLower(scheme)), []byte("basic")) != 1 {
+		return "", false
+	}
+	raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(encoded))
+	if err != nil {
+		return "", false
+	}
+	user, password, ok := strings.Cut(string(raw), ":")
+	if !ok || !p.st.users.valid(user, password) {
+		return "", false
+	}
+	return user, true
+}
+
+func (p *httpProxy) tunnel(w http.ResponseWriter, r *http.Request, rs *session, c *httpConn) {
+	host, port, err := splitHostPort(r.Host, 443)
+	if err != nil {
+		rs.dest, rs.err = r.Host, err
+		http.Error(w, "nicproxy: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	up, err := rs.connect(rs.ctx, host, port)
+	if err != nil {
+		rs.err = err
+		http.Error(w, "nicproxy: "+err.Error(), httpStatus(err))
+		return
+	}
+	hj, ok := w.(http.Hijacker)
+	if !ok {
+		up.Close()
+		up.Release()
+		rs.err = errors.New("connection cannot be hijacked")
+		http.Error(w, "nicproxy: "+rs.err.Error(), http.StatusInternalServerError)
+		return
+	}
+	_, brw, err := hj.Hijack()
+	if err != nil {
+		up.Close()
+		up.Release()
+		rs.err = err
+		return
+	}
+	// net/http no longer owns the connection: this handler ends it.
+	defer c.finish()
+	defer c.ss.client.Close()
+	if _, err := io.WriteString(c.ss.client, "HTTP/1.1 200 Connection established\r\n\r\n"); err != nil {
+		up.Close()
+		up.Release()
+		rs.err = err
+		return
+	}
+	var pending io.Reader
+	if n := brw.Reader.Buffered(); n > 0 {
+		pending = io.LimitReader(brw.Reader, int64(n))
+	}
+	rs.relay(up, pending)
+}
+
+// forwarded carries a request's routing into the transport's dial.
+type forwarded struct {
+	rs       *session
+	decision router.Decision
+}
+
+type forwardedKey struct{}
+
+func (p *httpProxy) forward(w http.ResponseWriter, r *http.Request, rs *session) {
+	defaultPort := uint16(80)
+	if r.URL.Scheme == "https" {
+		defaultPort = 443
+	}
+	host, port, err := splitHostPort(r.URL.Host, defaultPort)
+	if err != nil {
+		rs.dest, rs.err = r.URL.Host, err
+		http.Error(w, "nicproxy: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	rs.dest = net.JoinHostPort(host, strconv.Itoa(int(port)))
+	decision := p.st.router.Route(r.Context(), router.Request{
+		Client: rs.from, User: rs.user, Listener: rs.listener.Name,
+		Host: host, Port: port, Network: config.NetworkTCP,
+	})
+	rs.rule = decision.RuleName
+	if decision.Action == config.ActionReject {
+		rs.err = fmt.Errorf("%s: rule %s rejects it: %w", rs.dest, decision.RuleName, errRejected)
+		http.Error(w, "nicproxy: "+rs.err.Error(), http.StatusForbidden)
+		return
+	}
+	ctx := context.WithValue(r.Context(), forwardedKey{}, &forwarded{rs: rs, decision: decision})
+	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+		GotConn: func(info httptrace.GotConnInfo) {
+			if up, ok := info.Conn.(*upstream.Conn); ok {
+				rs.nic = up.NIC
+			}
+		},
+	})
+	counter := &countingWriter{ResponseWriter: w}
+	rp := &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			// The client's absolute URI is already the destination. No
+			// X-Forwarded-For: a forward proxy does not announce its client.
+			pr.Out.Host = r.Host
+		},
+		Transport: p.transport(decision),
+		ErrorLog:  zap.NewStdLog(p.log.WithOptions(zap.IncreaseLevel(zap.WarnLevel))),
+		ErrorHandler: func(w http.ResponseWriter, _ *http.Request, err error) {
+			rs.err = err
+			http.Error(w, "nicproxy: "+err.Error(), httpStatus(err))
+		},
+	}
+	rp.ServeHTTP(counter, r.WithContext(ctx))
+	rs.down = counter.n
+	if r.ContentLength > 0 {
+		rs.up = r.ContentLength
+	}
+}
+
+// transport returns the keep-alive pool for a decision's NICs: connections
+// dialed through one set of NICs are only reused for requests routed to the
+// same set, so keep-alive never moves a request to another NIC.
+func (p *httpProxy) transport(d router.Decision) *http.Transport {
+	key := d.Via.String()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if t, ok := p.transports[key]; ok {
+		return t
+	}
+	t := &http.Transport{
+		Proxy: nil, // never chain to the environment's proxy
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			f, ok := ctx.Value(forwardedKey{}).(*forwarded)
+			if !ok {
+				return nil, errors.New("nicproxy: dial without a routing decision")
+			}
+			host, port, err := splitHostPort(addr, 80)
+			if err != nil {
+				return nil, err
+			}
+			up, err := p.st.dialer.Dial(ctx, "tcp", f.decision, f.rs.from,
+				upstream.Target{Host: host, Port: port, Addr: f.decision.Addr})
+			if err != nil {
+				return nil, err
+			}
+			f.rs.nic = up.NIC
+			return up, nil
+		},
+		MaxIdleConns:        256,
+		MaxIdleConnsPerHost: 16,
+		IdleConnTimeout:     90 * time.Second,
+		DisableCompression:  true, // pass bodies through as the server sent them
+		ForceAttemptHTTP2:   false,
+	}
+	p.transports[key] = t
+	return t
+}
+
+// countingWriter counts response body bytes for the access log. It keeps
+// Hijack and Flush reachable: ReverseProxy needs them for upgrades and
+// streaming.
+type countingWriter struct {
+	http.ResponseWriter
+	n int64
+}
+
+func (c *countingWriter) Write(b []byte) (int, error) {
+	n, err := c.ResponseWriter.Write(b)
+	c.n += int64(n)
+	return n, err
+}
+
+func (c *countingWriter) Unwrap() http.ResponseWriter { return c.ResponseWriter }
+
+// splitHostPort splits "host:port", or takes a bare host with defaultPort.
+func splitHostPort(hostport string, defaultPort uint16) (string, uint16, error) {
+	host, portText, err := net.SplitHostPort(hostport)
+	if err != nil {
+		if strings.Contains(err.Error(), "missing port") {
+			return strings.Trim(hostport, "[]"), defaultPort, nil
+		}
+		return "", 0, fmt.Errorf("bad host %q: %w", hostport, err)
+	}
+	port, err := strconv.ParseUint(portText, 10, 16)
+	if err != nil || port == 0 {
+		return "", 0, fmt.Errorf("bad port in %q", hostport)
+	}
+	if host == "" {
+		return "", 0, fmt.Errorf("no host in %q", hostport)
+	}
+	return host, uint16(port), nil
+}
+
+// connQueue is a net.Listener fed by the mixed-port sniffer: net/http
+// serves connections it did not accept itself.
+type connQueue struct {
+	ch        chan net.Conn
+	closed    chan struct{}
+	closeOnce sync.Once
+}
+
+func newConnQueue() *connQueue {
+	return &connQueue{ch: make(chan net.Conn), closed: make(chan struct{})}
+}
+
+func (q *connQueue) push(c net.Conn) bool {
+	select {
+	case q.ch <- c:
+		return true
+	case <-q.closed:
+		return false
+	}
+}
+
+func (q *connQueue) Accept() (net.Conn, error) {
+	select {
+	case c := <-q.ch:
+		return c, nil
+	case <-q.closed:
+		return nil, net.ErrClosed
+	}
+}
+
+func (q *connQueue) Close() error {
+	q.closeOnce.Do(func() { close(q.closed) })
+	return nil
+}
+
+func (q *connQueue) Addr() net.Addr { return &net.TCPAddr{} }

@@ -1,0 +1,131 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+
+	socks5 "github.com/things-go/go-socks5"
+	"github.com/things-go/go-socks5/statute"
+	"go.uber.org/zap"
+)
+
+// socks5Server wraps things-go/go-socks5 for what it does well — method
+// negotiation, RFC 1929 auth, request parsing, replies — and takes over the
+// CONNECT step: the library would resolve names itself with the system
+// resolver (a DNS query out of the default NIC for every socks5h request)
+// and relay through buffers, which never splices. nicproxy hands it a
+// resolver that resolves nothing and a connect handler that routes, dials
+// pinned, and relays with splice.
+type socks5Server struct {
+	lib *socks5.Server
+}
+
+// sessionConn carries the session through the library to the connect
+// handler, which receives the conn back as its writer. It embeds the
+// *net.TCPConn so nothing in the relay path is wrapped.
+type sessionConn struct {
+	*net.TCPConn
+	ss *session
+}
+
+func newSOCKS5Server(s *Server, st *state) *socks5Server {
+	auth := []socks5.Authenticator{socks5.NoAuthAuthenticator{}}
+	if st.users.required() {
+		auth = []socks5.Authenticator{socks5.UserPassAuthenticator{Credentials: credentials{st.users}}}
+	}
+	p := &socks5Server{}
+	p.lib = socks5.NewServer(
+		socks5.WithAuthMethods(auth),
+		socks5.WithResolver(noResolver{}),
+		socks5.WithConnectHandle(p.connect),
+		socks5.WithBindHandle(unsupportedCommand),
+		socks5.WithAssociateHandle(unsupportedCommand),
+		socks5.WithLogger(zapLogger{s.log}),
+	)
+	return p
+}
+
+func (p *socks5Server) serve(ss *session) {
+	ss.protocol = "socks5"
+	err := p.lib.ServeConn(&sessionConn{TCPConn: ss.client, ss: ss})
+	if ss.err == nil && err != nil {
+		ss.err = err
+	}
+	if errors.Is(err, statute.ErrUserAuthFailed) {
+		ss.err = fmt.Errorf("%w: %w", errAuth, err)
+	}
+	if ss.dest == "" && errors.Is(err, io.EOF) {
+		return // a client that left mid-handshake is not worth a line
+	}
+	ss.logAccess()
+}
+
+func (p *socks5Server) connect(_ context.Context, w io.Writer, req *socks5.Request) error {
+	sc, ok := w.(*sessionConn)
+	if !ok {
+		return fmt.Errorf("socks5: connect handler got %T, not the session", w)
+	}
+	ss := sc.ss
+	if req.AuthContext != nil {
+		ss.user = req.AuthContext.Payload["username"]
+	}
+	host := req.RawDestAddr.FQDN
+	if host == "" {
+		host = req.RawDestAddr.IP.String()
+	}
+	if !ss.allowed() {
+		ss.dest = net.JoinHostPort(host, fmt.Sprint(req.RawDestAddr.Port))
+		ss.err = fmt.Errorf("client %s is not in allow: %w", ss.from.Addr(), errRejected)
+		return socks5.SendReply(w, statute.RepRuleFailure, nil)
+	}
+	up, err := ss.connect(ss.ctx, host, uint16(req.RawDestAddr.Port))
+	if err != nil {
+		ss.err = err
+		return socks5.SendReply(w, socks5Reply(err), nil)
+	}
+	if err := socks5.SendReply(w, statute.RepSuccess, up.LocalAddr()); err != nil {
+		up.Close()
+		up.Release()
+		ss.err = err
+		return nil
+	}
+	// Bytes the client sent right after its request may sit in the
+	// library's bufio.Reader; they must reach the upstream first.
+	var pending io.Reader
+	if br, ok := req.Reader.(*bufio.Reader); ok && br.Buffered() > 0 {
+		pending = io.LimitReader(br, int64(br.Buffered()))
+	}
+	ss.relay(up, pending)
+	return nil
+}
+
+func unsupportedCommand(_ context.Context, w io.Writer, req *socks5.Request) error {
+	if sc, ok := w.(*sessionConn); ok {
+		sc.ss.err = fmt.Errorf("socks5: command %d is not supported", req.Command)
+	}
+	return socks5.SendReply(w, statute.RepCommandNotSupported, nil)
+}
+
+// noResolver leaves names unresolved: the connect step resolves them
+// through the NIC the rules chose.
+type noResolver struct{}
+
+func (noResolver) Resolve(ctx context.Context, _ string) (context.Context, net.IP, error) {
+	return ctx, nil, nil
+}
+
+// credentials adapts users to the library's CredentialStore.
+type credentials struct{ users *users }
+
+func (c credentials) Valid(user, password, _ string) bool { return c.users.valid(user, password) }
+
+// zapLogger sends the library's messages to the debug log.
+type zapLogger struct{ log *zap.Logger }
+
+func (l zapLogger) Errorf(format string, args ...any) {
+	l.log.Debug("socks5", zap.String("detail", fmt.Sprintf(format, args...)))
+}
