@@ -22,7 +22,7 @@ type result struct {
 // host has exactly ens33 and ens160 and a default route through ens33.
 func nicproxy(t *testing.T, lab *netlab.Lab, args ...string) result {
 	t.Helper()
-	cmd := lab.Command(binary, args...)
+	cmd := lab.Command(nicproxyBinary, args...)
 	// The race runtime otherwise sleeps a second at every exit.
 	cmd.Env = append(os.Environ(), "GORACE=atexit_sleep_ms=0 halt_on_error=1")
 	var stdout, stderr bytes.Buffer

@@ -8,9 +8,9 @@ import (
 	"testing"
 )
 
-// binary is the nicproxy command built once for the end-to-end tests, which
+// nicproxyBinary is the nicproxy command built once for the end-to-end tests, which
 // run it as users do: as a process, inside the lab's host namespace.
-var binary string
+var nicproxyBinary string
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "nicproxy-e2e-")
@@ -18,8 +18,8 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	binary = filepath.Join(dir, "nicproxy")
-	build := exec.Command("go", "build", "-race", "-o", binary, "nicproxy/cmd/nicproxy")
+	nicproxyBinary = filepath.Join(dir, "nicproxy")
+	build := exec.Command("go", "build", "-race", "-o", nicproxyBinary, "nicproxy/cmd/nicproxy")
 	build.Stdout, build.Stderr = os.Stdout, os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "build nicproxy:", err)
