@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -243,6 +244,12 @@ func (p *httpProxy) forward(w http.ResponseWriter, r *http.Request, rs *session)
 			}
 		},
 	})
+	// ReverseProxy streams the request body upstream while it writes the
+	// response; without full duplex, net/http would drain the unread body
+	// itself as the response starts, racing the transport for it.
+	_ = http.NewResponseController(w).EnableFullDuplex()
+	body := &countingBody{ReadCloser: r.Body}
+	r.Body = body
 	counter := &countingWriter{ResponseWriter: w}
 	rp := &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
@@ -259,9 +266,7 @@ func (p *httpProxy) forward(w http.ResponseWriter, r *http.Request, rs *session)
 	}
 	rp.ServeHTTP(counter, r.WithContext(ctx))
 	rs.down = counter.n
-	if r.ContentLength > 0 {
-		rs.up = r.ContentLength
-	}
+	rs.up = body.n.Load()
 }
 
 // transport returns the keep-alive pool for a decision's NICs: connections
@@ -318,6 +323,19 @@ func (c *countingWriter) Write(b []byte) (int, error) {
 }
 
 func (c *countingWriter) Unwrap() http.ResponseWriter { return c.ResponseWriter }
+
+// countingBody counts request body bytes for the access log; the transport
+// reads it from its own goroutine.
+type countingBody struct {
+	io.ReadCloser
+	n atomic.Int64
+}
+
+func (c *countingBody) Read(b []byte) (int, error) {
+	n, err := c.ReadCloser.Read(b)
+	c.n.Add(int64(n))
+	return n, err
+}
 
 // splitHostPort splits "host:port", or takes a bare host with defaultPort.
 func splitHostPort(hostport string, defaultPort uint16) (string, uint16, error) {

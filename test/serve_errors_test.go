@@ -1,0 +1,282 @@
+package test
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/sha256"
+	"encoding/base64"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"nicproxy/test/netlab"
+)
+
+// errorsConfig routes by port so each failure has its own destination.
+const errorsConfig = `
+listen: [{addr: 127.0.0.1:1080}]
+users: [{name: alice, password: "s3cret"}]
+interfaces:
+  ens200: {}                 # declared, never present
+rules:
+  - {name: no-smtp, port: [25], action: reject}
+  - {name: gone, port: [2000], via: ens200}
+  - {name: downed, port: [2001], via: ens160}
+default: ens33
+timeouts: {dial: 1s, idle: 1s, handshake: 5s}
+`
+
+// TestServeErrors checks each failure's exact SOCKS5 reply code and HTTP
+// status, and that failing flows never leak out of the other NIC.
+func TestServeErrors(t *testing.T) {
+	lab := newServingLab(t)
+	lab.StartProxy(nicproxyBinary, "127.0.0.1:1080", errorsConfig)
+	lab.SetDown("ens160")
+	server := netlab.Server.String()
+	auth := http.Header{"Proxy-Authorization": {"Basic " + base64.StdEncoding.EncodeToString([]byte("alice:s3cret"))}}
+
+	tests := []struct {
+		name       string
+		host       string
+		port       uint16
+		wantSOCKS5 byte
+		wantHTTP   int
+		wantBody   string // the 502 body names the NIC
+		within     time.Duration
+	}{
+		{"reject rule", server, 25, 0x02, http.StatusForbidden, "no-smtp", time.Second},
+		{"NIC that does not exist", server, 2000, 0x03, http.StatusBadGateway, "via ens200", time.Second},
+		{"NIC that is down", server, 2001, 0x03, http.StatusBadGateway, "via ens160", time.Second},
+		{"refused port", server, 9, 0x05, http.StatusBadGateway, "via ens33", time.Second},
+		{"black-holed address", netlab.Blackhole.String(), 80, 0x06, http.StatusGatewayTimeout, "via ens33", 3 * time.Second},
+		{"name that does not resolve", "nx.test", 80, 0x04, http.StatusBadGateway, "via ens33", 3 * time.Second},
+	}
+	for _, tt := range tests {
+		// A flow that must fail closed may not leave through ens33 instead.
+		failClosed := tt.wantSOCKS5 == 0x02 || tt.wantSOCKS5 == 0x03
+		checkNoLeak := func(t *testing.T, before netlab.Snapshot) {
+			if tx := before.TxSince("ens33"); failClosed && tx != 0 {
+				t.Errorf("ens33 sent %d bytes for a flow that must fail closed", tx)
+			}
+		}
+		t.Run(tt.name+" over socks5", func(t *testing.T) {
+			before := lab.Snapshot()
+			defer checkNoLeak(t, before)
+			conn := dialProxy(t, lab.Lab)
+			start := time.Now()
+			rep, err := socks5Dial(conn, "alice", "s3cret", tt.host, tt.port)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rep != tt.wantSOCKS5 {
+				t.Errorf("reply %#x, want %#x", rep, tt.wantSOCKS5)
+			}
+			if d := time.Since(start); d > tt.within {
+				t.Errorf("took %v, want under %v", d, tt.within)
+			}
+		})
+		t.Run(tt.name+" over http CONNECT", func(t *testing.T) {
+			before := lab.Snapshot()
+			defer checkNoLeak(t, before)
+			conn := dialProxy(t, lab.Lab)
+			start := time.Now()
+			resp, _, err := httpConnect(conn, tt.host, tt.port, auth)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+			if resp.StatusCode != tt.wantHTTP {
+				t.Errorf("status %d, want %d (body %q)", resp.StatusCode, tt.wantHTTP, body)
+			}
+			if !strings.Contains(string(body), tt.wantBody) {
+				t.Errorf("body %q does not name %q", body, tt.wantBody)
+			}
+			if d := time.Since(start); d > tt.within {
+				t.Errorf("took %v, want under %v", d, tt.within)
+			}
+		})
+	}
+
+	t.Run("wrong password over socks5", func(t *testing.T) {
+		_, err := socks5Dial(dialProxy(t, lab.Lab), "alice", "wrong", server, 80)
+		if err != errAuthFailed {
+			t.Fatalf("got %v, want an authentication failure", err)
+		}
+	})
+	t.Run("wrong password over http", func(t *testing.T) {
+		bad := http.Header{"Proxy-Authorization": {"Basic " + base64.StdEncoding.EncodeToString([]byte("alice:wrong"))}}
+		resp, _, err := httpConnect(dialProxy(t, lab.Lab), server, lab.web.HTTPS.Port(), bad)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.StatusCode != http.StatusProxyAuthRequired {
+			t.Errorf("status %d, want 407", resp.StatusCode)
+		}
+		if got := resp.Header.Get("Proxy-Authenticate"); got != `Basic realm="nicproxy"` {
+			t.Errorf("Proxy-Authenticate %q", got)
+		}
+		out, _, _ := lab.Curl("-o", "/dev/null", "-w", "%{http_code}", "--proxy", "http://alice:wrong@127.0.0.1:1080", lab.url("http", "web.test", "/whoami"))
+		if out != "407" {
+			t.Errorf("curl with a wrong password got status %q, want 407", out)
+		}
+	})
+	t.Run("socks4 refused when users are configured", func(t *testing.T) {
+		_, stderr, err := lab.Curl("--proxy", "socks4a://127.0.0.1:1080", lab.url("http", "web.test", "/whoami"))
+		if err == nil {
+			t.Fatal("socks4a succeeded although users are configured")
+		}
+		t.Logf("curl: %s", strings.TrimSpace(stderr))
+	})
+	t.Run("hop-by-hop headers and credentials are not forwarded", func(t *testing.T) {
+		out, stderr, err := lab.Curl("--proxy", "http://alice:s3cret@127.0.0.1:1080",
+			"-H", "Connection: X-Secret-Hop", "-H", "X-Secret-Hop: 1", "-H", "Keep-Alive: 5",
+			lab.url("http", "web.test", "/headers"))
+		if err != nil {
+			t.Fatalf("%v: %s", err, stderr)
+		}
+		for _, banned := range []string{"Proxy-Authorization", "X-Secret-Hop", "Keep-Alive", "Proxy-Connection"} {
+			if strings.Contains(out, banned+":") {
+				t.Errorf("upstream received %s:\n%s", banned, out)
+			}
+		}
+	})
+}
+
+func dialProxy(t *testing.T, lab *netlab.Lab) net.Conn {
+	t.Helper()
+	conn, err := lab.DialHost("tcp", "127.0.0.1:1080")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	_ = conn.SetDeadline(time.Now().Add(20 * time.Second))
+	return conn
+}
+
+// TestServeRelay checks the relay: large downloads byte-exact through
+// SOCKS5 and HTTP CONNECT, half-close, idle timeout, WebSocket upgrade.
+func TestServeRelay(t *testing.T) {
+	lab := newServingLab(t)
+	lab.StartProxy(nicproxyBinary, "127.0.0.1:1080", `
+default: ens160
+timeouts: {idle: 1s}
+`)
+	const size = 100 << 20
+	want := sha256.New()
+	if _, err := io.Copy(want, netlab.ExpectedBytes(size)); err != nil {
+		t.Fatal(err)
+	}
+	for _, proxy := range []string{"socks5h://127.0.0.1:1080", "http://127.0.0.1:1080"} {
+		t.Run("100 MiB through "+proxy, func(t *testing.T) {
+			before := lab.Snapshot()
+			file := filepath.Join(t.TempDir(), "download")
+			args := []string{"--proxy", proxy, "-o", file, "--max-time", "120", lab.url("http", "web.test", fmt.Sprintf("/bytes?n=%d", size))}
+			if strings.HasPrefix(proxy, "http:") {
+				args = append([]string{"--proxytunnel"}, args...)
+			}
+			if _, stderr, err := lab.Curl(args...); err != nil {
+				t.Fatalf("%v: %s", err, stderr)
+			}
+			f, err := os.Open(file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			got := sha256.New()
+			n, _ := io.Copy(got, f)
+			if n != size || !bytes.Equal(got.Sum(nil), want.Sum(nil)) {
+				t.Errorf("downloaded %d bytes, hash match %v; want %d byte-exact", n, bytes.Equal(got.Sum(nil), want.Sum(nil)), size)
+			}
+			if tx := before.TxSince("ens33"); tx != 0 {
+				t.Errorf("ens33 sent %d bytes, want 0", tx)
+			}
+		})
+	}
+
+	t.Run("half-closed upload still gets the full reply", func(t *testing.T) {
+		conn := dialProxy(t, lab.Lab)
+		if rep, err := socks5Dial(conn, "", "", netlab.Server.String(), lab.echo.TCP.Port()); err != nil || rep != 0 {
+			t.Fatalf("connect: reply %#x, %v", rep, err)
+		}
+		payload := bytes.Repeat([]byte("half-close "), 100000)
+		r := bufio.NewReader(conn)
+		seen := netlab.MustSeen(t, r)
+		if seen.Addr() != netlab.Ens160.Addr {
+			t.Errorf("echo server saw %v, want ens160", seen.Addr())
+		}
+		go func() {
+			_, _ = conn.Write(payload)
+			_ = conn.(*net.TCPConn).CloseWrite()
+		}()
+		got, err := io.ReadAll(r)
+		if err != nil || !bytes.Equal(got, payload) {
+			t.Errorf("got %d bytes back (err %v), want the %d-byte payload", len(got), err, len(payload))
+		}
+	})
+
+	t.Run("idle tunnel is closed after timeouts.idle", func(t *testing.T) {
+		conn := dialProxy(t, lab.Lab)
+		if rep, err := socks5Dial(conn, "", "", netlab.Server.String(), lab.echo.TCP.Port()); err != nil || rep != 0 {
+			t.Fatalf("connect: reply %#x, %v", rep, err)
+		}
+		r := bufio.NewReader(conn)
+		netlab.MustSeen(t, r)
+		start := time.Now()
+		_, err := r.ReadByte() // nothing more comes: the proxy must close it
+		idleFor := time.Since(start)
+		if err != io.EOF {
+			t.Fatalf("read after idle: %v, want EOF", err)
+		}
+		if idleFor < 900*time.Millisecond || idleFor > 3*time.Second {
+			t.Errorf("closed after %v, want about 1s", idleFor)
+		}
+	})
+
+	t.Run("websocket upgrade through the http proxy", func(t *testing.T) {
+		conn := dialProxy(t, lab.Lab)
+		target := lab.web.HTTP.String()
+		fmt.Fprintf(conn, "GET http://%s/ws HTTP/1.1\r\nHost: %s\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n", target, target)
+		r := bufio.NewReader(conn)
+		resp, err := http.ReadResponse(r, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.StatusCode != http.StatusSwitchingProtocols {
+			t.Fatalf("status %d, want 101", resp.StatusCode)
+		}
+		seen := netlab.MustSeen(t, r)
+		if seen.Addr() != netlab.Ens160.Addr {
+			t.Errorf("server saw %v, want ens160", seen.Addr())
+		}
+		fmt.Fprint(conn, "ping over the upgraded connection")
+		got := make([]byte, len("ping over the upgraded connection"))
+		if _, err := io.ReadFull(r, got); err != nil || string(got) != "ping over the upgraded connection" {
+			t.Errorf("echo %q, %v", got, err)
+		}
+	})
+}
+
+// TestServeRefusesOpenProxy: a non-loopback listener without users or
+// allow must not start.
+func TestServeRefusesOpenProxy(t *testing.T) {
+	lab := netlab.New(t)
+	path := writeConfig(t, "listen: [{addr: \"0.0.0.0:1080\"}]\n")
+	res := nicproxy(t, lab, "run", "-c", path)
+	if res.code != 2 {
+		t.Errorf("exit %d, want 2", res.code)
+	}
+	want := path + `:1:17: listen[0].addr: 0.0.0.0:1080 is not a loopback address; set users or allow so it is not an open proxy`
+	if !strings.Contains(res.stderr, want) {
+		t.Errorf("stderr lacks %q:\n%s", want, res.stderr)
+	}
+	res = nicproxy(t, lab, "-l", "0.0.0.0:1080")
+	if res.code != 2 || !strings.Contains(res.stderr, "not a loopback address") {
+		t.Errorf("-l 0.0.0.0:1080 without users: exit %d, stderr %s", res.code, res.stderr)
+	}
+}

@@ -1,0 +1,194 @@
+package test
+
+import (
+	"bytes"
+	"crypto/rand"
+	"fmt"
+	"io"
+	"net/http"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"nicproxy/test/netlab"
+)
+
+// servingLab is a lab with web, echo and DNS servers upstream; names
+// resolve only through the lab's DNS server, reached through a NIC.
+type servingLab struct {
+	*netlab.Lab
+	web  *netlab.Web
+	echo *netlab.Echo
+}
+
+func newServingLab(t *testing.T) *servingLab {
+	t.Helper()
+	lab := netlab.New(t)
+	s := &servingLab{Lab: lab, web: lab.StartWeb(), echo: lab.StartEcho()}
+	lab.UseDNS(lab.StartDNS(map[string]netip.Addr{"web.test": netlab.Server}))
+	return s
+}
+
+func (s *servingLab) url(scheme, host, path string) string {
+	port := s.web.HTTP.Port()
+	if scheme == "https" {
+		port = s.web.HTTPS.Port()
+	}
+	return fmt.Sprintf("%s://%s:%d%s", scheme, host, port, path)
+}
+
+// flow is one client's upload through the proxy, and what it showed.
+type flow struct {
+	seen netip.Addr // the client address the web server saw
+	sent int        // bytes uploaded
+}
+
+// checkPinned asserts the flow left through want: the server saw want's
+// address, want sent at least the upload, and other sent nothing at all.
+func checkPinned(t *testing.T, before netlab.Snapshot, f flow, want, other netlab.NIC) {
+	t.Helper()
+	if f.seen != want.Addr {
+		t.Errorf("server saw %v, want %s's address %v", f.seen, want.Name, want.Addr)
+	}
+	if tx := before.TxSince(want.Name); tx < uint64(f.sent) {
+		t.Errorf("%s sent %d bytes, want at least the %d uploaded", want.Name, tx, f.sent)
+	}
+	if tx := before.TxSince(other.Name); tx != 0 {
+		t.Errorf("%s sent %d bytes, want 0", other.Name, tx)
+	}
+}
+
+// curlUpload POSTs a random payload to /echo with curl and checks the echo.
+func (s *servingLab) curlUpload(t *testing.T, env []string, url string, args ...string) flow {
+	t.Helper()
+	dir := t.TempDir()
+	payload := make([]byte, 64<<10)
+	_, _ = rand.Read(payload)
+	in, body, head := filepath.Join(dir, "in"), filepath.Join(dir, "body"), filepath.Join(dir, "head")
+	if err := os.WriteFile(in, payload, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	args = append(args, "--cacert", s.web.CAFile, "--data-binary", "@"+in, "-o", body, "-D", head, url)
+	if _, stderr, err := s.CurlEnv(env, append([]string{"-v"}, args...)...); err != nil {
+		t.Fatalf("curl %v: %v: %s", args, err, stderr)
+	}
+	got, _ := os.ReadFile(body)
+	if !bytes.Equal(got, payload) {
+		t.Errorf("echoed body is %d bytes, not the %d-byte payload", len(got), len(payload))
+	}
+	headers, _ := os.ReadFile(head)
+	return flow{seen: seenHeader(t, string(headers)), sent: len(payload)}
+}
+
+func seenHeader(t *testing.T, headers string) netip.Addr {
+	t.Helper()
+	for _, line := range strings.Split(headers, "\n") {
+		if k, v, ok := strings.Cut(line, ":"); ok && strings.EqualFold(k, "X-Seen") {
+			ap, err := netip.ParseAddrPort(strings.TrimSpace(v))
+			if err != nil {
+				t.Fatalf("X-Seen %q: %v", v, err)
+			}
+			return ap.Addr()
+		}
+	}
+	t.Fatalf("no X-Seen header in:\n%s", headers)
+	return netip.Addr{}
+}
+
+// TestServeRealClients pins everything to ens160 (nicproxy -i ens160, no
+// file) and drives it with each client a user would point at it.
+func TestServeRealClients(t *testing.T) {
+	lab := newServingLab(t)
+	lab.StartProxy(nicproxyBinary, "127.0.0.1:1080", "", "-i", "ens160", "-l", "127.0.0.1:1080")
+	lab.StartProxy(nicproxyBinary, "127.0.0.1:1081", `
+listen: [{addr: 127.0.0.1:1081}]
+users: [{name: alice, password: "s3cret"}]
+default: ens160
+`)
+	ip := netlab.Server.String()
+	tests := []struct {
+		name string
+		env  []string
+		url  string
+		args []string
+	}{
+		{"curl socks5h", nil, lab.url("http", "web.test", "/echo"), []string{"--proxy", "socks5h://127.0.0.1:1080"}},
+		{"curl socks5 (client resolves)", nil, lab.url("http", ip, "/echo"), []string{"--proxy", "socks5://127.0.0.1:1080"}},
+		{"curl http proxy, http URL", nil, lab.url("http", "web.test", "/echo"), []string{"--proxy", "http://127.0.0.1:1080"}},
+		{"curl http proxy, https URL (CONNECT)", nil, lab.url("https", "web.test", "/echo"), []string{"--proxy", "http://127.0.0.1:1080"}},
+		{"curl socks4a", nil, lab.url("http", "web.test", "/echo"), []string{"--proxy", "socks4a://127.0.0.1:1080"}},
+		{"ALL_PROXY=socks5h", []string{"ALL_PROXY=socks5h://127.0.0.1:1080"}, lab.url("https", "web.test", "/echo"), nil},
+		{"HTTPS_PROXY with user:pass", []string{"HTTPS_PROXY=http://alice:s3cret@127.0.0.1:1081"}, lab.url("https", "web.test", "/echo"), nil},
+		{"http_proxy with user:pass (curl ignores HTTP_PROXY)", []string{"http_proxy=http://alice:s3cret@127.0.0.1:1081"}, lab.url("http", "web.test", "/echo"), nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			before := lab.Snapshot()
+			f := lab.curlUpload(t, tt.env, tt.url, tt.args...)
+			checkPinned(t, before, f, netlab.Ens160, netlab.Ens33)
+		})
+	}
+
+	t.Run("Go net/http with ProxyFromEnvironment", func(t *testing.T) {
+		// ProxyFromEnvironment reads the environment once per process; no
+		// other test in this binary calls it.
+		t.Setenv("HTTPS_PROXY", "http://alice:s3cret@127.0.0.1:1081")
+		client := &http.Client{Transport: &http.Transport{
+			Proxy:           http.ProxyFromEnvironment,
+			DialContext:     lab.DialHostContext, // sockets made in the host namespace
+			TLSClientConfig: tlsConfig(lab.web.CertPool),
+		}, Timeout: 20 * time.Second}
+		defer client.CloseIdleConnections()
+		payload := bytes.Repeat([]byte("go client "), 6554)
+		before := lab.Snapshot()
+		resp, err := client.Post(lab.url("https", "web.test", "/echo"), "application/octet-stream", bytes.NewReader(payload))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		got, err := io.ReadAll(resp.Body)
+		if err != nil || !bytes.Equal(got, payload) {
+			t.Fatalf("echo: %d bytes (err %v), want the %d-byte payload", len(got), err, len(payload))
+		}
+		seen, err := netip.ParseAddrPort(resp.Header.Get("X-Seen"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkPinned(t, before, flow{seen: seen.Addr(), sent: len(payload)}, netlab.Ens160, netlab.Ens33)
+	})
+}
+
+// TestServeSplitByRule sends one user via ens160 and one destination via
+// ens33 through one proxy; each flow must land on its own NIC.
+func TestServeSplitByRule(t *testing.T) {
+	lab := newServingLab(t)
+	lab.StartProxy(nicproxyBinary, "127.0.0.1:1080", fmt.Sprintf(`
+users:
+  - {name: alice, password: "a-pw"}
+  - {name: bob, password: "b-pw"}
+rules:
+  - {name: alice-wan, user: [alice], via: ens160}
+  - {name: web-lan, dst: ["%s/32"], via: ens33}
+default: ens160
+`, netlab.Server))
+	url := lab.url("http", "web.test", "/echo")
+	for _, tt := range []struct {
+		user, password string
+		want, other    netlab.NIC
+	}{
+		{"alice", "a-pw", netlab.Ens160, netlab.Ens33},
+		{"bob", "b-pw", netlab.Ens33, netlab.Ens160},
+	} {
+		for _, scheme := range []string{"socks5h", "http"} {
+			t.Run(tt.user+" over "+scheme, func(t *testing.T) {
+				before := lab.Snapshot()
+				proxy := fmt.Sprintf("%s://%s:%s@127.0.0.1:1080", scheme, tt.user, tt.password)
+				f := lab.curlUpload(t, nil, url, "--proxy", proxy)
+				checkPinned(t, before, f, tt.want, tt.other)
+			})
+		}
+	}
+}
