@@ -17,7 +17,8 @@ type users struct {
 	byName map[string]config.User
 
 	mu       sync.Mutex
-	verified map[[sha256.Size]byte]bool // cache of bcrypt results, bounded
+	verified map[[sha256.Size]byte]bool // cache of bcrypt results
+	limit    int                        // most entries verified may hold
 }
 
 // maxVerified bounds the bcrypt cache; a client guessing passwords must not
@@ -25,7 +26,7 @@ type users struct {
 const maxVerified = 1024
 
 func newUsers(list []config.User) *users {
-	u := &users{byName: map[string]config.User{}, verified: map[[sha256.Size]byte]bool{}}
+	u := &users{byName: map[string]config.User{}, verified: map[[sha256.Size]byte]bool{}, limit: maxVerified}
 	for _, user := range list {
 		u.byName[user.Name] = user
 	}
@@ -58,7 +59,7 @@ func (u *users) valid(name, password string) bool {
 	}
 	ok = bcrypt.CompareHashAndPassword(user.PasswordHash, []byte(password)) == nil
 	u.mu.Lock()
-	if len(u.verified) >= maxVerified {
+	if len(u.verified) >= u.limit {
 		clear(u.verified)
 	}
 	u.verified[key] = ok

@@ -3,11 +3,14 @@ package test
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"golang.org/x/crypto/bcrypt"
 
 	"nicproxy/test/netlab"
 )
@@ -120,5 +123,32 @@ func TestCLI(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestHashPassword(t *testing.T) {
+	lab := netlab.New(t)
+	cmd := lab.Command(nicproxyBinary, "hash-password")
+	cmd.Stdin = strings.NewReader("correct horse\n")
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	hash := bytes.TrimSpace(out)
+	if err := bcrypt.CompareHashAndPassword(hash, []byte("correct horse")); err != nil {
+		t.Errorf("hash %q does not verify the password: %v", hash, err)
+	}
+	if bcrypt.CompareHashAndPassword(hash, []byte("correct horse\n")) == nil {
+		t.Error("the newline became part of the password")
+	}
+	// The hash works in a config as it is printed.
+	res := nicproxy(t, lab, "check", "-c", writeConfig(t, fmt.Sprintf("users: [{name: a, password_hash: %q}]\n", hash)))
+	if res.code != 0 {
+		t.Errorf("config with the printed hash: exit %d: %s", res.code, res.stderr)
+	}
+	empty := lab.Command(nicproxyBinary, "hash-password")
+	empty.Stdin = strings.NewReader("\n")
+	if err := empty.Run(); err == nil {
+		t.Error("an empty password was hashed")
 	}
 }

@@ -101,6 +101,10 @@ func (l *Lab) build() {
 		})
 		l.ip("-n", ns, "link", "set", "lo", "up")
 	}
+	// IPv6 on the host's loopback only, for [::1] listeners: lo sends
+	// nothing on the NICs, so their counters stay exact. Written after
+	// all=1, which would otherwise switch it off again.
+	l.sysctl(l.Host, map[string]string{"net/ipv6/conf/lo/disable_ipv6": "0"})
 	l.ip("-n", l.Upstream, "link", "add", "name", "br0", "type", "bridge")
 	l.ip("-n", l.Upstream, "addr", "add", Gateway.String()+"/24", "dev", "br0")
 	l.ip("-n", l.Upstream, "link", "set", "br0", "up")

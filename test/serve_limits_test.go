@@ -1,0 +1,241 @@
+package test
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+
+	"nicproxy/test/netlab"
+)
+
+// TestServeListeners: IPv6 and single-protocol listeners, and access
+// control by client address and by SOCKS4 user id.
+func TestServeListeners(t *testing.T) {
+	lab := newServingLab(t)
+	lab.StartProxy(nicproxyBinary, "127.0.0.1:1080", `
+listen:
+  - {addr: "127.0.0.1:1080", protocol: socks5}
+  - {name: v6-http, addr: "[::1]:8080", protocol: http}
+  - {name: walled, addr: "127.0.0.1:1082"}
+rules:
+  - {name: carol-lan, user: [carol], via: ens33}
+  - {name: walled-off, listener: [walled], src: [192.0.2.0/24], via: ens33}
+  - {name: walled-rest, listener: [walled], action: reject}
+default: ens160
+`)
+	url := lab.url("http", "web.test", "/echo")
+
+	t.Run("http on an IPv6 listener", func(t *testing.T) {
+		before := lab.Snapshot()
+		f := lab.curlUpload(t, nil, url, "--proxy", "http://[::1]:8080")
+		checkPinned(t, before, f, netlab.Ens160, netlab.Ens33)
+	})
+	t.Run("a socks5 listener does not speak http", func(t *testing.T) {
+		if _, _, err := lab.Curl("--proxy", "http://127.0.0.1:1080", url); err == nil {
+			t.Error("an HTTP proxy request succeeded on a socks5-only listener")
+		}
+	})
+	t.Run("an http listener does not speak socks5", func(t *testing.T) {
+		if _, _, err := lab.Curl("--proxy", "socks5h://[::1]:8080", url); err == nil {
+			t.Error("a SOCKS5 request succeeded on an http-only listener")
+		}
+	})
+	t.Run("socks4 user id matches a user rule", func(t *testing.T) {
+		lab.StartProxy(nicproxyBinary, "127.0.0.1:1081", "", "-l", "127.0.0.1:1081", "-c", writeConfig(t, "rules: [{user: [carol], via: ens33}]\ndefault: ens160\n"))
+		before := lab.Snapshot()
+		f := lab.curlUpload(t, nil, url, "--proxy", "socks4a://carol@127.0.0.1:1081")
+		checkPinned(t, before, f, netlab.Ens33, netlab.Ens160)
+	})
+	t.Run("listener and src rules reject a client outside src", func(t *testing.T) {
+		out, _, _ := lab.Curl("-o", "/dev/null", "-w", "%{http_code}", "--proxy", "http://127.0.0.1:1082", url)
+		if out != "403" {
+			t.Errorf("status %q, want 403", out)
+		}
+	})
+}
+
+// TestServeAccessControl: allow lists, bcrypt users and the access log.
+func TestServeAccessControl(t *testing.T) {
+	lab := newServingLab(t)
+	hash, err := bcrypt.GenerateFromPassword([]byte("bob-pw"), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proc := lab.StartProxy(nicproxyBinary, "127.0.0.1:1080", fmt.Sprintf(`
+listen: [{addr: 127.0.0.1:1080}, {addr: 127.0.0.1:1081}]
+users: [{name: bob, password_hash: %q}]
+allow: [127.0.0.1/32]
+default: ens160
+log: {format: json}
+`, hash))
+	url := lab.url("http", "web.test", "/echo")
+
+	t.Run("bcrypt user over socks5 and http, same keep-alive", func(t *testing.T) {
+		for _, proxy := range []string{"socks5h://bob:bob-pw@127.0.0.1:1080", "http://bob:bob-pw@127.0.0.1:1080"} {
+			before := lab.Snapshot()
+			f := lab.curlUpload(t, nil, url, "--proxy", proxy)
+			checkPinned(t, before, f, netlab.Ens160, netlab.Ens33)
+		}
+	})
+	t.Run("a client outside allow gets 0x02 and 403", func(t *testing.T) {
+		// 127.0.0.2 is loopback but not in allow.
+		conn := dialFrom(t, lab.Lab, "127.0.0.2", "127.0.0.1:1081")
+		rep, err := socks5Dial(conn, "bob", "bob-pw", "web.test", lab.web.HTTP.Port())
+		if err != nil || rep != 0x02 {
+			t.Errorf("reply %#x, %v; want 0x02", rep, err)
+		}
+		conn = dialFrom(t, lab.Lab, "127.0.0.2", "127.0.0.1:1081")
+		resp, _, err := httpConnect(conn, "web.test", lab.web.HTTP.Port(), nil)
+		if err != nil || resp.StatusCode != http.StatusForbidden {
+			t.Errorf("CONNECT from outside allow: %v, %v; want 403", resp, err)
+		}
+	})
+	t.Run("the access log is JSON, names NIC and user, never the password", func(t *testing.T) {
+		time.Sleep(100 * time.Millisecond) // the last line is written as the connection closes
+		out := proc.Output()
+		if strings.Contains(out, "bob-pw") {
+			t.Errorf("the log contains a password:\n%s", out)
+		}
+		var access int
+		for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+			var entry map[string]any
+			if err := json.Unmarshal([]byte(line), &entry); err != nil {
+				t.Fatalf("log line is not JSON: %q", line)
+			}
+			if entry["msg"] != "access" || entry["result"] != "ok" {
+				continue
+			}
+			access++
+			for key, want := range map[string]any{"user": "bob", "nic": "ens160", "rule": "default"} {
+				if entry[key] != want {
+					t.Errorf("access %s = %v, want %v in %s", key, entry[key], want, line)
+				}
+			}
+			for _, key := range []string{"client", "protocol", "dest", "bytes_up", "bytes_down", "duration"} {
+				if _, ok := entry[key]; !ok {
+					t.Errorf("access line lacks %s: %s", key, line)
+				}
+			}
+		}
+		if access < 2 {
+			t.Errorf("%d successful access lines, want at least 2:\n%s", access, out)
+		}
+	})
+}
+
+// dialFrom connects from a chosen local address inside the host namespace.
+func dialFrom(t *testing.T, lab *netlab.Lab, local, remote string) net.Conn {
+	t.Helper()
+	var conn net.Conn
+	err := lab.InHost(func() error {
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(local)}, Timeout: 5 * time.Second}
+		var err error
+		conn, err = d.Dial("tcp", remote)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	return conn
+}
+
+// TestServeLimits: the handshake timeout, the connection limit, and the
+// SOCKS5 replies for what nicproxy does not serve.
+func TestServeLimits(t *testing.T) {
+	lab := newServingLab(t)
+	lab.StartProxy(nicproxyBinary, "127.0.0.1:1080", `
+default: ens160
+timeouts: {handshake: 1s}
+limits: {max_connections: 2}
+`)
+	t.Run("a silent client is dropped after timeouts.handshake", func(t *testing.T) {
+		conn := dialProxy(t, lab.Lab)
+		start := time.Now()
+		_, err := conn.Read(make([]byte, 1))
+		if d := time.Since(start); err == nil || d < 900*time.Millisecond || d > 3*time.Second {
+			t.Errorf("read returned %v after %v, want the connection closed after about 1s", err, d)
+		}
+	})
+	t.Run("unsupported command and address type", func(t *testing.T) {
+		for _, tt := range []struct {
+			name string
+			req  []byte
+			want byte
+		}{
+			{"BIND", []byte{0x05, 0x02, 0x00, 0x01, 198, 51, 100, 10, 0, 80}, 0x07},
+			{"command 0x09", []byte{0x05, 0x09, 0x00, 0x01, 198, 51, 100, 10, 0, 80}, 0x07},
+			{"address type 0x05", []byte{0x05, 0x01, 0x00, 0x05, 1, 2, 3, 4, 0, 80}, 0x08},
+		} {
+			conn := dialProxy(t, lab.Lab)
+			if _, err := conn.Write([]byte{0x05, 0x01, 0x00}); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := io.ReadFull(conn, make([]byte, 2)); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := conn.Write(tt.req); err != nil {
+				t.Fatal(err)
+			}
+			reply := make([]byte, 2)
+			if _, err := io.ReadFull(conn, reply); err != nil || reply[1] != tt.want {
+				t.Errorf("%s: reply %#x (%v), want %#x", tt.name, reply[1], err, tt.want)
+			}
+			conn.Close()
+		}
+	})
+	t.Run("clients over max_connections are refused at once", func(t *testing.T) {
+		var held []net.Conn
+		for range 2 {
+			conn := dialProxy(t, lab.Lab)
+			if rep, err := socks5Dial(conn, "", "", netlab.Server.String(), lab.echo.TCP.Port()); err != nil || rep != 0 {
+				t.Fatalf("connect: %#x %v", rep, err)
+			}
+			held = append(held, conn)
+		}
+		start := time.Now()
+		// The refusal may reach the client while it is still connecting.
+		extra, err := lab.DialHost("tcp", "127.0.0.1:1080")
+		if err == nil {
+			defer extra.Close()
+			_ = extra.SetDeadline(time.Now().Add(5 * time.Second))
+			if _, err = extra.Write([]byte{0x05, 0x01, 0x00}); err == nil {
+				_, err = bufio.NewReader(extra).ReadByte()
+			}
+		}
+		if err == nil || !(errors.Is(err, syscall.ECONNRESET) || errors.Is(err, io.EOF) || errors.Is(err, syscall.EPIPE)) {
+			t.Errorf("third client: %v, want the connection refused", err)
+		}
+		if d := time.Since(start); d > time.Second {
+			t.Errorf("refusing took %v", d)
+		}
+		for _, c := range held {
+			c.Close()
+		}
+		// Slots are given back: a new client is served again.
+		deadline := time.Now().Add(3 * time.Second)
+		for {
+			conn := dialProxy(t, lab.Lab)
+			rep, err := socks5Dial(conn, "", "", netlab.Server.String(), lab.echo.TCP.Port())
+			conn.Close()
+			if err == nil && rep == 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("no slot came back after closing the held tunnels: %#x %v", rep, err)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	})
+}
