@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bufio"
 	"context"
 	"crypto/subtle"
 	"encoding/base64"
@@ -101,7 +102,10 @@ func (p *httpProxy) serve(ss *session) {
 	if !p.conns.push(c) {
 		return
 	}
-	<-c.done
+	select {
+	case <-c.done:
+	case <-ss.ctx.Done(): // the shutdown grace period is over; the conn is cut
+	}
 }
 
 func (p *httpProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -138,7 +142,12 @@ func (p *httpProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case r.Method == http.MethodConnect:
 		p.tunnel(w, r, rs, c)
 	case r.URL.IsAbs() && (r.URL.Scheme == "http" || r.URL.Scheme == "https"):
-		p.forward(w, r, rs)
+		if hijacked := p.forward(w, r, rs); hijacked {
+			// An upgraded (WebSocket) connection left net/http's hands and
+			// has now been closed by ReverseProxy: net/http will not report
+			// it closed, so say so here.
+			c.finish()
+		}
 	default:
 		rs.err = fmt.Errorf("not a proxy request: %s %s", r.Method, r.URL)
 		http.Error(w, "nicproxy: this is a proxy; send absolute-URI or CONNECT requests", http.StatusBadRequest)
@@ -214,7 +223,9 @@ type forwarded struct {
 
 type forwardedKey struct{}
 
-func (p *httpProxy) forward(w http.ResponseWriter, r *http.Request, rs *session) {
+// forward proxies one absolute-URI request; it reports whether the client
+// connection was hijacked for a protocol upgrade.
+func (p *httpProxy) forward(w http.ResponseWriter, r *http.Request, rs *session) (hijacked bool) {
 	defaultPort := uint16(80)
 	if r.URL.Scheme == "https" {
 		defaultPort = 443
@@ -223,7 +234,7 @@ func (p *httpProxy) forward(w http.ResponseWriter, r *http.Request, rs *session)
 	if err != nil {
 		rs.dest, rs.err = r.URL.Host, err
 		http.Error(w, "nicproxy: "+err.Error(), http.StatusBadRequest)
-		return
+		return false
 	}
 	rs.dest = net.JoinHostPort(host, strconv.Itoa(int(port)))
 	decision := p.st.router.Route(r.Context(), router.Request{
@@ -234,7 +245,7 @@ func (p *httpProxy) forward(w http.ResponseWriter, r *http.Request, rs *session)
 	if decision.Action == config.ActionReject {
 		rs.err = fmt.Errorf("%s: rule %s rejects it: %w", rs.dest, decision.RuleName, errRejected)
 		http.Error(w, "nicproxy: "+rs.err.Error(), http.StatusForbidden)
-		return
+		return false
 	}
 	ctx := context.WithValue(r.Context(), forwardedKey{}, &forwarded{rs: rs, decision: decision})
 	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
@@ -267,6 +278,7 @@ func (p *httpProxy) forward(w http.ResponseWriter, r *http.Request, rs *session)
 	rp.ServeHTTP(counter, r.WithContext(ctx))
 	rs.down = counter.n
 	rs.up = body.n.Load()
+	return counter.hijacked
 }
 
 // transport returns the keep-alive pool for a decision's NICs: connections
@@ -313,7 +325,8 @@ func (p *httpProxy) transport(d router.Decision) *http.Transport {
 // streaming.
 type countingWriter struct {
 	http.ResponseWriter
-	n int64
+	n        int64
+	hijacked bool
 }
 
 func (c *countingWriter) Write(b []byte) (int, error) {
@@ -323,6 +336,15 @@ func (c *countingWriter) Write(b []byte) (int, error) {
 }
 
 func (c *countingWriter) Unwrap() http.ResponseWriter { return c.ResponseWriter }
+
+// Hijack records that ReverseProxy took the connection for an upgrade.
+func (c *countingWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	conn, brw, err := http.NewResponseController(c.ResponseWriter).Hijack()
+	if err == nil {
+		c.hijacked = true
+	}
+	return conn, brw, err
+}
 
 // countingBody counts request body bytes for the access log; the transport
 // reads it from its own goroutine.
