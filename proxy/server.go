@@ -69,19 +69,31 @@ func New(cfg *config.Config, log *zap.Logger, opts Options) *Server {
 }
 
 func (s *Server) newState(cfg *config.Config, opts Options) *state {
-	resolver := opts.Resolver
-	if resolver == nil {
-		resolver = net.DefaultResolver
+	dialer := upstream.New(cfg, opts.Links)
+	resolvers := func(via config.Via) router.Resolver { return dstResolver(via, dialer) }
+	if opts.Resolver != nil {
+		resolvers = func(config.Via) router.Resolver { return opts.Resolver }
 	}
 	st := &state{
 		cfg:    cfg,
-		router: router.New(cfg, resolver),
-		dialer: upstream.New(cfg, opts.Links),
+		router: router.NewWithResolvers(cfg, resolvers),
+		dialer: dialer,
 		users:  newUsers(cfg.Users),
 	}
 	st.socks5 = newSOCKS5Server(s, st)
 	st.http = newHTTPProxy(s, st)
 	return st
+}
+
+// dstResolver is the resolver a dst rule uses to look a name up before the
+// flow is dialed: through the first NIC of the rule's Via, the NIC the flow
+// takes when the rule matches, so the query never leaves through whatever
+// NIC the routing table prefers. Only `system` resolves unpinned.
+func dstResolver(via config.Via, dialer *upstream.Dialer) router.Resolver {
+	if via.Mode == config.ViaSystem || len(via.NICs) == 0 {
+		return net.DefaultResolver
+	}
+	return dialer.Resolver(via.NICs[0])
 }
 
 // listener is one open listening socket and the config entry behind it.

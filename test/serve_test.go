@@ -192,3 +192,23 @@ default: ens160
 		}
 	}
 }
+
+// TestServeDstRuleResolvesThroughItsNIC: to match a dst rule nicproxy must
+// resolve the name first; that query goes out the rule's NIC (here ens160,
+// against the kernel's preference for ens33), so a matched flow, DNS
+// included, never touches ens33.
+func TestServeDstRuleResolvesThroughItsNIC(t *testing.T) {
+	lab := newServingLab(t)
+	lab.StartProxy(nicproxyBinary, "127.0.0.1:1080", fmt.Sprintf(`
+rules:
+  - {name: web, dst: ["%s/32"], via: ens160}
+default: ens33
+`, netlab.Server))
+	for _, proxy := range []string{"socks5h://127.0.0.1:1080", "http://127.0.0.1:1080"} {
+		t.Run(proxy, func(t *testing.T) {
+			before := lab.Snapshot()
+			f := lab.curlUpload(t, nil, lab.url("http", "web.test", "/echo"), "--proxy", proxy)
+			checkPinned(t, before, f, netlab.Ens160, netlab.Ens33)
+		})
+	}
+}

@@ -7,6 +7,7 @@ package router
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/netip"
 	"slices"
 	"strings"
@@ -49,15 +50,23 @@ type Resolver interface {
 // It holds no mutable state and is safe for concurrent use; a reload builds
 // a new Router.
 type Router struct {
-	rules    []config.Rule
-	fallback config.Via
-	resolver Resolver
+	rules     []config.Rule
+	fallback  config.Via
+	resolvers func(config.Via) Resolver
 }
 
 // New returns a Router over cfg's rules and default. resolver serves dst
 // rules that meet a name; nil means such rules never match a name.
 func New(cfg *config.Config, resolver Resolver) *Router {
-	return &Router{rules: cfg.Rules, fallback: cfg.Default, resolver: resolver}
+	return NewWithResolvers(cfg, func(config.Via) Resolver { return resolver })
+}
+
+// NewWithResolvers is New with a resolver per Via: the name a dst rule
+// meets is looked up through the resolver of that rule's Via (the default's
+// for a rejecting rule), so when the rule matches, the query went out the
+// NIC the flow will take.
+func NewWithResolvers(cfg *config.Config, resolvers func(config.Via) Resolver) *Router {
+	return &Router{rules: cfg.Rules, fallback: cfg.Default, resolvers: resolvers}
 }
 
 // Route returns the decision for req: the first rule whose given fields all
@@ -153,7 +162,11 @@ func (r *Router) route(ctx context.Context, req Request, explain bool) (Decision
 			if isLiteral {
 				matchedAddr, ok = literal, rule.Dst.Contains(literal)
 			} else {
-				r.resolve(ctx, req.Host, &resolved)
+				via := rule.Via
+				if rule.Action == config.ActionReject {
+					via = r.fallback
+				}
+				r.resolve(ctx, req.Host, via, &resolved)
 				matchedAddr, ok = firstIn(rule.Dst, resolved.addrs)
 			}
 			if !ok {
@@ -178,16 +191,17 @@ func (r *Router) route(ctx context.Context, req Request, explain bool) (Decision
 	return Decision{Rule: -1, RuleName: "default", Action: config.ActionVia, Via: r.fallback}, why
 }
 
-func (r *Router) resolve(ctx context.Context, host string, l *lookup) {
+func (r *Router) resolve(ctx context.Context, host string, via config.Via, l *lookup) {
 	if l.done {
 		return
 	}
 	l.done = true
-	if r.resolver == nil {
+	resolver := r.resolvers(via)
+	if resolver == nil || isNilResolver(resolver) {
 		l.err = fmt.Errorf("no resolver for dst rules")
 		return
 	}
-	addrs, err := r.resolver.LookupNetIP(ctx, "ip", host)
+	addrs, err := resolver.LookupNetIP(ctx, "ip", host)
 	if err != nil {
 		l.err = err
 		return
@@ -196,6 +210,15 @@ func (r *Router) resolve(ctx context.Context, host string, l *lookup) {
 		addrs[i] = addrs[i].Unmap()
 	}
 	l.addrs = addrs
+}
+
+// isNilResolver catches a typed nil inside the interface (a nil *fake or
+// *net.Resolver handed to New).
+func isNilResolver(r Resolver) bool {
+	if nr, ok := r.(*net.Resolver); ok {
+		return nr == nil
+	}
+	return false
 }
 
 // firstIn returns the first address, in resolver order, inside set.

@@ -111,6 +111,9 @@ func (d *Dialer) nic(name string) *nicDialer {
 	return nd
 }
 
+// Resolver returns the resolver whose queries leave through nic.
+func (d *Dialer) Resolver(nic string) *net.Resolver { return d.nic(nic).resolver }
+
 // Dial connects to t as decision says, for the client at client. When the
 // decision names several NICs, each is tried in turn (failover order, or the
 // balancer's pick first) until one connects; the error of the last one is
