@@ -20,3 +20,6 @@ go run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
 
 echo "== go test -race"
 go test -race -count=1 ./...
+
+echo "== short fuzz runs (corpus in testdata/fuzz)"
+go test -run='^$' -fuzz='^FuzzReadRequest$' -fuzztime=10s ./proxy/socks4

@@ -122,6 +122,7 @@ default: ens160
 		{"curl socks4a", nil, lab.url("http", "web.test", "/echo"), []string{"--proxy", "socks4a://127.0.0.1:1080"}},
 		{"ALL_PROXY=socks5h", []string{"ALL_PROXY=socks5h://127.0.0.1:1080"}, lab.url("https", "web.test", "/echo"), nil},
 		{"HTTPS_PROXY with user:pass", []string{"HTTPS_PROXY=http://alice:s3cret@127.0.0.1:1081"}, lab.url("https", "web.test", "/echo"), nil},
+		{"curl http proxy, chunked upload", nil, lab.url("http", "web.test", "/echo"), []string{"--proxy", "http://127.0.0.1:1080", "-H", "Transfer-Encoding: chunked"}},
 		{"http_proxy with user:pass (curl ignores HTTP_PROXY)", []string{"http_proxy=http://alice:s3cret@127.0.0.1:1081"}, lab.url("http", "web.test", "/echo"), nil},
 	}
 	for _, tt := range tests {
