@@ -272,3 +272,12 @@ func (l *Lab) SetDown(nic string) { l.ip("-n", l.Host, "link", "set", nic, "down
 func (l *Lab) Command(name string, args ...string) *exec.Cmd {
 	return exec.Command("ip", append([]string{"netns", "exec", l.Host, name}, args...)...)
 }
+
+// AddAddress gives a host NIC one more IPv4 address on the lab's /24, with a
+// static neighbour entry upstream so that no ARP traffic (which the host
+// would answer on both NICs: ARP flux) moves a counter.
+func (l *Lab) AddAddress(nic string, addr netip.Addr) {
+	l.t.Helper()
+	l.ip("-n", l.Host, "addr", "add", addr.String()+"/24", "dev", nic)
+	l.ip("-n", l.Upstream, "neigh", "replace", addr.String(), "lladdr", l.mac(l.Host, nic), "dev", "br0", "nud", "permanent")
+}
