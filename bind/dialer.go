@@ -71,6 +71,15 @@ func (d *Dialer) ListenPacket(ctx context.Context, network, address string) (net
 	return pc, nil
 }
 
+// Check reports, without making a socket, whether the NIC can carry a dial
+// now: a *DialError of kind ErrNICMissing or ErrNICDown when it cannot.
+// Callers that must do work before dialing (resolve a name) check first, so
+// a missing NIC is reported as missing rather than as a failed lookup.
+func (d *Dialer) Check(network, address string) error {
+	_, err := d.link(network, address)
+	return err
+}
+
 // link looks the NIC up and fails fast when it is missing or down, before
 // a socket is made.
 func (d *Dialer) link(network, address string) (Link, error) {

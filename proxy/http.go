@@ -307,7 +307,9 @@ func (p *httpProxy) transport(d router.Decision) *http.Transport {
 			if err != nil {
 				return nil, err
 			}
-			f.rs.nic = up.NIC
+			// The NIC reaches the access log through GotConn, on the
+			// handler's goroutine: the transport may finish this dial after
+			// the request has gone.
 			return up, nil
 		},
 		MaxIdleConns:        256,

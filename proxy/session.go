@@ -89,6 +89,9 @@ func (ss *session) allowed() bool {
 // connect routes and dials the destination for this session's client and
 // user. A reject rule is an error that wraps errRejected.
 func (ss *session) connect(ctx context.Context, host string, port uint16) (*upstream.Conn, error) {
+	// The handshake is over once the request is read: the dial has its own
+	// timeout, and the reply must still reach the client after it.
+	_ = ss.client.SetDeadline(time.Time{})
 	ss.dest = net.JoinHostPort(host, strconv.Itoa(int(port)))
 	decision := ss.st.router.Route(ctx, router.Request{
 		Client: ss.from, User: ss.user, Listener: ss.listener.Name,

@@ -29,7 +29,7 @@ rules:
   - {name: gone, port: [2000], via: ens200}
   - {name: downed, port: [2001], via: ens160}
 default: ens33
-timeouts: {dial: 1s, idle: 1s, handshake: 5s}
+timeouts: {dial: 1s, idle: 1s, handshake: 1s}  # the handshake clock must stop before the dial
 `
 
 // TestServeErrors checks each failure's exact SOCKS5 reply code and HTTP
@@ -52,7 +52,9 @@ func TestServeErrors(t *testing.T) {
 	}{
 		{"reject rule", server, 25, 0x02, http.StatusForbidden, "no-smtp", time.Second},
 		{"NIC that does not exist", server, 2000, 0x03, http.StatusBadGateway, "via ens200", time.Second},
+		{"NIC that does not exist, by name", "web.test", 2000, 0x03, http.StatusBadGateway, "via ens200", time.Second},
 		{"NIC that is down", server, 2001, 0x03, http.StatusBadGateway, "via ens160", time.Second},
+		{"NIC that is down, by name", "web.test", 2001, 0x03, http.StatusBadGateway, "via ens160", time.Second},
 		{"refused port", server, 9, 0x05, http.StatusBadGateway, "via ens33", time.Second},
 		{"black-holed address", netlab.Blackhole.String(), 80, 0x06, http.StatusGatewayTimeout, "via ens33", 3 * time.Second},
 		{"name that does not resolve", "nx.test", 80, 0x04, http.StatusBadGateway, "via ens33", 3 * time.Second},

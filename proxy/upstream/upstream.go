@@ -45,16 +45,27 @@ type Conn struct {
 	net.Conn
 	NIC  string     // the NIC that carried it, or System
 	Addr netip.Addr // the address dialed
-	done func()
+
+	done    func() // uncounts the connection in the balancer; may be nil
+	release sync.Once
 }
 
-// Release tells the balancer the connection is finished. Call it once, after
-// closing the connection.
+// Release tells the balancer the connection is finished. It is safe to call
+// more than once; Close calls it too.
 func (c *Conn) Release() {
-	if c.done != nil {
-		c.done()
-		c.done = nil
-	}
+	c.release.Do(func() {
+		if c.done != nil {
+			c.done()
+		}
+	})
+}
+
+// Close closes the connection and releases it. Relays that splice the
+// embedded conn close that directly and call Release themselves.
+func (c *Conn) Close() error {
+	err := c.Conn.Close()
+	c.Release()
+	return err
 }
 
 // Dialer dials through NICs as decisions say. It is safe for concurrent use.
@@ -163,12 +174,19 @@ func (d *Dialer) dialNIC(ctx context.Context, network, name string, t Target) (*
 	ctx, cancel := context.WithTimeout(ctx, d.dialTimeout)
 	defer cancel()
 	nd := d.nic(name)
+	if err := nd.dialer.Check(network, t.String()); err != nil {
+		return nil, err
+	}
 	addrs, err := d.addresses(ctx, nd.resolver, t)
 	if err != nil {
 		return nil, &bind.DialError{NIC: name, Network: network, Address: t.String(), Kind: ErrResolve, Err: err}
 	}
 	var lastErr error
 	for _, a := range addrs {
+		if a.IsLoopback() {
+			// A name that resolved to loopback never leaves the host.
+			return d.dialSystem(ctx, network, Target{Host: t.Host, Port: t.Port, Addr: a}, nil)
+		}
 		conn, err := nd.dialer.DialContext(ctx, network, netip.AddrPortFrom(a, t.Port).String())
 		if err == nil {
 			return &Conn{Conn: conn, NIC: name, Addr: a}, nil
@@ -213,7 +231,7 @@ func (d *Dialer) addresses(ctx context.Context, resolver *net.Resolver, t Target
 	if a, err := netip.ParseAddr(strings.Trim(t.Host, "[]")); err == nil {
 		return []netip.Addr{a.Unmap()}, nil
 	}
-	if t.Host == "localhost" {
+	if isLocalhost(t.Host) {
 		return []netip.Addr{netip.AddrFrom4([4]byte{127, 0, 0, 1})}, nil
 	}
 	if resolver == nil {
@@ -242,9 +260,14 @@ func isLoopback(t Target) bool {
 	if t.Addr.IsValid() {
 		return t.Addr.IsLoopback()
 	}
-	if t.Host == "localhost" {
+	if isLocalhost(t.Host) {
 		return true
 	}
 	a, err := netip.ParseAddr(strings.Trim(t.Host, "[]"))
 	return err == nil && a.Unmap().IsLoopback()
+}
+
+// isLocalhost matches "localhost" in any case, with or without the root dot.
+func isLocalhost(host string) bool {
+	return strings.EqualFold(strings.TrimSuffix(host, "."), "localhost")
 }
