@@ -86,14 +86,21 @@ func (s *Server) newState(cfg *config.Config, opts Options) *state {
 }
 
 // dstResolver is the resolver a dst rule uses to look a name up before the
-// flow is dialed: through the first NIC of the rule's Via, the NIC the flow
-// takes when the rule matches, so the query never leaves through whatever
-// NIC the routing table prefers. Only `system` resolves unpinned.
+// flow is dialed: through the rule's first NIC that is present and up, the
+// NIC the flow takes when the rule matches, so the query never leaves
+// through whatever NIC the routing table prefers. Only `system` resolves
+// unpinned. (For a balance, the balancer's pick is not known yet; its
+// first available NIC asks.)
 func dstResolver(via config.Via, dialer *upstream.Dialer) router.Resolver {
 	if via.Mode == config.ViaSystem || len(via.NICs) == 0 {
 		return net.DefaultResolver
 	}
-	return dialer.Resolver(via.NICs[0])
+	for _, nic := range via.NICs {
+		if dialer.Available(nic) {
+			return dialer.Resolver(nic)
+		}
+	}
+	return dialer.Resolver(via.NICs[0]) // fails: the name then matches no dst rule
 }
 
 // listener is one open listening socket and the config entry behind it.

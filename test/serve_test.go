@@ -205,7 +205,15 @@ rules:
   - {name: web, dst: ["%s/32"], via: ens160}
 default: ens33
 `, netlab.Server))
-	for _, proxy := range []string{"socks5h://127.0.0.1:1080", "http://127.0.0.1:1080"} {
+	// The rule's first NIC is missing: the lookup, like the dial, fails over.
+	lab.StartProxy(nicproxyBinary, "127.0.0.1:1081", fmt.Sprintf(`
+listen: [{addr: "127.0.0.1:1081"}]
+interfaces: {ens200: {}}
+rules:
+  - {name: web, dst: ["%s/32"], via: [ens200, ens160]}
+default: ens33
+`, netlab.Server))
+	for _, proxy := range []string{"socks5h://127.0.0.1:1080", "http://127.0.0.1:1080", "socks5h://127.0.0.1:1081", "http://127.0.0.1:1081"} {
 		t.Run(proxy, func(t *testing.T) {
 			before := lab.Snapshot()
 			f := lab.curlUpload(t, nil, lab.url("http", "web.test", "/echo"), "--proxy", proxy)

@@ -93,15 +93,23 @@ func (r *Router) Explain(ctx context.Context, req Request) (Decision, Explanatio
 
 // lookup resolves the request's name at most once per request.
 type lookup struct {
-	done  bool
-	addrs []netip.Addr
-	err   error
+	resolver Resolver
+	addrs    []netip.Addr
+	err      error
+}
+
+// lookups remembers one request's lookups, one per resolver: dst rules whose
+// NICs share a resolver share its answer, and a rule on another NIC asks
+// through that NIC rather than reuse an answer that came through another.
+type lookups struct {
+	done []lookup
+	last *lookup // the most recent, for explanations
 }
 
 func (r *Router) route(ctx context.Context, req Request, explain bool) (Decision, Explanation) {
 	var (
 		why      Explanation
-		resolved lookup
+		resolved lookups
 	)
 	literal, literalErr := netip.ParseAddr(strings.Trim(req.Host, "[]"))
 	isLiteral := literalErr == nil
@@ -166,8 +174,8 @@ func (r *Router) route(ctx context.Context, req Request, explain bool) (Decision
 				if rule.Action == config.ActionReject {
 					via = r.fallback
 				}
-				r.resolve(ctx, req.Host, via, &resolved)
-				matchedAddr, ok = firstIn(rule.Dst, resolved.addrs)
+				l := r.resolve(ctx, req.Host, via, &resolved)
+				matchedAddr, ok = firstIn(rule.Dst, l.addrs)
 			}
 			if !ok {
 				continue
@@ -181,35 +189,45 @@ func (r *Router) route(ctx context.Context, req Request, explain bool) (Decision
 			reasons = append(reasons, "the rule has no match fields: it matches everything")
 		}
 		why.Matched = reasons
-		why.Resolved, why.ResolveErr = resolved.addrs, resolved.err
+		why.Resolved, why.ResolveErr = resolved.result()
 		return Decision{Rule: rule.Index, RuleName: rule.Name, Action: rule.Action, Via: rule.Via, Addr: matchedAddr}, why
 	}
 	if explain {
 		why.Matched = []string{"no rule matched"}
 	}
-	why.Resolved, why.ResolveErr = resolved.addrs, resolved.err
+	why.Resolved, why.ResolveErr = resolved.result()
 	return Decision{Rule: -1, RuleName: "default", Action: config.ActionVia, Via: r.fallback}, why
 }
 
-func (r *Router) resolve(ctx context.Context, host string, via config.Via, l *lookup) {
-	if l.done {
-		return
-	}
-	l.done = true
+func (r *Router) resolve(ctx context.Context, host string, via config.Via, ls *lookups) *lookup {
 	resolver := r.resolvers(via)
+	for i := range ls.done {
+		if ls.done[i].resolver == resolver {
+			ls.last = &ls.done[i]
+			return ls.last
+		}
+	}
+	l := lookup{resolver: resolver}
 	if resolver == nil || isNilResolver(resolver) {
 		l.err = fmt.Errorf("no resolver for dst rules")
-		return
-	}
-	addrs, err := resolver.LookupNetIP(ctx, "ip", host)
-	if err != nil {
+	} else if addrs, err := resolver.LookupNetIP(ctx, "ip", host); err != nil {
 		l.err = err
-		return
+	} else {
+		for i := range addrs {
+			addrs[i] = addrs[i].Unmap()
+		}
+		l.addrs = addrs
 	}
-	for i := range addrs {
-		addrs[i] = addrs[i].Unmap()
+	ls.done = append(ls.done, l)
+	ls.last = &ls.done[len(ls.done)-1]
+	return ls.last
+}
+
+func (ls *lookups) result() ([]netip.Addr, error) {
+	if ls.last == nil {
+		return nil, nil
 	}
-	l.addrs = addrs
+	return ls.last.addrs, ls.last.err
 }
 
 // isNilResolver catches a typed nil inside the interface (a nil *fake or

@@ -197,3 +197,30 @@ func TestExplain(t *testing.T) {
 		t.Errorf("the lan rule's lookup failed, but the explanation does not say so")
 	}
 }
+
+// Each dst rule asks through its own Via's resolver, once per resolver: a
+// rule on another NIC never reuses an answer that came through another.
+func TestRouteResolvesPerVia(t *testing.T) {
+	cfg, err := config.Parse("r.yaml", []byte(`
+rules:
+  - {name: a, dst: [192.0.2.0/24], via: ens33}
+  - {name: b, dst: [198.51.100.0/24], via: ens33}
+  - {name: c, dst: [203.0.113.0/24], via: ens160}
+default: ens160
+`), config.Options{Interfaces: []string{"ens33", "ens160"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	byNIC := map[string]*fakeResolver{
+		"ens33":  {names: map[string][]string{"x.example": {"203.0.113.1"}}},
+		"ens160": {names: map[string][]string{"x.example": {"203.0.113.1"}}},
+	}
+	r := NewWithResolvers(cfg, func(v config.Via) Resolver { return byNIC[v.NICs[0]] })
+	d := r.Route(context.Background(), Request{Host: "x.example", Port: 80, Network: config.NetworkTCP})
+	if d.RuleName != "c" || addrString(d.Addr) != "203.0.113.1" {
+		t.Fatalf("rule %q addr %v, want c and 203.0.113.1", d.RuleName, d.Addr)
+	}
+	if byNIC["ens33"].lookups != 1 || byNIC["ens160"].lookups != 1 {
+		t.Errorf("lookups ens33=%d ens160=%d, want one each", byNIC["ens33"].lookups, byNIC["ens160"].lookups)
+	}
+}

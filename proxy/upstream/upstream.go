@@ -122,6 +122,11 @@ func (d *Dialer) nic(name string) *nicDialer {
 	return nd
 }
 
+// Available reports whether nic is present and up now.
+func (d *Dialer) Available(nic string) bool {
+	return d.nic(nic).dialer.Check("tcp", "") == nil
+}
+
 // Resolver returns the resolver whose queries leave through nic.
 func (d *Dialer) Resolver(nic string) *net.Resolver { return d.nic(nic).resolver }
 
