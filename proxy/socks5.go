@@ -21,7 +21,8 @@ import (
 // resolver that resolves nothing and a connect handler that routes, dials
 // pinned, and relays with splice.
 type socks5Server struct {
-	lib *socks5.Server
+	lib    *socks5.Server
+	denied *socks5.Server // for clients outside allow
 }
 
 // sessionConn carries the session through the library to the connect
@@ -46,12 +47,44 @@ func newSOCKS5Server(s *Server, st *state) *socks5Server {
 		socks5.WithAssociateHandle(unsupportedCommand),
 		socks5.WithLogger(zapLogger{s.log}),
 	)
+	// A client outside allow gets 0x02 to whatever it asks, without its
+	// password being checked: it cannot use the proxy to guess passwords
+	// or spend bcrypt time.
+	p.denied = socks5.NewServer(
+		socks5.WithAuthMethods([]socks5.Authenticator{
+			socks5.NoAuthAuthenticator{},
+			socks5.UserPassAuthenticator{Credentials: acceptAny{}},
+		}),
+		socks5.WithResolver(noResolver{}),
+		socks5.WithConnectHandle(notAllowed),
+		socks5.WithBindHandle(notAllowed),
+		socks5.WithAssociateHandle(notAllowed),
+		socks5.WithLogger(zapLogger{s.log}),
+	)
 	return p
 }
 
+func notAllowed(_ context.Context, w io.Writer, req *socks5.Request) error {
+	if sc, ok := w.(*sessionConn); ok {
+		sc.ss.dest = req.RawDestAddr.String()
+		sc.ss.err = fmt.Errorf("client %s is not in allow: %w", sc.ss.from.Addr(), errRejected)
+	}
+	return socks5.SendReply(w, statute.RepRuleFailure, nil)
+}
+
+// acceptAny lets a client outside allow through authentication, to reach
+// the 0x02 reply the spec gives it.
+type acceptAny struct{}
+
+func (acceptAny) Valid(string, string, string) bool { return true }
+
 func (p *socks5Server) serve(ss *session) {
 	ss.protocol = "socks5"
-	err := p.lib.ServeConn(&sessionConn{TCPConn: ss.client, ss: ss})
+	lib := p.lib
+	if !ss.allowed() {
+		lib = p.denied
+	}
+	err := lib.ServeConn(&sessionConn{TCPConn: ss.client, ss: ss})
 	if ss.err == nil && err != nil {
 		ss.err = err
 	}

@@ -94,6 +94,18 @@ log: {format: json}
 		if err != nil || rep != 0x02 {
 			t.Errorf("reply %#x, %v; want 0x02", rep, err)
 		}
+		// Without checking the password, and for any command.
+		conn = dialFrom(t, lab.Lab, "127.0.0.2", "127.0.0.1:1081")
+		rep, err = socks5Dial(conn, "bob", "wrong", "web.test", lab.web.HTTP.Port())
+		if err != nil || rep != 0x02 {
+			t.Errorf("wrong password from outside allow: reply %#x, %v; want 0x02", rep, err)
+		}
+		conn = dialFrom(t, lab.Lab, "127.0.0.2", "127.0.0.1:1081")
+		conn.Write([]byte{0x05, 0x01, 0x00, 0x05, 0x02, 0x00, 0x01, 198, 51, 100, 10, 0, 80})
+		reply := make([]byte, 4)
+		if _, err := io.ReadFull(conn, reply); err != nil || reply[3] != 0x02 {
+			t.Errorf("BIND from outside allow: reply %v, %v; want 0x02", reply, err)
+		}
 		conn = dialFrom(t, lab.Lab, "127.0.0.2", "127.0.0.1:1081")
 		resp, _, err := httpConnect(conn, "web.test", lab.web.HTTP.Port(), nil)
 		if err != nil || resp.StatusCode != http.StatusForbidden {
