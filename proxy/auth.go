@@ -19,6 +19,10 @@ type users struct {
 	mu       sync.Mutex
 	verified map[[sha256.Size]byte]bool // cache of bcrypt results
 	limit    int                        // most entries verified may hold
+
+	// dummyHash, when any user has a bcrypt hash, is checked for unknown
+	// names; it has the cost of the first real hash.
+	dummyHash []byte
 }
 
 // maxVerified bounds the bcrypt cache; a client guessing passwords must not
@@ -29,6 +33,13 @@ func newUsers(list []config.User) *users {
 	u := &users{byName: map[string]config.User{}, verified: map[[sha256.Size]byte]bool{}, limit: maxVerified}
 	for _, user := range list {
 		u.byName[user.Name] = user
+		if user.PasswordHash != nil && u.dummyHash == nil {
+			cost, err := bcrypt.Cost(user.PasswordHash)
+			if err != nil {
+				cost = bcrypt.DefaultCost
+			}
+			u.dummyHash, _ = bcrypt.GenerateFromPassword([]byte("nicproxy: no such user"), cost)
+		}
 	}
 	return u
 }
@@ -40,8 +51,11 @@ func (u *users) required() bool { return len(u.byName) > 0 }
 func (u *users) valid(name, password string) bool {
 	user, ok := u.byName[name]
 	if !ok {
-		// Spend comparable time on unknown names so they cannot be probed.
-		subtle.ConstantTimeCompare([]byte(password), []byte(password))
+		// Spend the time a real check costs, so response times do not
+		// tell which user names exist.
+		if u.dummyHash != nil {
+			_ = bcrypt.CompareHashAndPassword(u.dummyHash, []byte(password))
+		}
 		return false
 	}
 	if user.PasswordHash == nil {

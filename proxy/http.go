@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/http/httptrace"
 	"net/http/httputil"
+	"net/netip"
 	"strconv"
 	"strings"
 	"sync"
@@ -149,7 +150,7 @@ func (p *httpProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			c.finish()
 		}
 	default:
-		rs.err = fmt.Errorf("not a proxy request: %s %s", r.Method, r.URL)
+		rs.err = fmt.Errorf("not a proxy request: %s %s", r.Method, r.URL.Redacted())
 		http.Error(w, "nicproxy: this is a proxy; send absolute-URI or CONNECT requests", http.StatusBadRequest)
 	}
 }
@@ -250,7 +251,7 @@ func (p *httpProxy) forward(w http.ResponseWriter, r *http.Request, rs *session)
 	ctx := context.WithValue(r.Context(), forwardedKey{}, &forwarded{rs: rs, decision: decision})
 	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
 		GotConn: func(info httptrace.GotConnInfo) {
-			if up, ok := info.Conn.(*upstream.Conn); ok {
+			if up, ok := info.Conn.(*idleConn); ok {
 				rs.nic = up.NIC
 			}
 		},
@@ -259,7 +260,7 @@ func (p *httpProxy) forward(w http.ResponseWriter, r *http.Request, rs *session)
 	// response; without full duplex, net/http would drain the unread body
 	// itself as the response starts, racing the transport for it.
 	_ = http.NewResponseController(w).EnableFullDuplex()
-	body := &countingBody{ReadCloser: r.Body}
+	body := &countingBody{ReadCloser: r.Body, conn: rs.client, idle: p.st.cfg.Timeouts.Idle}
 	r.Body = body
 	counter := &countingWriter{ResponseWriter: w}
 	rp := &httputil.ReverseProxy{
@@ -268,7 +269,7 @@ func (p *httpProxy) forward(w http.ResponseWriter, r *http.Request, rs *session)
 			// X-Forwarded-For: a forward proxy does not announce its client.
 			pr.Out.Host = r.Host
 		},
-		Transport: p.transport(decision),
+		Transport: p.transport(decision, rs.from),
 		ErrorLog:  zap.NewStdLog(p.log.WithOptions(zap.IncreaseLevel(zap.WarnLevel))),
 		ErrorHandler: func(w http.ResponseWriter, _ *http.Request, err error) {
 			rs.err = err
@@ -284,8 +285,16 @@ func (p *httpProxy) forward(w http.ResponseWriter, r *http.Request, rs *session)
 // transport returns the keep-alive pool for a decision's NICs: connections
 // dialed through one set of NICs are only reused for requests routed to the
 // same set, so keep-alive never moves a request to another NIC.
-func (p *httpProxy) transport(d router.Decision) *http.Transport {
+//
+// A sticky balance promises one NIC per client and site, so its pool is
+// also per client: another client's pooled connection may sit on the other
+// NIC.
+func (p *httpProxy) transport(d router.Decision, client netip.AddrPort) *http.Transport {
 	key := d.Via.String()
+	if d.Via.Mode == config.ViaBalance && d.Via.Strategy == config.StrategySticky {
+		key += "|" + client.Addr().String()
+	}
+	idle := p.st.cfg.Timeouts.Idle
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if t, ok := p.transports[key]; ok {
@@ -310,16 +319,36 @@ func (p *httpProxy) transport(d router.Decision) *http.Transport {
 			// The NIC reaches the access log through GotConn, on the
 			// handler's goroutine: the transport may finish this dial after
 			// the request has gone.
-			return up, nil
+			return &idleConn{Conn: up, idle: idle}, nil
 		},
-		MaxIdleConns:        256,
-		MaxIdleConnsPerHost: 16,
-		IdleConnTimeout:     90 * time.Second,
-		DisableCompression:  true, // pass bodies through as the server sent them
-		ForceAttemptHTTP2:   false,
+		ResponseHeaderTimeout: idle,
+		MaxIdleConns:          256,
+		MaxIdleConnsPerHost:   16,
+		IdleConnTimeout:       90 * time.Second,
+		DisableCompression:    true, // pass bodies through as the server sent them
+		ForceAttemptHTTP2:     false,
 	}
 	p.transports[key] = t
 	return t
+}
+
+// idleConn is an upstream connection of the HTTP transport that is closed
+// after timeouts.idle without a byte either way. Forwarded requests do not
+// splice, so a deadline per read and write costs nothing the relay avoids;
+// it also bounds WebSocket upgrades, which ReverseProxy relays over it.
+type idleConn struct {
+	*upstream.Conn
+	idle time.Duration
+}
+
+func (c *idleConn) Read(b []byte) (int, error) {
+	_ = c.Conn.SetDeadline(time.Now().Add(c.idle))
+	return c.Conn.Read(b)
+}
+
+func (c *idleConn) Write(b []byte) (int, error) {
+	_ = c.Conn.SetDeadline(time.Now().Add(c.idle))
+	return c.Conn.Write(b)
 }
 
 // countingWriter counts response body bytes for the access log. It keeps
@@ -352,10 +381,15 @@ func (c *countingWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 // reads it from its own goroutine.
 type countingBody struct {
 	io.ReadCloser
-	n atomic.Int64
+	n    atomic.Int64
+	conn net.Conn      // the client connection the body arrives on
+	idle time.Duration // a client that sends nothing for this long is dropped
 }
 
 func (c *countingBody) Read(b []byte) (int, error) {
+	// net/http sets no deadline while a handler reads the body; without
+	// one, a client that stops mid-body would hold its slot forever.
+	_ = c.conn.SetReadDeadline(time.Now().Add(c.idle))
 	n, err := c.ReadCloser.Read(b)
 	c.n.Add(int64(n))
 	return n, err

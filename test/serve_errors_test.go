@@ -240,6 +240,16 @@ timeouts: {idle: 1s}
 		}
 	})
 
+	t.Run("a client that stalls mid-body is dropped after timeouts.idle", func(t *testing.T) {
+		conn := dialProxy(t, lab.Lab)
+		fmt.Fprintf(conn, "POST http://%s/echo HTTP/1.1\r\nHost: web.test\r\nContent-Length: 100\r\n\r\nonly a few bytes", lab.web.HTTP)
+		start := time.Now()
+		_, _ = io.Copy(io.Discard, conn) // a 502, then the close; or just the close
+		if d := time.Since(start); d < 900*time.Millisecond || d > 4*time.Second {
+			t.Errorf("the stalled request ended after %v, want about 1s", d)
+		}
+	})
+
 	t.Run("websocket upgrade through the http proxy", func(t *testing.T) {
 		conn := dialProxy(t, lab.Lab)
 		target := lab.web.HTTP.String()
