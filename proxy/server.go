@@ -6,10 +6,8 @@ package proxy
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"net"
-	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -23,18 +21,27 @@ import (
 	"nicproxy/proxy/upstream"
 )
 
-// Server serves every listener of one configuration.
+// Server serves the listeners of a configuration, and of each configuration
+// Reload hands it after that.
 type Server struct {
-	log *zap.Logger
+	log  *zap.Logger
+	opts Options
 
-	state atomic.Pointer[state] // swapped whole by a reload
-
-	slots   chan struct{} // one per open client connection (limits.max_connections)
+	state   atomic.Pointer[state] // swapped whole by Reload
+	active  atomic.Int64          // open client connections, for limits.max_connections
 	sweeper *relay.IdleSweeper
 
 	mu        sync.Mutex
-	listeners []*listener
-	conns     sync.WaitGroup // every client connection being served
+	listeners map[string]*listener // by listen address
+	serving   *serving             // set while Serve runs
+	retired   []*state             // replaced by Reload; their HTTP servers drain
+	conns     sync.WaitGroup       // every client connection being served
+}
+
+// serving is what accept loops need from a running Serve.
+type serving struct {
+	connCtx   context.Context // ended when the shutdown grace period is over
+	accepting sync.WaitGroup
 }
 
 // state is everything derived from one configuration. A connection takes
@@ -53,26 +60,28 @@ type state struct {
 type Options struct {
 	// Links reports NIC state; nil asks the kernel on each dial.
 	Links bind.Links
-	// Resolver serves dst rules that meet a name; nil: the system resolver.
+	// Resolver serves dst rules that meet a name; nil: a resolver pinned to
+	// the rule's NIC.
 	Resolver router.Resolver
 }
 
-// New builds a Server for cfg. It opens nothing until Serve.
+// New builds a Server for cfg. It opens nothing until Listen.
 func New(cfg *config.Config, log *zap.Logger, opts Options) *Server {
 	s := &Server{
-		log:     log,
-		slots:   make(chan struct{}, cfg.Limits.MaxConnections),
-		sweeper: relay.NewIdleSweeper(cfg.Timeouts.Idle),
+		log:       log,
+		opts:      opts,
+		sweeper:   relay.NewIdleSweeper(cfg.Timeouts.Idle),
+		listeners: map[string]*listener{},
 	}
-	s.state.Store(s.newState(cfg, opts))
+	s.state.Store(s.newState(cfg))
 	return s
 }
 
-func (s *Server) newState(cfg *config.Config, opts Options) *state {
-	dialer := upstream.New(cfg, opts.Links)
+func (s *Server) newState(cfg *config.Config) *state {
+	dialer := upstream.New(cfg, s.opts.Links)
 	resolvers := func(via config.Via) router.Resolver { return dstResolver(via, dialer) }
-	if opts.Resolver != nil {
-		resolvers = func(config.Via) router.Resolver { return opts.Resolver }
+	if s.opts.Resolver != nil {
+		resolvers = func(config.Via) router.Resolver { return s.opts.Resolver }
 	}
 	st := &state{
 		cfg:    cfg,
@@ -103,49 +112,6 @@ func dstResolver(via config.Via, dialer *upstream.Dialer) router.Resolver {
 	return dialer.Resolver(via.NICs[0]) // fails: the name then matches no dst rule
 }
 
-// listener is one open listening socket and the config entry behind it.
-type listener struct {
-	config.Listener
-	ln *net.TCPListener
-}
-
-// Listen opens every listener of the configuration; nothing is served yet.
-// A listener that cannot be opened is an error naming its address.
-func (s *Server) Listen(ctx context.Context) error {
-	cfg := s.state.Load().cfg
-	var lc net.ListenConfig
-	for _, l := range cfg.Listeners {
-		network := "tcp4"
-		if l.Addr.Addr().Is6() {
-			network = "tcp" // [::]:port also takes IPv4 clients
-			if !l.Addr.Addr().IsUnspecified() {
-				network = "tcp6"
-			}
-		}
-		ln, err := lc.Listen(ctx, network, l.Addr.String())
-		if err != nil {
-			s.closeListeners()
-			return fmt.Errorf("listen %s (%s): %w", l.Name, l.Addr, err)
-		}
-		s.mu.Lock()
-		s.listeners = append(s.listeners, &listener{Listener: l, ln: ln.(*net.TCPListener)})
-		s.mu.Unlock()
-	}
-	return nil
-}
-
-// Addrs returns the bound address of each listener, in config order
-// (useful when a config asks for port 0).
-func (s *Server) Addrs() []netip.AddrPort {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var addrs []netip.AddrPort
-	for _, l := range s.listeners {
-		addrs = append(addrs, l.ln.Addr().(*net.TCPAddr).AddrPort())
-	}
-	return addrs
-}
-
 // Serve accepts on every listener until ctx ends, then stops accepting and
 // lets open connections finish for up to timeouts.shutdown before closing
 // them. It returns when every connection has ended.
@@ -154,36 +120,40 @@ func (s *Server) Serve(ctx context.Context) error {
 	defer stopSweep()
 	go s.sweeper.Run(sweepCtx)
 
-	st := s.state.Load()
-	st.http.start()
-	defer st.http.close()
-
-	s.mu.Lock()
-	listeners := s.listeners
-	s.mu.Unlock()
 	// Connections get their own context: ending ctx stops accepting, while
 	// open connections are only cut when the grace period runs out.
 	connCtx, cutConns := context.WithCancel(context.Background())
 	defer cutConns()
-	var accepting sync.WaitGroup
-	for _, l := range listeners {
-		accepting.Add(1)
-		go func() {
-			defer accepting.Done()
-			s.accept(connCtx, l)
-		}()
+	run := &serving{connCtx: connCtx}
+
+	s.mu.Lock()
+	s.state.Load().http.start()
+	s.serving = run
+	for _, l := range s.listeners {
+		s.startAccepting(run, l)
 	}
+	s.mu.Unlock()
 
 	<-ctx.Done()
-	s.closeListeners()
-	accepting.Wait()
 
-	grace := st.cfg.Timeouts.Shutdown
+	s.mu.Lock()
+	s.serving = nil
+	for addr, l := range s.listeners {
+		l.ln.Close()
+		delete(s.listeners, addr)
+	}
+	states := append([]*state{s.state.Load()}, s.retired...)
+	s.mu.Unlock()
+	run.accepting.Wait()
+
+	grace := s.state.Load().cfg.Timeouts.Shutdown
 	graceCtx, cancelGrace := context.WithTimeout(context.Background(), grace)
 	defer cancelGrace()
 	// Idle keep-alive HTTP clients are closed now; busy ones finish their
 	// request first.
-	go func() { _ = st.http.server.Shutdown(graceCtx) }()
+	for _, st := range states {
+		go func() { _ = st.http.server.Shutdown(graceCtx) }()
+	}
 	done := make(chan struct{})
 	go func() { s.conns.Wait(); close(done) }()
 	select {
@@ -193,49 +163,110 @@ func (s *Server) Serve(ctx context.Context) error {
 		cutConns()
 		<-done
 	}
+	for _, st := range states {
+		st.http.close()
+	}
 	return nil
 }
 
-func (s *Server) closeListeners() {
+// Reload switches to cfg. Listeners the new file adds are opened (if one
+// cannot be, nothing changes and the error says which), listeners it drops
+// are closed, and new connections follow the new rules. Open connections
+// keep the configuration they started with and are never cut; idle HTTP
+// keep-alive connections of the old configuration are closed, so their
+// clients' next request comes in under the new one.
+func (s *Server) Reload(ctx context.Context, cfg *config.Config) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for _, l := range s.listeners {
-		l.ln.Close()
+	opened, err := s.openNew(ctx, cfg.Listeners)
+	if err != nil {
+		return err
 	}
+	next := s.newState(cfg)
+	if s.serving != nil {
+		next.http.start()
+	}
+	old := s.state.Swap(next)
+	s.sweeper.SetIdle(cfg.Timeouts.Idle)
+
+	keep := map[string]bool{}
+	for _, lc := range cfg.Listeners {
+		key := lc.Addr.String()
+		keep[key] = true
+		if l, ok := s.listeners[key]; ok {
+			l.cfg.Store(&lc)
+		}
+	}
+	for key, l := range s.listeners {
+		if !keep[key] {
+			s.log.Info("listener closed by reload", zap.String("name", l.cfg.Load().Name), zap.String("addr", key))
+			l.ln.Close()
+			delete(s.listeners, key)
+		}
+	}
+	for _, l := range opened {
+		s.listeners[l.cfg.Load().Addr.String()] = l
+		s.log.Info("listening", zap.String("name", l.cfg.Load().Name), zap.Stringer("addr", l.ln.Addr()),
+			zap.String("protocol", string(l.cfg.Load().Protocol)))
+		if s.serving != nil {
+			s.startAccepting(s.serving, l)
+		}
+	}
+
+	// The old HTTP server lets its requests in flight finish; its idle
+	// keep-alive connections close now.
+	s.retired = append(s.retired, old)
+	go func() {
+		if old.http.server.Shutdown(context.Background()) != nil {
+			return // closed by Serve's own shutdown
+		}
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		s.retired = slices.DeleteFunc(s.retired, func(st *state) bool { return st == old })
+	}()
+	return nil
 }
 
-func (s *Server) accept(ctx context.Context, l *listener) {
+// admit counts a new client connection against limits.max_connections.
+func (s *Server) admit() bool {
+	limit := int64(s.state.Load().cfg.Limits.MaxConnections)
+	if s.active.Add(1) > limit {
+		s.active.Add(-1)
+		return false
+	}
+	return true
+}
+
+func (s *Server) accept(run *serving, l *listener) {
 	var backoff time.Duration
 	for {
 		conn, err := l.ln.AcceptTCP()
 		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
+			if isClosed(err) {
 				return
 			}
 			// Out of descriptors and the like: back off instead of spinning.
 			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-			s.log.Warn("accept failed", zap.String("listener", l.Name), zap.Error(err), zap.Duration("retry_in", backoff))
+			s.log.Warn("accept failed", zap.String("listener", l.cfg.Load().Name), zap.Error(err), zap.Duration("retry_in", backoff))
 			time.Sleep(backoff)
 			continue
 		}
 		backoff = 0
-		select {
-		case s.slots <- struct{}{}:
-		default:
+		if !s.admit() {
 			// Over limits.max_connections: refuse at once rather than queue.
 			s.log.Warn("connection limit reached: refusing client",
-				zap.Stringer("client", conn.RemoteAddr()), zap.Int("max_connections", cap(s.slots)))
-			conn.SetLinger(0)
+				zap.Stringer("client", conn.RemoteAddr()), zap.Int("max_connections", s.state.Load().cfg.Limits.MaxConnections))
+			_ = conn.SetLinger(0)
 			conn.Close()
 			continue
 		}
 		s.conns.Add(1)
 		go func() {
 			defer func() {
-				<-s.slots
+				s.active.Add(-1)
 				s.conns.Done()
 			}()
-			s.serveConn(ctx, l.Listener, conn)
+			s.serveConn(run.connCtx, *l.cfg.Load(), conn)
 		}()
 	}
 }

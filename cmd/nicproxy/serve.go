@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -41,7 +42,7 @@ func serve(args []string, stderr io.Writer) int {
 	if err != nil {
 		return reportConfigError(stderr, err)
 	}
-	log, err := newLogger(cfg.Log, stderr)
+	log, level, err := newLogger(cfg.Log, stderr)
 	if err != nil {
 		fmt.Fprintf(stderr, "nicproxy: %v\n", err)
 		return exitUsage
@@ -60,14 +61,11 @@ func serve(args []string, stderr io.Writer) int {
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	// SIGHUP is caught from here on (its default would kill the process)
+	// and handled once the listeners are open.
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
-	go func() {
-		for range hup {
-			log.Warn("SIGHUP received: reloading is not supported yet; restart nicproxy to apply a changed config")
-		}
-	}()
 
 	srv := proxy.New(cfg, log, proxy.Options{})
 	if err := srv.Listen(ctx); err != nil {
@@ -78,6 +76,21 @@ func serve(args []string, stderr io.Writer) int {
 		l := cfg.Listeners[i]
 		log.Info("listening", zap.String("name", l.Name), zap.Stringer("addr", addr), zap.String("protocol", string(l.Protocol)))
 	}
+
+	reloads := make(chan struct{})
+	go func() {
+		defer close(reloads)
+		running := cfg
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				running = reload(ctx, srv, running, *file, *nic, *listen, level, log)
+			}
+		}
+	}()
+	defer func() { stop(); <-reloads }()
 	if err := srv.Serve(ctx); err != nil {
 		log.Error("serve", zap.Error(err))
 		return exitFailure
@@ -86,12 +99,52 @@ func serve(args []string, stderr io.Writer) int {
 	return exitOK
 }
 
-// newLogger builds the zap logger the config asks for, writing to w.
-func newLogger(cfg config.Log, w io.Writer) (*zap.Logger, error) {
-	level, err := zapcore.ParseLevel(cfg.Level)
+// reload re-reads the configuration on SIGHUP. A file that does not load is
+// reported and the running configuration keeps serving.
+func reload(ctx context.Context, srv *proxy.Server, running *config.Config, file, nic, listen string, level zap.AtomicLevel, log *zap.Logger) *config.Config {
+	log.Info("SIGHUP: reloading", zap.String("config", running.Source))
+	opts, err := hostOptions()
 	if err != nil {
-		return nil, fmt.Errorf("log.level: %w", err)
+		log.Error("reload failed; still serving the previous configuration", zap.Error(err))
+		return running
 	}
+	opts.InterfaceOverride, opts.ListenOverride = nic, listen
+	next, err := loadConfig(file, opts)
+	if err != nil {
+		var errs config.Errors
+		if errors.As(err, &errs) {
+			for _, e := range errs {
+				log.Error("reload: " + e.Error())
+			}
+		}
+		log.Error("reload failed; still serving the previous configuration", zap.Error(err))
+		return running
+	}
+	if err := srv.Reload(ctx, next); err != nil {
+		log.Error("reload failed; still serving the previous configuration", zap.Error(err))
+		return running
+	}
+	if l, err := zapcore.ParseLevel(next.Log.Level); err == nil {
+		level.SetLevel(l)
+	}
+	if next.Log.Format != running.Log.Format {
+		log.Warn("log.format changes apply at restart", zap.String("format", running.Log.Format))
+	}
+	for _, w := range next.Warnings {
+		log.Warn(w.Error())
+	}
+	log.Info("reloaded", zap.String("default_via", next.Default.String()), zap.Int("rules", len(next.Rules)))
+	return next
+}
+
+// newLogger builds the zap logger the config asks for, writing to w; its
+// level can change on reload.
+func newLogger(cfg config.Log, w io.Writer) (*zap.Logger, zap.AtomicLevel, error) {
+	parsed, err := zapcore.ParseLevel(cfg.Level)
+	if err != nil {
+		return nil, zap.AtomicLevel{}, fmt.Errorf("log.level: %w", err)
+	}
+	level := zap.NewAtomicLevelAt(parsed)
 	encCfg := zap.NewProductionEncoderConfig()
 	encCfg.EncodeTime = zapcore.ISO8601TimeEncoder
 	encCfg.EncodeDuration = zapcore.StringDurationEncoder
@@ -102,5 +155,5 @@ func newLogger(cfg config.Log, w io.Writer) (*zap.Logger, error) {
 		encCfg.EncodeLevel = zapcore.CapitalLevelEncoder
 		enc = zapcore.NewConsoleEncoder(encCfg)
 	}
-	return zap.New(zapcore.NewCore(enc, zapcore.Lock(zapcore.AddSync(w)), level)), nil
+	return zap.New(zapcore.NewCore(enc, zapcore.Lock(zapcore.AddSync(w)), level)), level, nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -29,7 +30,7 @@ const (
 // wrapping the conn, so there the sweeper never closes a tunnel; tunnels end
 // only when their peers close them.
 type IdleSweeper struct {
-	idle time.Duration
+	idle atomic.Int64 // time.Duration; a reload may change it
 
 	mu      sync.Mutex
 	tunnels map[*tracked]struct{}
@@ -49,32 +50,45 @@ type tracked struct {
 // NewIdleSweeper returns a sweeper that closes tunnels idle for at least
 // idle. It does nothing until Run is called.
 func NewIdleSweeper(idle time.Duration) *IdleSweeper {
-	return &IdleSweeper{idle: idle, tunnels: make(map[*tracked]struct{})}
+	s := &IdleSweeper{tunnels: make(map[*tracked]struct{})}
+	s.idle.Store(int64(idle))
+	return s
 }
+
+// SetIdle changes the idle timeout, for every tunnel, from the next sweep
+// on: a reloaded configuration applies to the tunnels already open.
+func (s *IdleSweeper) SetIdle(idle time.Duration) { s.idle.Store(int64(idle)) }
+
+func (s *IdleSweeper) idleTimeout() time.Duration { return time.Duration(s.idle.Load()) }
 
 // Interval is how often Run checks the tracked tunnels: idle/4 clamped to
 // [50ms, 15s], so a tunnel is closed between idle and idle+Interval after
 // its last byte.
 func (s *IdleSweeper) Interval() time.Duration {
-	return min(max(s.idle/4, minSweepInterval), maxSweepInterval)
+	return min(max(s.idleTimeout()/4, minSweepInterval), maxSweepInterval)
 }
 
 // Run checks the tracked tunnels every Interval until ctx ends. Call it once,
 // from the goroutine that owns the server's lifetime. Tunnels still tracked
 // when it returns are left open; closing them is the server's shutdown job.
 func (s *IdleSweeper) Run(ctx context.Context) {
-	if !sweepSupported || s.idle <= 0 {
+	if !sweepSupported {
 		<-ctx.Done()
 		return
 	}
-	tick := time.NewTicker(s.Interval())
-	defer tick.Stop()
+	// A timer re-armed each round, not a ticker: the interval follows
+	// SetIdle.
+	timer := time.NewTimer(s.Interval())
+	defer timer.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-tick.C:
-			s.sweep()
+		case <-timer.C:
+			if s.idleTimeout() > 0 {
+				s.sweep()
+			}
+			timer.Reset(s.Interval())
 		}
 	}
 }
@@ -99,7 +113,7 @@ func (s *IdleSweeper) Track(conn *net.TCPConn, closeFn func()) (untrack func()) 
 	}
 }
 
-// sweep closes every tracked tunnel that has been idle for s.idle.
+// sweep closes every tracked tunnel that has been idle for the timeout.
 func (s *IdleSweeper) sweep() {
 	// Query the kernel outside s.mu so that Track and untrack never wait
 	// for a sweep over thousands of sockets.
@@ -110,9 +124,10 @@ func (s *IdleSweeper) sweep() {
 	}
 	s.mu.Unlock()
 
+	idle := s.idleTimeout()
 	for _, t := range all {
 		idleFor, ok := idleTime(t.conn)
-		if !ok || idleFor < s.idle {
+		if !ok || idleFor < idle {
 			continue
 		}
 		t.mu.Lock()

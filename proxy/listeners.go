@@ -1,0 +1,93 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync/atomic"
+
+	"nicproxy/config"
+)
+
+// listener is one open listening socket. Its config entry can change under
+// it (a reload renaming it or changing its protocol) without closing it.
+type listener struct {
+	cfg atomic.Pointer[config.Listener]
+	ln  *net.TCPListener
+}
+
+// Listen opens every listener of the configuration; nothing is served until
+// Serve. A listener that cannot be opened is an error naming its address.
+func (s *Server) Listen(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	opened, err := s.openNew(ctx, s.state.Load().cfg.Listeners)
+	if err != nil {
+		return err
+	}
+	for _, l := range opened {
+		s.listeners[l.cfg.Load().Addr.String()] = l
+	}
+	return nil
+}
+
+// openNew opens the listeners in want that are not open yet. If one fails,
+// the others it opened are closed again. Called with s.mu held.
+func (s *Server) openNew(ctx context.Context, want []config.Listener) ([]*listener, error) {
+	var opened []*listener
+	var lc net.ListenConfig
+	for _, entry := range want {
+		if _, ok := s.listeners[entry.Addr.String()]; ok {
+			continue
+		}
+		ln, err := lc.Listen(ctx, listenNetwork(entry.Addr), entry.Addr.String())
+		if err != nil {
+			for _, l := range opened {
+				l.ln.Close()
+			}
+			return nil, fmt.Errorf("listen %s (%s): %w", entry.Name, entry.Addr, err)
+		}
+		l := &listener{ln: ln.(*net.TCPListener)}
+		l.cfg.Store(&entry)
+		opened = append(opened, l)
+	}
+	return opened, nil
+}
+
+// listenNetwork keeps an IPv4 address IPv4-only and an IPv6 one IPv6-only,
+// except [::], which Go listens on dual-stack, as users expect of ":port".
+func listenNetwork(addr netip.AddrPort) string {
+	switch {
+	case addr.Addr().Is4():
+		return "tcp4"
+	case addr.Addr().IsUnspecified():
+		return "tcp"
+	}
+	return "tcp6"
+}
+
+// Addrs returns the bound address of each listener, in config order.
+func (s *Server) Addrs() []netip.AddrPort {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var addrs []netip.AddrPort
+	for _, entry := range s.state.Load().cfg.Listeners {
+		if l, ok := s.listeners[entry.Addr.String()]; ok {
+			addrs = append(addrs, l.ln.Addr().(*net.TCPAddr).AddrPort())
+		}
+	}
+	return addrs
+}
+
+// startAccepting runs l's accept loop under run. Called with s.mu held.
+func (s *Server) startAccepting(run *serving, l *listener) {
+	run.accepting.Add(1)
+	go func() {
+		defer run.accepting.Done()
+		s.accept(run, l)
+	}()
+}
+
+func isClosed(err error) bool { return errors.Is(err, net.ErrClosed) }

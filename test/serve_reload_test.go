@@ -1,0 +1,107 @@
+package test
+
+import (
+	"bufio"
+	"io"
+	"os"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"nicproxy/test/netlab"
+)
+
+// TestServeReload: SIGHUP re-reads the file. New connections follow the
+// new rules and listeners; an open tunnel is never cut, not even when its
+// listener goes away; a bad file is reported and the old one keeps serving.
+func TestServeReload(t *testing.T) {
+	lab := newServingLab(t)
+	path := writeConfig(t, "listen: [{addr: 127.0.0.1:1080}]\ndefault: ens33\n")
+	proc := lab.StartProxy(nicproxyBinary, "127.0.0.1:1080", "", "-c", path)
+	rewrite := func(text string) {
+		t.Helper()
+		if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := proc.Signal(syscall.SIGHUP); err != nil {
+			t.Fatal(err)
+		}
+	}
+	flowVia := func(t *testing.T, proxy string, want, other netlab.NIC) {
+		t.Helper()
+		before := lab.Snapshot()
+		f := lab.curlUpload(t, nil, lab.url("http", "web.test", "/echo"), "--proxy", proxy)
+		checkPinned(t, before, f, want, other)
+	}
+	waitFor := func(t *testing.T, what string, cond func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for !cond() {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: not within 5s\n%s", what, proc.Output())
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	accepts := func(addr string) bool {
+		conn, err := lab.DialHost("tcp", addr)
+		if err == nil {
+			conn.Close()
+		}
+		return err == nil
+	}
+
+	flowVia(t, "socks5h://127.0.0.1:1080", netlab.Ens33, netlab.Ens160)
+	tunnel := dialProxy(t, lab.Lab)
+	if rep, err := socks5Dial(tunnel, "", "", netlab.Server.String(), lab.echo.TCP.Port()); err != nil || rep != 0 {
+		t.Fatalf("connect: %#x %v", rep, err)
+	}
+	r := bufio.NewReader(tunnel)
+	if seen := netlab.MustSeen(t, r); seen.Addr() != netlab.Ens33.Addr {
+		t.Fatalf("tunnel on %v, want ens33", seen.Addr())
+	}
+	stillOpen := func(t *testing.T) {
+		t.Helper()
+		if _, err := io.WriteString(tunnel, "ping"); err != nil {
+			t.Fatal(err)
+		}
+		got := make([]byte, 4)
+		if _, err := io.ReadFull(r, got); err != nil || string(got) != "ping" {
+			t.Fatalf("the open tunnel broke: %q %v", got, err)
+		}
+	}
+
+	t.Run("new rules and a new listener", func(t *testing.T) {
+		rewrite("listen: [{addr: 127.0.0.1:1080}, {name: second, addr: 127.0.0.1:1081}]\ndefault: ens160\n")
+		waitFor(t, "the new listener accepts", func() bool { return accepts("127.0.0.1:1081") })
+		flowVia(t, "socks5h://127.0.0.1:1080", netlab.Ens160, netlab.Ens33)
+		flowVia(t, "http://127.0.0.1:1081", netlab.Ens160, netlab.Ens33)
+		stillOpen(t)
+	})
+	t.Run("a bad file keeps the running configuration", func(t *testing.T) {
+		rewrite("listen: [{addr: 127.0.0.1:1080}]\nrules: [{dst: [198.51.100.0/24], via: ens16O}]\n")
+		waitFor(t, "the error is logged", func() bool {
+			return strings.Contains(proc.Output(), `rules[0].via: unknown interface "ens16O" (have: ens33, ens160)`)
+		})
+		if !strings.Contains(proc.Output(), "still serving the previous configuration") {
+			t.Errorf("the log does not say the old configuration keeps serving:\n%s", proc.Output())
+		}
+		flowVia(t, "socks5h://127.0.0.1:1081", netlab.Ens160, netlab.Ens33)
+		stillOpen(t)
+	})
+	t.Run("a dropped listener closes; its open tunnel stays", func(t *testing.T) {
+		rewrite("listen: [{name: second, addr: 127.0.0.1:1081}]\ndefault: ens160\n")
+		waitFor(t, "the dropped listener refuses", func() bool { return !accepts("127.0.0.1:1080") })
+		stillOpen(t)
+		flowVia(t, "socks5h://127.0.0.1:1081", netlab.Ens160, netlab.Ens33)
+	})
+
+	tunnel.Close()
+	if err := proc.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if code, err := proc.Wait(5 * time.Second); err != nil || code != 0 {
+		t.Errorf("exit %d %v after SIGTERM\n%s", code, err, proc.Output())
+	}
+}
