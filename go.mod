@@ -3,6 +3,7 @@ module nicproxy
 go 1.26.0
 
 require (
+	github.com/coreos/go-systemd/v22 v22.5.0
 	github.com/things-go/go-socks5 v0.1.1
 	github.com/vishvananda/netlink v1.3.1
 	github.com/vishvananda/netns v0.0.5

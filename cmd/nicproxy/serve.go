@@ -11,6 +11,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/coreos/go-systemd/v22/daemon"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
@@ -77,6 +78,10 @@ func serve(args []string, stderr io.Writer) int {
 		log.Info("listening", zap.String("name", l.Name), zap.Stringer("addr", addr), zap.String("protocol", string(l.Protocol)))
 	}
 
+	// Under systemd (Type=notify), say when the listeners are open; no-op
+	// elsewhere.
+	notify(log, daemon.SdNotifyReady, "STATUS=serving")
+
 	reloads := make(chan struct{})
 	go func() {
 		defer close(reloads)
@@ -86,17 +91,30 @@ func serve(args []string, stderr io.Writer) int {
 			case <-ctx.Done():
 				return
 			case <-hup:
+				notify(log, daemon.SdNotifyReloading)
 				running = reload(ctx, srv, running, *file, *nic, *listen, level, log)
+				notify(log, daemon.SdNotifyReady, "STATUS=serving")
 			}
 		}
 	}()
 	defer func() { stop(); <-reloads }()
+	go func() {
+		<-ctx.Done()
+		notify(log, daemon.SdNotifyStopping, "STATUS=stopping: letting open connections finish")
+	}()
 	if err := srv.Serve(ctx); err != nil {
 		log.Error("serve", zap.Error(err))
 		return exitFailure
 	}
 	log.Info("nicproxy stopped")
 	return exitOK
+}
+
+// notify tells systemd about a state change when NOTIFY_SOCKET is set.
+func notify(log *zap.Logger, states ...string) {
+	if _, err := daemon.SdNotify(false, strings.Join(states, "\n")); err != nil {
+		log.Warn("sd_notify failed", zap.Error(err))
+	}
 }
 
 // reload re-reads the configuration on SIGHUP. A file that does not load is
