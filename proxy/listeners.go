@@ -8,6 +8,8 @@ import (
 	"net/netip"
 	"sync/atomic"
 
+	"go.uber.org/zap"
+
 	"nicproxy/config"
 )
 
@@ -23,12 +25,24 @@ type listener struct {
 func (s *Server) Listen(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	opened, err := s.openNew(ctx, s.state.Load().cfg.Listeners)
+	cfg := s.state.Load().cfg
+	opened, err := s.openNew(ctx, cfg.Listeners)
 	if err != nil {
+		return err
+	}
+	admin, err := s.openAdmin(ctx, cfg)
+	if err != nil {
+		for _, l := range opened {
+			l.ln.Close()
+		}
 		return err
 	}
 	for _, l := range opened {
 		s.listeners[l.cfg.Load().Addr.String()] = l
+	}
+	s.admin = admin
+	if admin != nil {
+		s.log.Info("admin endpoint", zap.Stringer("addr", admin.ln.Addr()))
 	}
 	return nil
 }

@@ -30,11 +30,13 @@ type Server struct {
 	state   atomic.Pointer[state] // swapped whole by Reload
 	active  atomic.Int64          // open client connections, for limits.max_connections
 	sweeper *relay.IdleSweeper
+	metrics *metrics
 
 	mu        sync.Mutex
 	listeners map[string]*listener // by listen address
 	serving   *serving             // set while Serve runs
 	retired   []*state             // replaced by Reload; their HTTP servers drain
+	admin     *adminServer         // nil when admin is off
 	conns     sync.WaitGroup       // every client connection being served
 }
 
@@ -73,6 +75,7 @@ func New(cfg *config.Config, log *zap.Logger, opts Options) *Server {
 		sweeper:   relay.NewIdleSweeper(cfg.Timeouts.Idle),
 		listeners: map[string]*listener{},
 	}
+	s.metrics = newMetrics(s)
 	s.state.Store(s.newState(cfg))
 	return s
 }
@@ -132,6 +135,10 @@ func (s *Server) Serve(ctx context.Context) error {
 	for _, l := range s.listeners {
 		s.startAccepting(run, l)
 	}
+	if s.admin != nil {
+		admin := s.admin
+		go func() { _ = admin.http.Serve(admin.ln) }()
+	}
 	s.mu.Unlock()
 
 	<-ctx.Done()
@@ -143,6 +150,11 @@ func (s *Server) Serve(ctx context.Context) error {
 		delete(s.listeners, addr)
 	}
 	states := append([]*state{s.state.Load()}, s.retired...)
+	if s.admin != nil {
+		_ = s.admin.http.Close()
+		s.admin.ln.Close()
+		s.admin = nil
+	}
 	s.mu.Unlock()
 	run.accepting.Wait()
 
@@ -182,6 +194,14 @@ func (s *Server) Reload(ctx context.Context, cfg *config.Config) error {
 	if err != nil {
 		return err
 	}
+	admin, err := s.openAdmin(ctx, cfg)
+	if err != nil {
+		for _, l := range opened {
+			l.ln.Close()
+		}
+		return err
+	}
+	s.swapAdmin(cfg, admin)
 	next := s.newState(cfg)
 	if s.serving != nil {
 		next.http.start()

@@ -101,12 +101,15 @@ func (ss *session) connect(ctx context.Context, host string, port uint16) (*upst
 	if decision.Action == config.ActionReject {
 		return nil, fmt.Errorf("%s: rule %s rejects it: %w", ss.dest, decision.RuleName, errRejected)
 	}
+	start := time.Now()
 	conn, err := ss.st.dialer.Dial(ctx, "tcp", decision, ss.from,
 		upstream.Target{Host: host, Port: port, Addr: decision.Addr})
 	if err != nil {
+		ss.srv.metrics.observeDial("", err, time.Since(start))
 		return nil, err
 	}
 	ss.nic = conn.NIC
+	ss.srv.metrics.observeDial(conn.NIC, nil, time.Since(start))
 	return conn, nil
 }
 
@@ -130,14 +133,16 @@ func (ss *session) relay(up *upstream.Conn, pending io.Reader) {
 	ss.err = res.Err
 }
 
-// logAccess writes the access-log line. Passwords never reach it.
+// logAccess records the finished connection in the metrics and writes its
+// access-log line. Passwords never reach either.
 func (ss *session) logAccess() {
-	if !ss.st.cfg.Log.Access {
-		return
-	}
 	result := resultOf(ss.err)
 	if errors.Is(ss.err, relay.ErrIdle) {
 		result = "idle-timeout"
+	}
+	ss.srv.metrics.observeEnd(ss, result)
+	if !ss.st.cfg.Log.Access {
+		return
 	}
 	fields := []zap.Field{
 		zap.Stringer("client", ss.from),

@@ -1,0 +1,116 @@
+package proxy
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.uber.org/zap"
+
+	"nicproxy/config"
+)
+
+// adminServer serves admin.addr: /metrics, /healthz and /proxy.pac.
+type adminServer struct {
+	addr netip.AddrPort
+	ln   net.Listener
+	http *http.Server
+}
+
+// openAdmin opens admin.addr when the configuration has one and it is not
+// open already. Called with s.mu held.
+func (s *Server) openAdmin(ctx context.Context, cfg *config.Config) (*adminServer, error) {
+	if cfg.Admin == nil || (s.admin != nil && s.admin.addr == cfg.Admin.Addr) {
+		return nil, nil
+	}
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, listenNetwork(cfg.Admin.Addr), cfg.Admin.Addr.String())
+	if err != nil {
+		return nil, fmt.Errorf("listen admin %s: %w", cfg.Admin.Addr, err)
+	}
+	return &adminServer{
+		addr: cfg.Admin.Addr,
+		ln:   ln,
+		http: &http.Server{
+			Handler:           s.adminHandler(),
+			ReadHeaderTimeout: 10 * time.Second,
+			ErrorLog:          zap.NewStdLog(s.log.WithOptions(zap.IncreaseLevel(zap.WarnLevel))),
+		},
+	}, nil
+}
+
+// swapAdmin makes next the admin server (closing the old one when the
+// address changed, or when the new configuration has none). Called with
+// s.mu held.
+func (s *Server) swapAdmin(cfg *config.Config, next *adminServer) {
+	if next == nil && cfg.Admin != nil {
+		return // same address: keep serving
+	}
+	if s.admin != nil {
+		_ = s.admin.http.Close()
+		s.admin.ln.Close()
+	}
+	s.admin = next
+	if next != nil {
+		s.log.Info("admin endpoint", zap.Stringer("addr", next.ln.Addr()))
+		if s.serving != nil {
+			go func() { _ = next.http.Serve(next.ln) }()
+		}
+	}
+}
+
+func (s *Server) adminHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.registry, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = io.WriteString(w, "ok\n")
+	})
+	mux.HandleFunc("GET /proxy.pac", func(w http.ResponseWriter, r *http.Request) {
+		script, ok := pacScript(s.state.Load().cfg.Listeners, r.Host)
+		if !ok {
+			http.Error(w, "nicproxy: no mixed or http listener to point browsers at", http.StatusNotFound)
+			return
+		}
+		w.Header().Set("Content-Type", "application/x-ns-proxy-autoconfig")
+		_, _ = io.WriteString(w, script)
+	})
+	return mux
+}
+
+// pacScript points browsers at the first mixed or http listener. A listener
+// on every address is named by the host the browser fetched the PAC from.
+// There is no DIRECT fallback: when nicproxy is down, browsing fails rather
+// than leaving through whatever NIC the routing table prefers.
+func pacScript(listeners []config.Listener, requestHost string) (string, bool) {
+	for _, l := range listeners {
+		if l.Protocol != config.ProtocolMixed && l.Protocol != config.ProtocolHTTP {
+			continue
+		}
+		host := l.Addr.Addr().String()
+		if l.Addr.Addr().IsUnspecified() {
+			if h, _, err := net.SplitHostPort(requestHost); err == nil {
+				host = h
+			} else {
+				host = strings.Trim(requestHost, "[]")
+			}
+		}
+		proxy := net.JoinHostPort(strings.Trim(host, "[]"), strconv.Itoa(int(l.Addr.Port())))
+		return fmt.Sprintf(`// nicproxy: send everything through %[1]s, pinned to its NIC.
+function FindProxyForURL(url, host) {
+  // This host's own names and addresses never leave it.
+  if (host == "localhost" || shExpMatch(host, "127.*") || host == "::1" || host == "[::1]")
+    return "DIRECT";
+  return "PROXY %[1]s";
+}
+`, proxy), true
+	}
+	return "", false
+}
