@@ -26,6 +26,8 @@ Usage:
   nicproxy check -c FILE                  validate a config, print a summary
   nicproxy route [-c FILE] [-u USER] [-s SRC] [--listener NAME] [--udp] DEST[:PORT]
                                           which rule and NIC would carry DEST
+  nicproxy doctor [-c FILE] [--target HOST:PORT]
+                                          diagnose the host for each NIC
   nicproxy hash-password                  read a password on stdin, print its bcrypt hash
   nicproxy version
 `
@@ -49,6 +51,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return check(rest, stdout, stderr)
 	case "route":
 		return route(rest, stdout, stderr)
+	case "doctor":
+		return doctor(rest, stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, versionString())
 		return exitOK

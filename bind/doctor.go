@@ -1,0 +1,60 @@
+package bind
+
+import (
+	"context"
+	"time"
+)
+
+// Severity grades one doctor finding.
+type Severity int
+
+// Severities, mildest first.
+const (
+	OK   Severity = iota // the check passed
+	Warn                 // nicproxy works, but something may bite (a reply could be dropped)
+	Fail                 // traffic cannot be pinned to this NIC as things are
+)
+
+func (s Severity) String() string {
+	return [...]string{"ok", "warn", "FAIL"}[s]
+}
+
+// Finding is one check's result for one NIC.
+type Finding struct {
+	Severity Severity
+	Check    string // "exists", "rp_filter", ...
+	Detail   string // what was seen and, when not OK, what to do
+}
+
+// NICReport is every finding for one NIC.
+type NICReport struct {
+	NIC      string
+	Findings []Finding
+}
+
+// Worst is the most severe finding of the report.
+func (r NICReport) Worst() Severity {
+	worst := OK
+	for _, f := range r.Findings {
+		worst = max(worst, f.Severity)
+	}
+	return worst
+}
+
+// DoctorOptions say what to diagnose.
+type DoctorOptions struct {
+	NICs    []string      // the NICs to check
+	Target  string        // host:port for a real bound TCP connect; "" skips it
+	Timeout time.Duration // for the connect; default 3s
+}
+
+// Doctor diagnoses the host for each NIC: presence, link state, addresses,
+// routes a pinned socket can use, reverse-path filtering, ARP flux between
+// NICs sharing a subnet, permission to pin, and optionally a real pinned
+// connect. It only reads and connects; it changes nothing.
+func Doctor(ctx context.Context, opts DoctorOptions) []NICReport {
+	if opts.Timeout <= 0 {
+		opts.Timeout = 3 * time.Second
+	}
+	return doctor(ctx, opts)
+}
