@@ -2,6 +2,8 @@ package proxy
 
 import (
 	"context"
+	_ "embed"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -17,7 +19,13 @@ import (
 	"nicproxy/config"
 )
 
-// adminServer serves admin.addr: /metrics, /healthz and /proxy.pac.
+// statusPage is the self-contained status page: it polls /api/status.
+//
+//go:embed status.html
+var statusPage string
+
+// adminServer serves admin.addr: the status page (/), /api/status,
+// /metrics, /healthz and /proxy.pac.
 type adminServer struct {
 	addr netip.AddrPort
 	ln   net.Listener
@@ -69,6 +77,18 @@ func (s *Server) swapAdmin(cfg *config.Config, next *adminServer) {
 func (s *Server) adminHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.registry, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		w.Header().Set("Content-Security-Policy", "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'")
+		_, _ = io.WriteString(w, statusPage)
+	})
+	mux.HandleFunc("GET /api/status", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "no-store")
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(s.report())
+	})
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = io.WriteString(w, "ok\n")

@@ -31,6 +31,7 @@ type Server struct {
 	active  atomic.Int64          // open client connections, for limits.max_connections
 	sweeper *relay.IdleSweeper
 	metrics *metrics
+	status  *status
 
 	mu        sync.Mutex
 	listeners map[string]*listener // by listen address
@@ -76,6 +77,7 @@ func New(cfg *config.Config, log *zap.Logger, opts Options) *Server {
 		listeners: map[string]*listener{},
 	}
 	s.metrics = newMetrics(s)
+	s.status = newStatus()
 	s.state.Store(s.newState(cfg))
 	return s
 }
@@ -122,6 +124,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	sweepCtx, stopSweep := context.WithCancel(context.Background())
 	defer stopSweep()
 	go s.sweeper.Run(sweepCtx)
+	go s.status.run(sweepCtx, func() []string { return s.state.Load().cfg.NICs() })
 
 	// Connections get their own context: ending ctx stops accepting, while
 	// open connections are only cut when the grace period runs out.

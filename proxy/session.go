@@ -117,6 +117,7 @@ func (ss *session) connect(ctx context.Context, host string, port uint16) (*upst
 // client sent that a handshake parser already buffered; they go first.
 func (ss *session) relay(up *upstream.Conn, pending io.Reader) {
 	defer up.Release()
+	defer ss.srv.status.relaying(ss)()
 	_ = ss.client.SetDeadline(time.Time{})
 	if pending != nil {
 		n, err := io.Copy(up.Conn, pending)
@@ -141,6 +142,7 @@ func (ss *session) logAccess() {
 		result = "idle-timeout"
 	}
 	ss.srv.metrics.observeEnd(ss, result)
+	ss.srv.status.finished(ss, result)
 	if !ss.st.cfg.Log.Access {
 		return
 	}

@@ -1,7 +1,11 @@
 package test
 
 import (
+	"encoding/json"
+	"fmt"
+	"io"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -85,8 +89,96 @@ default: ens160
 	}
 	metric(t, m, "nicproxy_active_connections")
 
+	t.Run("status page and /api/status", func(t *testing.T) {
+		if page := get("/"); !strings.Contains(page, "<title>nicproxy</title>") || !strings.Contains(page, `fetch("api/status"`) {
+			t.Errorf("/ is not the self-refreshing status page:\n%.300s", page)
+		}
+		// An open tunnel counts as active on its NIC while it streams.
+		conn := dialProxy(t, lab.Lab)
+		if rep, err := socks5Dial(conn, "", "", netlab.Server.String(), lab.web.HTTP.Port()); err != nil || rep != 0 {
+			t.Fatalf("connect: %#x %v", rep, err)
+		}
+		fmt.Fprintf(conn, "GET /bytes?n=%d HTTP/1.1\r\nHost: web.test\r\nConnection: close\r\n\r\n", 8<<20)
+		if _, err := io.ReadFull(conn, make([]byte, 4<<20)); err != nil {
+			t.Fatal(err)
+		}
+		var s status
+		if err := json.Unmarshal([]byte(get("/api/status")), &s); err != nil {
+			t.Fatal(err)
+		}
+		ens160 := s.nic(t, "ens160")
+		if !ens160.Up || !slices.Contains(ens160.Addresses, "192.0.2.48/24") || ens160.Active != 1 {
+			t.Errorf("ens160 while streaming: %+v", ens160)
+		}
+		if ens160.BytesDown < 4<<20 {
+			t.Errorf("ens160 bytes_down %d while 4 MiB have been read through an open tunnel", ens160.BytesDown)
+		}
+		if ens33 := s.nic(t, "ens33"); ens33.BytesUp != 0 || ens33.BytesDown != 0 || ens33.Active != 0 {
+			t.Errorf("ens33 carried traffic: %+v", ens33)
+		}
+		if len(s.Recent) == 0 || s.Recent[0].NIC != "ens160" || s.Recent[0].Rule != "default" || s.Recent[0].Result != "ok" {
+			t.Errorf("latest connections: %+v", s.Recent)
+		}
+		// The throughput chart shows the download once a sample has passed.
+		_, _ = io.Copy(io.Discard, conn)
+		time.Sleep(2500 * time.Millisecond)
+		if err := json.Unmarshal([]byte(get("/api/status")), &s); err != nil {
+			t.Fatal(err)
+		}
+		peak := 0.0
+		for _, sample := range s.nic(t, "ens160").Throughput {
+			peak = max(peak, sample.Down)
+		}
+		if peak <= 0 {
+			t.Errorf("no download throughput sampled on ens160: %+v", s.nic(t, "ens160").Throughput)
+		}
+	})
+
 	lab.SetDown("ens33")
 	if got := metric(t, get("/metrics"), `nicproxy_nic_up{nic="ens33"}`); got != 0 {
 		t.Errorf("nic_up ens33 = %v after it went down, want 0", got)
 	}
+}
+
+// status is the part of /api/status the tests read.
+type status struct {
+	NICs []struct {
+		Name       string   `json:"name"`
+		Up         bool     `json:"up"`
+		Addresses  []string `json:"addresses"`
+		Active     int      `json:"active"`
+		BytesUp    uint64   `json:"bytes_up"`
+		BytesDown  uint64   `json:"bytes_down"`
+		Throughput []struct {
+			Up   float64 `json:"up"`
+			Down float64 `json:"down"`
+		} `json:"throughput"`
+	} `json:"nics"`
+	Recent []struct {
+		NIC    string `json:"nic"`
+		Rule   string `json:"rule"`
+		Result string `json:"result"`
+	} `json:"recent"`
+}
+
+func (s status) nic(t *testing.T, name string) struct {
+	Name       string   `json:"name"`
+	Up         bool     `json:"up"`
+	Addresses  []string `json:"addresses"`
+	Active     int      `json:"active"`
+	BytesUp    uint64   `json:"bytes_up"`
+	BytesDown  uint64   `json:"bytes_down"`
+	Throughput []struct {
+		Up   float64 `json:"up"`
+		Down float64 `json:"down"`
+	} `json:"throughput"`
+} {
+	t.Helper()
+	for _, n := range s.NICs {
+		if n.Name == name {
+			return n
+		}
+	}
+	t.Fatalf("no NIC %s in the status", name)
+	return s.NICs[0]
 }
