@@ -281,3 +281,12 @@ func (l *Lab) AddAddress(nic string, addr netip.Addr) {
 	l.ip("-n", l.Host, "addr", "add", addr.String()+"/24", "dev", nic)
 	l.ip("-n", l.Upstream, "neigh", "replace", addr.String(), "lladdr", l.mac(l.Host, nic), "dev", "br0", "nud", "permanent")
 }
+
+// SetUp brings a host NIC back up after SetDown and restores what the
+// kernel flushed when it went down: its default route and static neighbour.
+func (l *Lab) SetUp(nic NIC) {
+	l.t.Helper()
+	l.ip("-n", l.Host, "link", "set", nic.Name, "up")
+	l.ip("-n", l.Host, "route", "replace", "default", "via", Gateway.String(), "dev", nic.Name, "metric", fmt.Sprint(nic.Metric))
+	l.ip("-n", l.Host, "neigh", "replace", Gateway.String(), "lladdr", l.mac(l.Upstream, "br0"), "dev", nic.Name, "nud", "permanent")
+}
