@@ -32,6 +32,7 @@ type Server struct {
 	sweeper *relay.IdleSweeper
 	metrics *metrics
 	status  *status
+	health  *health
 
 	mu        sync.Mutex
 	listeners map[string]*listener // by listen address
@@ -78,12 +79,13 @@ func New(cfg *config.Config, log *zap.Logger, opts Options) *Server {
 	}
 	s.metrics = newMetrics(s)
 	s.status = newStatus()
+	s.health = newHealth()
 	s.state.Store(s.newState(cfg))
 	return s
 }
 
 func (s *Server) newState(cfg *config.Config) *state {
-	dialer := upstream.New(cfg, s.opts.Links)
+	dialer := upstream.New(cfg, s.opts.Links, s.health.healthy)
 	resolvers := func(via config.Via) router.Resolver { return dstResolver(via, dialer) }
 	if s.opts.Resolver != nil {
 		resolvers = func(config.Via) router.Resolver { return s.opts.Resolver }
@@ -125,6 +127,9 @@ func (s *Server) Serve(ctx context.Context) error {
 	defer stopSweep()
 	go s.sweeper.Run(sweepCtx)
 	go s.status.run(sweepCtx, func() []string { return s.state.Load().cfg.NICs() })
+	healthDone := make(chan struct{})
+	go func() { defer close(healthDone); s.health.run(sweepCtx, s) }()
+	defer func() { stopSweep(); <-healthDone }()
 
 	// Connections get their own context: ending ctx stops accepting, while
 	// open connections are only cut when the grace period runs out.

@@ -180,6 +180,7 @@ type StatusReport struct {
 type NICStatus struct {
 	Name       string   `json:"name"`
 	Up         bool     `json:"up"`
+	Check      string   `json:"check,omitempty"` // the health check: passing, failing since …, pending
 	Addresses  []string `json:"addresses"`
 	Active     int      `json:"active"`
 	BytesUp    uint64   `json:"bytes_up"`
@@ -207,7 +208,7 @@ func (s *Server) report() StatusReport {
 	s.status.mu.Unlock()
 	for _, nic := range st.cfg.NICs() {
 		r.NICs = append(r.NICs, NICStatus{
-			Name: nic, Up: st.dialer.Available(nic), Addresses: nicAddresses(nic),
+			Name: nic, Up: st.dialer.Available(nic), Check: s.health.checkState(nic), Addresses: nicAddresses(nic),
 			Active: active[nic], BytesUp: up[nic], BytesDown: down[nic],
 			Throughput: history[nic],
 		})

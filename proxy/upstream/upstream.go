@@ -74,6 +74,7 @@ type Dialer struct {
 	links       bind.Links
 	dialTimeout time.Duration
 	balancer    *balancer
+	healthy     func(nic string) bool
 
 	mu      sync.Mutex // guards dynamic, NICs not named in the config (-i, default)
 	dynamic map[string]*nicDialer
@@ -85,12 +86,17 @@ type nicDialer struct {
 }
 
 // New builds a Dialer for cfg. links reports NIC state (nil: ask the
-// kernel on every dial).
-func New(cfg *config.Config, links bind.Links) *Dialer {
+// kernel on every dial); healthy reports whether a NIC passes its health
+// check (nil: every NIC does).
+func New(cfg *config.Config, links bind.Links, healthy func(nic string) bool) *Dialer {
 	if links == nil {
 		links = bind.SystemLinks{}
 	}
+	if healthy == nil {
+		healthy = func(string) bool { return true }
+	}
 	d := &Dialer{
+		healthy:     healthy,
 		nics:        map[string]*nicDialer{},
 		links:       links,
 		dialTimeout: cfg.Timeouts.Dial,
@@ -151,6 +157,7 @@ func (d *Dialer) Dial(ctx context.Context, network string, decision router.Decis
 	if decision.Via.Mode == config.ViaBalance {
 		nics = d.balancer.order(decision, client, t.Host)
 	}
+	nics = d.healthyFirst(nics)
 	var lastErr error
 	for _, name := range nics {
 		conn, err := d.dialNIC(ctx, network, name, t)
@@ -167,6 +174,27 @@ func (d *Dialer) Dial(ctx context.Context, network string, decision router.Decis
 		}
 	}
 	return nil, lastErr
+}
+
+// healthyFirst moves NICs failing their health check behind the others,
+// keeping each group's order. They stay in the list: when every NIC fails
+// its check, trying them (pinned) beats refusing.
+func (d *Dialer) healthyFirst(nics []string) []string {
+	if len(nics) < 2 {
+		return nics
+	}
+	var good, bad []string
+	for _, nic := range nics {
+		if d.healthy(nic) {
+			good = append(good, nic)
+		} else {
+			bad = append(bad, nic)
+		}
+	}
+	if len(bad) == 0 {
+		return nics
+	}
+	return append(good, bad...)
 }
 
 // failoverWorthy says whether another NIC may succeed where this one failed:
