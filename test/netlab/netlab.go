@@ -290,3 +290,20 @@ func (l *Lab) SetUp(nic NIC) {
 	l.ip("-n", l.Host, "route", "replace", "default", "via", Gateway.String(), "dev", nic.Name, "metric", fmt.Sprint(nic.Metric))
 	l.ip("-n", l.Host, "neigh", "replace", Gateway.String(), "lladdr", l.mac(l.Upstream, "br0"), "dev", nic.Name, "nud", "permanent")
 }
+
+// AddNIC plugs one more NIC into the host while the test runs (a USB or VPN
+// NIC appearing), on the lab's /24 with its own default route and static
+// neighbours both ways.
+func (l *Lab) AddNIC(nic NIC) {
+	l.t.Helper()
+	if nic.peer == "" {
+		nic.peer = "u" + strings.TrimPrefix(nic.Name, "ens")
+	}
+	l.ip("-n", l.Host, "link", "add", "name", nic.Name, "type", "veth", "peer", "name", nic.peer, "netns", l.Upstream)
+	l.ip("-n", l.Upstream, "link", "set", nic.peer, "master", "br0", "up")
+	l.ip("-n", l.Host, "addr", "add", nic.Addr.String()+"/24", "dev", nic.Name, "metric", fmt.Sprint(nic.Metric))
+	l.ip("-n", l.Host, "link", "set", nic.Name, "up")
+	l.ip("-n", l.Host, "route", "add", "default", "via", Gateway.String(), "dev", nic.Name, "metric", fmt.Sprint(nic.Metric))
+	l.ip("-n", l.Host, "neigh", "replace", Gateway.String(), "lladdr", l.mac(l.Upstream, "br0"), "dev", nic.Name, "nud", "permanent")
+	l.ip("-n", l.Upstream, "neigh", "replace", nic.Addr.String(), "lladdr", l.mac(l.Host, nic.Name), "dev", "br0", "nud", "permanent")
+}
