@@ -2,8 +2,8 @@ package test
 
 import (
 	"net/http"
-	"strings"
 	"net/netip"
+	"strings"
 	"testing"
 
 	"nicproxy/test/netlab"
