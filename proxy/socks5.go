@@ -44,7 +44,7 @@ func newSOCKS5Server(s *Server, st *state) *socks5Server {
 		socks5.WithResolver(noResolver{}),
 		socks5.WithConnectHandle(p.connect),
 		socks5.WithBindHandle(unsupportedCommand),
-		socks5.WithAssociateHandle(unsupportedCommand),
+		socks5.WithAssociateHandle(p.associate),
 		socks5.WithLogger(zapLogger{s.log}),
 	)
 	// A client outside allow gets 0x02 to whatever it asks, without its

@@ -24,3 +24,4 @@ go test -race -count=1 ./...
 echo "== short fuzz runs (corpus in testdata/fuzz)"
 go test -run='^$' -fuzz='^FuzzReadRequest$' -fuzztime=10s ./proxy/socks4
 go test -run='^$' -fuzz='^FuzzParse$' -fuzztime=10s ./config
+go test -run='^$' -fuzz='^FuzzParse$' -fuzztime=10s ./proxy/socks5udp

@@ -1,0 +1,280 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	socks5 "github.com/things-go/go-socks5"
+	"github.com/things-go/go-socks5/statute"
+	"go.uber.org/zap"
+
+	"nicproxy/config"
+	"nicproxy/proxy/router"
+	"nicproxy/proxy/socks5udp"
+	"nicproxy/proxy/upstream"
+)
+
+// associate serves SOCKS5 UDP ASSOCIATE. The client-facing UDP socket sits
+// on the address the client reached (loopback, usually) and is never pinned;
+// the sockets facing the destinations are pinned per the rules, one per NIC
+// and address family, so every datagram of a pinned flow, and the lookups
+// made for it, leave through its NIC. The association lasts as long as the
+// client keeps its TCP connection open (RFC 1928) and something moved
+// within timeouts.idle.
+func (p *socks5Server) associate(_ context.Context, w io.Writer, req *socks5.Request) error {
+	sc, ok := w.(*sessionConn)
+	if !ok {
+		return fmt.Errorf("socks5: associate handler got %T, not the session", w)
+	}
+	ss := sc.ss
+	ss.protocol = "socks5-udp"
+	if req.AuthContext != nil {
+		ss.user = req.AuthContext.Payload["username"]
+	}
+	local := ss.client.LocalAddr().(*net.TCPAddr).AddrPort()
+	network := "udp4"
+	if local.Addr().Is6() && !local.Addr().Is4In6() {
+		network = "udp6"
+	}
+	clientSide, err := net.ListenUDP(network, net.UDPAddrFromAddrPort(netip.AddrPortFrom(local.Addr(), 0)))
+	if err != nil {
+		ss.err = err
+		return socks5.SendReply(w, statute.RepServerFailure, nil)
+	}
+	if err := socks5.SendReply(w, statute.RepSuccess, clientSide.LocalAddr()); err != nil {
+		clientSide.Close()
+		ss.err = err
+		return nil
+	}
+	_ = ss.client.SetDeadline(time.Time{})
+	a := &association{ss: ss, client: clientSide, routes: map[socks5udp.Destination]*udpRoute{}, uplinks: map[string]*uplink{}}
+	a.touch()
+	a.run()
+	return nil
+}
+
+// association is one UDP ASSOCIATE.
+type association struct {
+	ss     *session
+	client *net.UDPConn
+
+	clientAddr atomic.Pointer[netip.AddrPort] // where replies go: the client's last source
+	up, down   atomic.Int64
+	active     atomic.Int64 // unix nanoseconds of the last datagram either way
+
+	mu      sync.Mutex
+	routes  map[socks5udp.Destination]*udpRoute // decided once per destination
+	uplinks map[string]*uplink                  // by NIC and family
+	readers sync.WaitGroup
+}
+
+// udpRoute is where one destination's datagrams go.
+type udpRoute struct {
+	to  netip.AddrPort
+	via *uplink
+	err error
+}
+
+// uplink is a socket facing the destinations, pinned to one NIC.
+type uplink struct {
+	pc  net.PacketConn
+	nic string
+}
+
+func (a *association) touch() { a.active.Store(time.Now().UnixNano()) }
+
+func (a *association) run() {
+	ss := a.ss
+	control := make(chan struct{})
+	go func() {
+		// The client ends the association by closing its TCP connection.
+		_, _ = io.Copy(io.Discard, ss.client)
+		close(control)
+	}()
+	a.readers.Add(1)
+	go func() {
+		defer a.readers.Done()
+		a.fromClient()
+	}()
+
+	idle := ss.st.cfg.Timeouts.Idle
+	tick := time.NewTicker(min(max(idle/4, 50*time.Millisecond), 15*time.Second))
+	defer tick.Stop()
+wait:
+	for {
+		select {
+		case <-control:
+			break wait
+		case <-ss.ctx.Done():
+			break wait
+		case <-tick.C:
+			if time.Since(time.Unix(0, a.active.Load())) > idle {
+				break wait
+			}
+		}
+	}
+	ss.client.Close()
+	a.client.Close()
+	a.mu.Lock()
+	for _, u := range a.uplinks {
+		u.pc.Close()
+	}
+	a.mu.Unlock()
+	a.readers.Wait()
+	ss.up, ss.down = a.up.Load(), a.down.Load()
+}
+
+func (a *association) fromClient() {
+	buf := make([]byte, 64<<10)
+	clientHost := a.ss.from.Addr().Unmap()
+	for {
+		n, from, err := a.client.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			return
+		}
+		// Only the host that holds the TCP connection may use the relay.
+		if from.Addr().Unmap() != clientHost {
+			continue
+		}
+		a.clientAddr.Store(&from)
+		dest, payload, err := socks5udp.Parse(buf[:n])
+		if err != nil {
+			a.ss.srv.log.Debug("udp: bad datagram from client", zap.Stringer("client", from), zap.Error(err))
+			continue
+		}
+		r := a.route(dest)
+		if r.err != nil {
+			continue
+		}
+		if _, err := r.via.pc.WriteTo(payload, net.UDPAddrFromAddrPort(r.to)); err == nil {
+			a.up.Add(int64(len(payload)))
+			a.touch()
+		}
+	}
+}
+
+// route decides once per destination where its datagrams go.
+func (a *association) route(dest socks5udp.Destination) *udpRoute {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if r, ok := a.routes[dest]; ok {
+		return r
+	}
+	r := a.decide(dest)
+	if len(a.routes) < 4096 { // a client spraying destinations cannot grow this without bound
+		a.routes[dest] = r
+	}
+	ss := a.ss
+	if r.err == nil {
+		ss.dest, ss.nic = dest.String(), r.via.nic
+	} else {
+		ss.srv.log.Debug("udp: destination not relayed", zap.Stringer("dest", dest), zap.Error(r.err))
+	}
+	return r
+}
+
+// decide routes dest like a TCP flow with network udp. Called with a.mu held.
+func (a *association) decide(dest socks5udp.Destination) *udpRoute {
+	ss := a.ss
+	ctx, cancel := context.WithTimeout(ss.ctx, ss.st.cfg.Timeouts.Dial)
+	defer cancel()
+	host := dest.Host
+	if host == "" {
+		host = dest.Addr.String()
+	}
+	decision := ss.st.router.Route(ctx, router.Request{
+		Client: ss.from, User: ss.user, Listener: ss.listener.Name,
+		Host: host, Port: dest.Port, Network: config.NetworkUDP,
+	})
+	ss.rule = decision.RuleName
+	if decision.Action == config.ActionReject {
+		return &udpRoute{err: fmt.Errorf("rule %s rejects it: %w", decision.RuleName, errRejected)}
+	}
+	addr := dest.Addr
+	if !addr.IsValid() {
+		addr = decision.Addr
+	}
+	if addr.IsValid() && addr.IsLoopback() {
+		decision.Via = config.Via{Mode: config.ViaSystem} // never leaves the host
+	}
+	// Names are resolved through the NIC the datagrams will take: the
+	// IPv4 socket's NIC decides, and IPv4 answers are preferred.
+	family := "udp4"
+	if addr.IsValid() && addr.Is6() {
+		family = "udp6"
+	}
+	via, err := a.uplink(ctx, decision, host, family)
+	if err != nil {
+		return &udpRoute{err: err}
+	}
+	if !addr.IsValid() {
+		addrs, err := ss.st.dialer.Lookup(ctx, via.nic, dest.Host)
+		if err != nil || len(addrs) == 0 {
+			return &udpRoute{err: fmt.Errorf("resolve %s via %s: %w", dest.Host, via.nic, errors.Join(upstream.ErrResolve, err))}
+		}
+		addr = addrs[0] // IPv4 first, as Lookup orders them
+		if addr.Is6() {
+			if via, err = a.uplink(ctx, decision, host, "udp6"); err != nil {
+				return &udpRoute{err: err}
+			}
+		}
+	}
+	return &udpRoute{to: netip.AddrPortFrom(addr, dest.Port), via: via}
+}
+
+// uplink returns the pinned socket for a decision and family, opening it
+// (and its reply reader) on first use. Called with a.mu held.
+func (a *association) uplink(ctx context.Context, decision router.Decision, host, family string) (*uplink, error) {
+	key := decision.Via.String() + "|" + family
+	if u, ok := a.uplinks[key]; ok {
+		return u, nil
+	}
+	pc, nic, err := a.ss.st.dialer.PacketConn(ctx, family, decision, a.ss.from, host)
+	if err != nil {
+		return nil, err
+	}
+	u := &uplink{pc: pc, nic: nic}
+	a.uplinks[key] = u
+	a.readers.Add(1)
+	go func() {
+		defer a.readers.Done()
+		a.fromUpstream(u)
+	}()
+	return u, nil
+}
+
+// fromUpstream relays replies to the client, each behind a header naming
+// the address it came from.
+func (a *association) fromUpstream(u *uplink) {
+	// The header is written just before the payload in one buffer, so a
+	// reply costs no allocation and one copy-free send.
+	const headroom = 4 + 16 + 2
+	buf := make([]byte, headroom+64<<10)
+	scratch := make([]byte, 0, headroom)
+	for {
+		n, from, err := u.pc.ReadFrom(buf[headroom:])
+		if err != nil {
+			return
+		}
+		src, ok := from.(*net.UDPAddr)
+		to := a.clientAddr.Load()
+		if !ok || to == nil {
+			continue
+		}
+		hdr := socks5udp.AppendHeader(scratch[:0], src.AddrPort())
+		start := headroom - len(hdr)
+		copy(buf[start:], hdr)
+		pkt := buf[start : headroom+n]
+		if _, err := a.client.WriteToUDPAddrPort(pkt, *to); err == nil {
+			a.down.Add(int64(n))
+			a.touch()
+		}
+	}
+}
