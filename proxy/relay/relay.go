@@ -6,7 +6,6 @@ package relay
 import (
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"sync"
 	"syscall"
@@ -112,9 +111,9 @@ type halfCloser interface {
 
 // pipe copies src to dst until EOF or error and returns the bytes copied.
 func (t *tunnel) pipe(dst, src net.Conn, dir string) int64 {
-	// io.Copy, not CopyBuffer or a wrapper: with two *net.TCPConn it is
-	// dst.ReadFrom(src), which is the splice path.
-	n, err := io.Copy(dst, src)
+	// Between two *net.TCPConn this splices (see copyStream); nothing may
+	// wrap the conns, or Go falls back to a user-space copy.
+	n, err := copyStream(dst, src)
 	t.mu.Lock()
 	t.ended++
 	if err == nil {
