@@ -121,6 +121,7 @@ func (w *Web) newServer() *http.Server {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/whoami", whoami)
 	mux.HandleFunc("/bytes", serveBytes)
+	mux.HandleFunc("/zeros", serveZeros)
 	mux.HandleFunc("/echo", echo)
 	mux.HandleFunc("/headers", headers)
 	mux.HandleFunc("/ws", w.upgrade)
@@ -159,6 +160,26 @@ func serveBytes(w http.ResponseWriter, r *http.Request) {
 	}
 	// io.CopyN streams through a small buffer: N is never held in memory.
 	_, _ = io.CopyN(w, ExpectedBytes(n), n)
+}
+
+// serveZeros sends n zero bytes as fast as the server can write them, for
+// benchmarks where generating /bytes' stream would be the bottleneck.
+func serveZeros(w http.ResponseWriter, r *http.Request) {
+	n, err := strconv.ParseInt(r.URL.Query().Get("n"), 10, 64)
+	if err != nil || n < 0 || n > MaxBytes {
+		http.Error(w, fmt.Sprintf("want n=0..%d", MaxBytes), http.StatusBadRequest)
+		return
+	}
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Header().Set("Content-Length", strconv.FormatInt(n, 10))
+	zeros := make([]byte, 256<<10)
+	for n > 0 {
+		chunk := min(n, int64(len(zeros)))
+		if _, err := w.Write(zeros[:chunk]); err != nil {
+			return
+		}
+		n -= chunk
+	}
 }
 
 func echo(w http.ResponseWriter, r *http.Request) {
