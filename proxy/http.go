@@ -101,6 +101,14 @@ func (p *httpProxy) serve(ss *session) {
 	_ = ss.client.SetDeadline(time.Time{}) // net/http sets its own
 	c := &httpConn{TCPConn: ss.client, ss: ss, done: make(chan struct{})}
 	if !p.conns.push(c) {
+		// A reload retired this configuration between accept and now: the
+		// client has sent nothing yet, so the current one serves it.
+		current := ss.srv.state.Load()
+		if current.http == p {
+			return // shutting down
+		}
+		ss.st = current
+		current.http.serve(ss)
 		return
 	}
 	select {

@@ -6,6 +6,7 @@ package proxy
 
 import (
 	"context"
+	"errors"
 	"net"
 	"slices"
 	"sync"
@@ -39,6 +40,7 @@ type Server struct {
 	serving   *serving             // set while Serve runs
 	retired   []*state             // replaced by Reload; their HTTP servers drain
 	admin     *adminServer         // nil when admin is off
+	stopped   bool                 // Serve is shutting down: Reload opens nothing more
 	conns     sync.WaitGroup       // every client connection being served
 }
 
@@ -153,6 +155,7 @@ func (s *Server) Serve(ctx context.Context) error {
 
 	s.mu.Lock()
 	s.serving = nil
+	s.stopped = true
 	for addr, l := range s.listeners {
 		l.ln.Close()
 		delete(s.listeners, addr)
@@ -198,6 +201,9 @@ func (s *Server) Serve(ctx context.Context) error {
 func (s *Server) Reload(ctx context.Context, cfg *config.Config) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.stopped {
+		return errors.New("shutting down: not reloading")
+	}
 	opened, err := s.openNew(ctx, cfg.Listeners)
 	if err != nil {
 		return err

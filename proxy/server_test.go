@@ -157,3 +157,54 @@ log: {access: false}
 		t.Errorf("echo %q lost the bytes sent with the request", got[12:])
 	}
 }
+
+func reloadConfig(t *testing.T, yaml string) *config.Config {
+	t.Helper()
+	cfg, err := config.Parse("test.yaml", []byte(yaml), config.Options{Interfaces: []string{"eth0"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Listeners[0].Addr = netip.MustParseAddrPort("127.0.0.1:0")
+	return cfg
+}
+
+// A client accepted before a reload, whose HTTP request comes after it, is
+// served by the new configuration rather than reset.
+func TestReloadKeepsAcceptedHTTPClient(t *testing.T) {
+	const yaml = "listen: [{addr: \"127.0.0.1:1080\"}]\ndefault: eth0\nlog: {access: false}\n"
+	srv, addr, cancel, done := startServer(t, yaml)
+	defer func() { cancel(); <-done }()
+	conn, err := net.Dial("tcp", addr.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	time.Sleep(100 * time.Millisecond) // accepted and sniffing
+	if err := srv.Reload(context.Background(), reloadConfig(t, yaml)); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond)
+	fmt.Fprintf(conn, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	_ = conn.SetReadDeadline(time.Now().Add(3 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil || resp.StatusCode != http.StatusBadRequest {
+		t.Fatalf("a client accepted before the reload: %v %v, want the 400 for an origin-form request", resp, err)
+	}
+}
+
+// Once Serve is shutting down, a late reload opens nothing.
+func TestReloadAfterServeOpensNothing(t *testing.T) {
+	const yaml = "listen: [{addr: \"127.0.0.1:1080\"}]\ndefault: eth0\nlog: {access: false}\n"
+	srv, _, cancel, done := startServer(t, yaml)
+	cancel()
+	<-done
+	cfg := reloadConfig(t, yaml+"admin: {addr: \"127.0.0.1:1\"}\n")
+	if err := srv.Reload(context.Background(), cfg); err == nil {
+		t.Fatal("a reload after shutdown succeeded")
+	}
+	srv.mu.Lock()
+	defer srv.mu.Unlock()
+	if len(srv.listeners) != 0 || srv.admin != nil {
+		t.Errorf("after shutdown: %d listeners, admin %v", len(srv.listeners), srv.admin)
+	}
+}

@@ -54,7 +54,16 @@ func (p *socks5Server) associate(_ context.Context, w io.Writer, req *socks5.Req
 		return nil
 	}
 	_ = ss.client.SetDeadline(time.Time{})
-	a := &association{ss: ss, client: clientSide, routes: map[socks5udp.Destination]*udpRoute{}, uplinks: map[string]*uplink{}}
+	a := &association{ss: ss, client: clientSide, routes: map[socks5udp.Destination]*udpRoute{},
+		uplinks: map[string]*uplink{}, sentTo: map[netip.AddrPort]struct{}{}}
+	// RFC 1928: the request names the address the client will send from;
+	// when it does, only that address may use the relay.
+	if ip := req.RawDestAddr.IP; ip != nil && !ip.IsUnspecified() {
+		if addr, ok := netip.AddrFromSlice(ip); ok {
+			expected := netip.AddrPortFrom(addr.Unmap(), uint16(req.RawDestAddr.Port))
+			a.expected = &expected
+		}
+	}
 	a.touch()
 	a.run()
 	return nil
@@ -65,15 +74,22 @@ type association struct {
 	ss     *session
 	client *net.UDPConn
 
-	clientAddr atomic.Pointer[netip.AddrPort] // where replies go: the client's last source
+	expected   *netip.AddrPort                // the source the request announced (port 0: any port), or nil
+	clientAddr atomic.Pointer[netip.AddrPort] // the client's UDP address, fixed by its first valid datagram
 	up, down   atomic.Int64
-	active     atomic.Int64 // unix nanoseconds of the last datagram either way
+	active     atomic.Int64 // unix nanoseconds of the last relayed datagram either way
 
 	mu      sync.Mutex
+	closed  bool                                // set when the association ends: no new uplinks
 	routes  map[socks5udp.Destination]*udpRoute // decided once per destination
 	uplinks map[string]*uplink                  // by NIC and family
+	sentTo  map[netip.AddrPort]struct{}         // destinations whose replies may come back
 	readers sync.WaitGroup
 }
+
+// maxDestinations bounds what one association remembers, so a client
+// spraying destinations cannot grow it without limit.
+const maxDestinations = 4096
 
 // udpRoute is where one destination's datagrams go.
 type udpRoute struct {
@@ -123,6 +139,7 @@ wait:
 	ss.client.Close()
 	a.client.Close()
 	a.mu.Lock()
+	a.closed = true // a datagram routed from now on cannot open an uplink
 	for _, u := range a.uplinks {
 		u.pc.Close()
 	}
@@ -139,11 +156,10 @@ func (a *association) fromClient() {
 		if err != nil {
 			return
 		}
-		// Only the host that holds the TCP connection may use the relay.
-		if from.Addr().Unmap() != clientHost {
+		from = netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
+		if !a.fromClientAddr(from, clientHost) {
 			continue
 		}
-		a.clientAddr.Store(&from)
 		dest, payload, err := socks5udp.Parse(buf[:n])
 		if err != nil {
 			a.ss.srv.log.Debug("udp: bad datagram from client", zap.Stringer("client", from), zap.Error(err))
@@ -153,11 +169,32 @@ func (a *association) fromClient() {
 		if r.err != nil {
 			continue
 		}
+		// The first valid datagram fixes the client's address; replies go
+		// there and nowhere else.
+		if a.clientAddr.Load() == nil {
+			a.clientAddr.CompareAndSwap(nil, &from)
+		}
 		if _, err := r.via.pc.WriteTo(payload, net.UDPAddrFromAddrPort(r.to)); err == nil {
 			a.up.Add(int64(len(payload)))
 			a.touch()
 		}
 	}
+}
+
+// fromClientAddr says whether a datagram from `from` is the client's: from
+// the host holding the TCP connection, from the address the request
+// announced if it did, and, once the client's address is fixed, from it.
+func (a *association) fromClientAddr(from netip.AddrPort, clientHost netip.Addr) bool {
+	if from.Addr() != clientHost {
+		return false
+	}
+	if e := a.expected; e != nil && (from.Addr() != e.Addr() || e.Port() != 0 && from.Port() != e.Port()) {
+		return false
+	}
+	if fixed := a.clientAddr.Load(); fixed != nil && *fixed != from {
+		return false
+	}
+	return true
 }
 
 // route decides once per destination where its datagrams go.
@@ -168,15 +205,18 @@ func (a *association) route(dest socks5udp.Destination) *udpRoute {
 		return r
 	}
 	r := a.decide(dest)
-	if len(a.routes) < 4096 { // a client spraying destinations cannot grow this without bound
-		a.routes[dest] = r
-	}
 	ss := a.ss
-	if r.err == nil {
-		ss.dest, ss.nic = dest.String(), r.via.nic
-	} else {
+	if r.err != nil {
+		// Not remembered: a NIC that was down or a lookup that timed out
+		// may work for the next datagram.
 		ss.srv.log.Debug("udp: destination not relayed", zap.Stringer("dest", dest), zap.Error(r.err))
+		return r
 	}
+	if len(a.routes) < maxDestinations {
+		a.routes[dest] = r
+		a.sentTo[r.to] = struct{}{}
+	}
+	ss.dest, ss.nic = dest.String(), r.via.nic
 	return r
 }
 
@@ -236,6 +276,9 @@ func (a *association) uplink(ctx context.Context, decision router.Decision, host
 	if u, ok := a.uplinks[key]; ok {
 		return u, nil
 	}
+	if a.closed {
+		return nil, errors.New("association closed")
+	}
 	pc, nic, err := a.ss.st.dialer.PacketConn(ctx, family, decision, a.ss.from, host)
 	if err != nil {
 		return nil, err
@@ -266,6 +309,16 @@ func (a *association) fromUpstream(u *uplink) {
 		src, ok := from.(*net.UDPAddr)
 		to := a.clientAddr.Load()
 		if !ok || to == nil {
+			continue
+		}
+		// Only replies from destinations the client sent to: the pinned
+		// socket must not let anyone else reach the client, nor keep the
+		// association alive.
+		srcAddr := netip.AddrPortFrom(src.AddrPort().Addr().Unmap(), src.AddrPort().Port())
+		a.mu.Lock()
+		_, known := a.sentTo[srcAddr]
+		a.mu.Unlock()
+		if !known {
 			continue
 		}
 		hdr := socks5udp.AppendHeader(scratch[:0], src.AddrPort())

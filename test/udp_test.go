@@ -141,6 +141,31 @@ default: ens160
 			t.Errorf("a rejected datagram moved %d bytes", tx)
 		}
 	})
+	t.Run("only the client's own address may use its association", func(t *testing.T) {
+		_, relay, udp := udpAssociate(t, lab.Lab)
+		udpExchange(t, udp, relay, server, udpPort, []byte("mine")) // fixes the client's address
+		var intruder *net.UDPConn
+		if err := lab.InHost(func() (err error) {
+			intruder, err = net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		defer intruder.Close()
+		hdr := append([]byte{0, 0, 0, 0x01}, netlab.Server.AsSlice()...)
+		hdr = binary.BigEndian.AppendUint16(hdr, udpPort)
+		if _, err := intruder.WriteToUDPAddrPort(append(hdr, "intruder"...), relay); err != nil {
+			t.Fatal(err)
+		}
+		_ = intruder.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+		if _, err := intruder.Read(make([]byte, 100)); err == nil {
+			t.Error("another socket used the association and got a reply")
+		}
+		_ = udp.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+		if n, err := udp.Read(make([]byte, 100)); err == nil {
+			t.Errorf("the client got a reply to a datagram it did not send (%d bytes)", n)
+		}
+	})
 	t.Run("the association ends with its TCP connection", func(t *testing.T) {
 		control, relay, udp := udpAssociate(t, lab.Lab)
 		udpExchange(t, udp, relay, server, udpPort, []byte("x"))

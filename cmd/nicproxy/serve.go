@@ -91,6 +91,9 @@ func serve(args []string, stderr io.Writer) int {
 			case <-ctx.Done():
 				return
 			case <-hup:
+				if ctx.Err() != nil {
+					return // shutting down: a reload would open what nothing serves
+				}
 				notify(log, daemon.SdNotifyReloading)
 				running = reload(ctx, srv, running, *file, *nic, *listen, level, log)
 				notify(log, daemon.SdNotifyReady, "STATUS=serving")
