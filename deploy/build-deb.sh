@@ -14,7 +14,8 @@ trap 'rm -rf "$root"' EXIT
 
 CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.version=$version" \
 	-o "$root/usr/bin/nicproxy" ./cmd/nicproxy
-install -D -m 0644 deploy/nicproxy.service "$root/lib/systemd/system/nicproxy.service"
+# /usr/lib, not /lib: merged-/usr Debian aliases them, and dpkg wants one.
+install -D -m 0644 deploy/nicproxy.service "$root/usr/lib/systemd/system/nicproxy.service"
 install -D -m 0644 configs/default.yaml "$root/etc/nicproxy/config.yaml"
 install -D -m 0644 README.md "$root/usr/share/doc/nicproxy/README.md"
 install -D -m 0644 deploy/README.md "$root/usr/share/doc/nicproxy/systemd.md"
@@ -39,6 +40,7 @@ Description: local SOCKS5/SOCKS4a/HTTP proxy that pins connections to a NIC
 CONTROL
 echo /etc/nicproxy/config.yaml >"$root/DEBIAN/conffiles"
 # The unit is installed, not enabled: the user reviews the config first.
+# An upgrade restarts a running service, so the new binary takes over.
 cat >"$root/DEBIAN/postinst" <<'POSTINST'
 #!/bin/sh
 set -e
@@ -46,6 +48,8 @@ if [ -d /run/systemd/system ]; then
 	systemctl daemon-reload || true
 	if [ "$1" = configure ] && [ -z "$2" ]; then
 		echo "nicproxy: edit /etc/nicproxy/config.yaml, then: systemctl enable --now nicproxy"
+	elif [ "$1" = configure ]; then
+		systemctl try-restart nicproxy.service || true
 	fi
 fi
 POSTINST
@@ -56,7 +60,17 @@ if [ -d /run/systemd/system ] && [ "$1" = remove ]; then
 	systemctl stop nicproxy.service || true
 fi
 PRERM
-chmod 0755 "$root/DEBIAN/postinst" "$root/DEBIAN/prerm"
+cat >"$root/DEBIAN/postrm" <<'POSTRM'
+#!/bin/sh
+set -e
+if [ "$1" = purge ]; then
+	rm -f /etc/systemd/system/multi-user.target.wants/nicproxy.service
+fi
+if [ -d /run/systemd/system ]; then
+	systemctl daemon-reload || true
+fi
+POSTRM
+chmod 0755 "$root/DEBIAN/postinst" "$root/DEBIAN/prerm" "$root/DEBIAN/postrm"
 
 mkdir -p "$out"
 dpkg-deb --root-owner-group --build "$root" "$out/nicproxy_${version}_${arch}.deb" >/dev/null

@@ -102,7 +102,26 @@ func (s *Server) adminHandler() http.Handler {
 		w.Header().Set("Content-Type", "application/x-ns-proxy-autoconfig")
 		_, _ = io.WriteString(w, script)
 	})
-	return mux
+	return hostGuard(mux)
+}
+
+// hostGuard answers only requests addressed to an IP or localhost. A page
+// the user browses through the proxy could otherwise rebind its own name to
+// 127.0.0.1 and read the status API, which lists destinations and users,
+// as same-origin (DNS rebinding).
+func hostGuard(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		host := r.Host
+		if h, _, err := net.SplitHostPort(host); err == nil {
+			host = h
+		}
+		host = strings.Trim(host, "[]")
+		if _, err := netip.ParseAddr(host); err != nil && !strings.EqualFold(host, "localhost") {
+			http.Error(w, "nicproxy: the admin endpoint answers requests to an IP address or localhost only", http.StatusMisdirectedRequest)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // pacScript points browsers at the first mixed or http listener. A listener

@@ -30,7 +30,7 @@ func TestDebianPackage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"Package: nicproxy", "Version: 1.2.3~test", "conffiles"} {
+	for _, want := range []string{"Package: nicproxy", "Version: 1.2.3~test", "conffiles", "postinst", "prerm", "postrm"} {
 		if !strings.Contains(string(info), want) {
 			t.Errorf("dpkg-deb --info lacks %q:\n%s", want, info)
 		}
@@ -39,7 +39,7 @@ func TestDebianPackage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"./usr/bin/nicproxy", "./lib/systemd/system/nicproxy.service", "./etc/nicproxy/config.yaml", "./usr/share/doc/nicproxy/README.md"} {
+	for _, want := range []string{"./usr/bin/nicproxy", "./usr/lib/systemd/system/nicproxy.service", "./etc/nicproxy/config.yaml", "./usr/share/doc/nicproxy/README.md"} {
 		if !strings.Contains(string(contents), want) {
 			t.Errorf("the package lacks %s", want)
 		}
