@@ -101,8 +101,15 @@ func checkTarget(s string) error {
 	if _, err := parsePort(port); err != nil {
 		return fmt.Errorf("%q: %v", s, err)
 	}
-	if _, err := netip.ParseAddr(host); err == nil {
+	if a, err := netip.ParseAddr(host); err == nil {
+		if a.Unmap().IsLoopback() {
+			// A check connects through the NIC; loopback is never there.
+			return fmt.Errorf("%q is on loopback, which no NIC reaches; check something beyond the NIC, such as its gateway", s)
+		}
 		return nil
+	}
+	if strings.EqualFold(strings.TrimSuffix(host, "."), "localhost") {
+		return fmt.Errorf("%q is on loopback, which no NIC reaches; check something beyond the NIC, such as its gateway", s)
 	}
 	if err := checkHostname(host); err != nil {
 		return fmt.Errorf("%q: %v", s, err)

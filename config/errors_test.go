@@ -29,6 +29,8 @@ func TestParseErrors(t *testing.T) {
 			nil, `config.yaml:7:5: rules[2].dstt: unknown field (want one of: name, dst, domain, port, src, user, listener, network, via, action)`},
 		{"unknown interface option", "interfaces:\n  ens160:\n    dnss: [1.1.1.1]\n",
 			nil, `config.yaml:3:5: interfaces.ens160.dnss: unknown field (want one of: source, mark, dns, check)`},
+		{"loopback check target", "interfaces:\n  ens160:\n    check: {target: \"127.0.0.1:53\"}\n",
+			nil, `config.yaml:3:21: interfaces.ens160.check.target: "127.0.0.1:53" is on loopback, which no NIC reaches; check something beyond the NIC, such as its gateway`},
 		{"unknown interface in via", "rules:\n  - dst: [10.0.0.0/8]\n    via: ens16O\n",
 			nil, `config.yaml:3:10: rules[0].via: unknown interface "ens16O" (have: ens33, ens160)`},
 		{"unknown interface in default", "default: eth0\n",
