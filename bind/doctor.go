@@ -2,6 +2,7 @@ package bind
 
 import (
 	"context"
+	"net/netip"
 	"time"
 )
 
@@ -46,6 +47,15 @@ type DoctorOptions struct {
 	NICs    []string      // the NICs to check
 	Target  string        // host:port for a real bound TCP connect; "" skips it
 	Timeout time.Duration // for the connect; default 3s
+	// PerNIC holds each NIC's options from the config (source, mark, dns),
+	// so the checks pin and resolve exactly as the proxy will.
+	PerNIC map[string]NICOptions
+}
+
+// NICOptions are a NIC's pinning options and resolvers.
+type NICOptions struct {
+	Options
+	DNS []netip.AddrPort
 }
 
 // Doctor diagnoses the host for each NIC: presence, link state, addresses,

@@ -49,13 +49,14 @@ func doctor(ctx context.Context, opts DoctorOptions) []NICReport {
 			add(OK, "addresses", "%s", joinPrefixes(addrs))
 		}
 
+		nicOpts := opts.PerNIC[name]
 		checkRoutes(link, name, defaultNIC, add)
 		checkRPFilter(name, defaultNIC, add)
 		checkARPFlux(name, addrs, subnets, add)
-		checkPin(name, attrs.Index, add)
+		checkPin(name, attrs.Index, nicOpts.Options, add)
 
 		if opts.Target != "" {
-			checkConnect(ctx, name, opts, add)
+			checkConnect(ctx, name, opts, nicOpts, add)
 		}
 		reports = append(reports, r)
 	}
@@ -115,17 +116,37 @@ func hostSubnets() map[netip.Prefix][]string {
 }
 
 func checkRoutes(link netlink.Link, name, defaultNIC string, add addFunc) {
-	routes, err := netlink.RouteList(link, netlink.FAMILY_V4)
-	if err != nil {
-		add(Warn, "routes", "cannot list routes: %v", err)
-		return
+	// Every table, not just main: a two-NIC host often gives each NIC a
+	// policy-routing table of its own. Local and broadcast routes say
+	// nothing about leaving the host.
+	var routes []netlink.Route
+	for _, family := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
+		list, err := netlink.RouteListFiltered(family,
+			&netlink.Route{LinkIndex: link.Attrs().Index, Table: unix.RT_TABLE_UNSPEC},
+			netlink.RT_FILTER_OIF|netlink.RT_FILTER_TABLE)
+		if err != nil {
+			add(Warn, "routes", "cannot list routes: %v", err)
+			return
+		}
+		routes = append(routes, list...)
 	}
 	var defaults, others []string
 	for _, r := range routes {
-		if r.Dst == nil || r.Dst.IP.IsUnspecified() && maskOnes(r.Dst) == 0 {
-			defaults = append(defaults, fmt.Sprintf("default via %s metric %d", r.Gw, r.Priority))
+		if r.Type != unix.RTN_UNICAST || r.Dst != nil && r.Dst.IP.IsLinkLocalUnicast() {
+			continue
+		}
+		table := ""
+		if r.Table != unix.RT_TABLE_MAIN {
+			table = fmt.Sprintf(" table %d", r.Table)
+		}
+		if r.Dst == nil || maskOnes(r.Dst) == 0 {
+			gw := "on-link"
+			if r.Gw != nil {
+				gw = "via " + r.Gw.String()
+			}
+			defaults = append(defaults, fmt.Sprintf("default %s metric %d%s", gw, r.Priority, table))
 		} else {
-			others = append(others, r.Dst.String())
+			others = append(others, r.Dst.String()+table)
 		}
 	}
 	switch {
@@ -138,7 +159,7 @@ func checkRoutes(link netlink.Link, name, defaultNIC string, add addFunc) {
 	case len(others) > 0:
 		add(Warn, "routes", "no default route through %s: pinned connections reach only %s (add: ip route add default via GATEWAY dev %s metric 101)", name, strings.Join(others, ", "), name)
 	default:
-		add(Fail, "routes", "no IPv4 route through %s: pinned connections cannot leave", name)
+		add(Fail, "routes", "no route through %s: pinned connections cannot leave", name)
 	}
 }
 
@@ -206,7 +227,7 @@ func checkARPFlux(name string, addrs []netip.Prefix, subnets map[netip.Prefix][]
 
 // checkPin pins a real (unconnected) socket to the NIC: the one way to know
 // that this process may, whatever the kernel version and capabilities.
-func checkPin(name string, index int, add addFunc) {
+func checkPin(name string, index int, opts Options, add addFunc) {
 	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		add(Warn, "permission", "cannot make a test socket: %v", err)
@@ -224,19 +245,31 @@ func checkPin(name string, index int, add addFunc) {
 		add(Fail, "permission", "cannot pin a socket to %s: %v (kernel %s; before 5.7 this needs CAP_NET_RAW)", name, err, kernel)
 		return
 	}
+	if opts.Mark != 0 {
+		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_MARK, int(opts.Mark)); err != nil {
+			add(Fail, "permission", "cannot set mark %#x on %s's sockets: %v (needs CAP_NET_ADMIN, or CAP_NET_RAW on Linux 5.17 and newer)", opts.Mark, name, err)
+			return
+		}
+	}
+	if opts.Source.IsValid() && opts.Source.Is4() {
+		if err := unix.Bind(fd, sockaddr(opts.Source)); err != nil {
+			add(Fail, "permission", "cannot bind source %s on %s: %v (is it %s's address?)", opts.Source, name, err, name)
+			return
+		}
+	}
 	add(OK, "permission", "this process can pin sockets to %s (kernel %s)", name, kernel)
 }
 
-func checkConnect(ctx context.Context, name string, opts DoctorOptions, add addFunc) {
+func checkConnect(ctx context.Context, name string, opts DoctorOptions, nicOpts NICOptions, add addFunc) {
 	ctx, cancel := context.WithTimeout(ctx, opts.Timeout)
 	defer cancel()
 	start := time.Now()
-	dialer := NewDialer(name, Options{}, nil)
+	dialer := NewDialer(name, nicOpts.Options, nil)
 	target := opts.Target
 	if host, port, err := net.SplitHostPort(target); err == nil {
 		if _, err := netip.ParseAddr(host); err != nil {
 			// A name is resolved through the NIC too, as the proxy would.
-			addrs, err := dialer.Resolver(nil).LookupNetIP(ctx, "ip4", host)
+			addrs, err := dialer.Resolver(nicOpts.DNS).LookupNetIP(ctx, "ip4", host)
 			if err != nil || len(addrs) == 0 {
 				add(Fail, "connect", "resolve %s through %s: %v", host, name, err)
 				return

@@ -36,6 +36,7 @@ func doctor(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "nicproxy doctor: %v\n", err)
 		return exitFailure
 	}
+	perNIC := map[string]bind.NICOptions{}
 	if *file != "" {
 		opts, err := hostOptions()
 		if err != nil {
@@ -47,9 +48,12 @@ func doctor(args []string, stdout, stderr io.Writer) int {
 			return reportConfigError(stderr, err)
 		}
 		nics = cfg.NICs()
+		for name, it := range cfg.Interfaces {
+			perNIC[name] = bind.NICOptions{Options: bind.Options{Source: it.Source, Mark: it.Mark}, DNS: it.DNS}
+		}
 	}
 
-	reports := bind.Doctor(context.Background(), bind.DoctorOptions{NICs: nics, Target: *target, Timeout: *timeout})
+	reports := bind.Doctor(context.Background(), bind.DoctorOptions{NICs: nics, Target: *target, Timeout: *timeout, PerNIC: perNIC})
 	worst := bind.OK
 	for _, r := range reports {
 		fmt.Fprintf(stdout, "%s\n", r.NIC)
