@@ -25,16 +25,8 @@ type listener struct {
 func (s *Server) Listen(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	cfg := s.state.Load().cfg
-	opened, err := s.openNew(ctx, cfg.Listeners)
+	opened, admin, err := s.openFor(ctx, s.state.Load().cfg)
 	if err != nil {
-		return err
-	}
-	admin, err := s.openAdmin(ctx, cfg)
-	if err != nil {
-		for _, l := range opened {
-			l.ln.Close()
-		}
 		return err
 	}
 	for _, l := range opened {
@@ -45,6 +37,24 @@ func (s *Server) Listen(ctx context.Context) error {
 		s.log.Info("admin endpoint", zap.Stringer("addr", admin.ln.Addr()))
 	}
 	return nil
+}
+
+// openFor opens what cfg needs that is not open yet: listeners and the
+// admin endpoint. Either all of it opens or nothing stays open. Called
+// with s.mu held.
+func (s *Server) openFor(ctx context.Context, cfg *config.Config) ([]*listener, *adminServer, error) {
+	opened, err := s.openNew(ctx, cfg.Listeners)
+	if err != nil {
+		return nil, nil, err
+	}
+	admin, err := s.openAdmin(ctx, cfg)
+	if err != nil {
+		for _, l := range opened {
+			l.ln.Close()
+		}
+		return nil, nil, err
+	}
+	return opened, admin, nil
 }
 
 // openNew opens the listeners in want that are not open yet. If one fails,

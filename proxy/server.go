@@ -204,15 +204,8 @@ func (s *Server) Reload(ctx context.Context, cfg *config.Config) error {
 	if s.stopped {
 		return errors.New("shutting down: not reloading")
 	}
-	opened, err := s.openNew(ctx, cfg.Listeners)
+	opened, admin, err := s.openFor(ctx, cfg)
 	if err != nil {
-		return err
-	}
-	admin, err := s.openAdmin(ctx, cfg)
-	if err != nil {
-		for _, l := range opened {
-			l.ln.Close()
-		}
 		return err
 	}
 	s.swapAdmin(cfg, admin)

@@ -140,28 +140,8 @@ default: ens160
 	}
 }
 
-// status is the part of /api/status the tests read.
-type status struct {
-	NICs []struct {
-		Name       string   `json:"name"`
-		Up         bool     `json:"up"`
-		Addresses  []string `json:"addresses"`
-		Active     int      `json:"active"`
-		BytesUp    uint64   `json:"bytes_up"`
-		BytesDown  uint64   `json:"bytes_down"`
-		Throughput []struct {
-			Up   float64 `json:"up"`
-			Down float64 `json:"down"`
-		} `json:"throughput"`
-	} `json:"nics"`
-	Recent []struct {
-		NIC    string `json:"nic"`
-		Rule   string `json:"rule"`
-		Result string `json:"result"`
-	} `json:"recent"`
-}
-
-func (s status) nic(t *testing.T, name string) struct {
+// nicStatus is one NIC of /api/status, as the tests read it.
+type nicStatus struct {
 	Name       string   `json:"name"`
 	Up         bool     `json:"up"`
 	Addresses  []string `json:"addresses"`
@@ -172,7 +152,19 @@ func (s status) nic(t *testing.T, name string) struct {
 		Up   float64 `json:"up"`
 		Down float64 `json:"down"`
 	} `json:"throughput"`
-} {
+}
+
+// status is the part of /api/status the tests read.
+type status struct {
+	NICs   []nicStatus `json:"nics"`
+	Recent []struct {
+		NIC    string `json:"nic"`
+		Rule   string `json:"rule"`
+		Result string `json:"result"`
+	} `json:"recent"`
+}
+
+func (s status) nic(t *testing.T, name string) nicStatus {
 	t.Helper()
 	for _, n := range s.NICs {
 		if n.Name == name {
@@ -180,5 +172,5 @@ func (s status) nic(t *testing.T, name string) struct {
 		}
 	}
 	t.Fatalf("no NIC %s in the status", name)
-	return s.NICs[0]
+	return nicStatus{}
 }
