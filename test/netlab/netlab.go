@@ -25,6 +25,7 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -41,14 +42,21 @@ var (
 type NIC struct {
 	Name   string
 	Addr   netip.Addr
+	Addr6  netip.Addr // its IPv6 address, after EnableIPv6
 	Metric int
 	peer   string // its veth peer, a port of br0 in the upstream namespace
 }
 
 // NICs of the spec's host, in the kernel's order of preference.
 var (
-	Ens33  = NIC{Name: "ens33", Addr: netip.MustParseAddr("192.0.2.80"), Metric: 100, peer: "u33"}
-	Ens160 = NIC{Name: "ens160", Addr: netip.MustParseAddr("192.0.2.48"), Metric: 101, peer: "u160"}
+	Ens33  = NIC{Name: "ens33", Addr: netip.MustParseAddr("192.0.2.80"), Addr6: netip.MustParseAddr("2001:db8:1::80"), Metric: 100, peer: "u33"}
+	Ens160 = NIC{Name: "ens160", Addr: netip.MustParseAddr("192.0.2.48"), Addr6: netip.MustParseAddr("2001:db8:1::48"), Metric: 101, peer: "u160"}
+)
+
+// The lab's IPv6 addresses (documentation space), after EnableIPv6.
+var (
+	Gateway6 = netip.MustParseAddr("2001:db8:1::1")
+	Server6  = netip.MustParseAddr("2001:db8:2::10")
 )
 
 // Lab is one two-NIC host and its upstream, alive for one test.
@@ -306,4 +314,48 @@ func (l *Lab) AddNIC(nic NIC) {
 	l.ip("-n", l.Host, "route", "add", "default", "via", Gateway.String(), "dev", nic.Name, "metric", fmt.Sprint(nic.Metric))
 	l.ip("-n", l.Host, "neigh", "replace", Gateway.String(), "lladdr", l.mac(l.Upstream, "br0"), "dev", nic.Name, "nud", "permanent")
 	l.ip("-n", l.Upstream, "neigh", "replace", nic.Addr.String(), "lladdr", l.mac(l.Host, nic.Name), "dev", "br0", "nud", "permanent")
+}
+
+// EnableIPv6 gives the lab IPv6 as well: both NICs and the gateway on
+// 2001:db8:1::/64 with default routes of the same metrics, Server6 upstream,
+// static neighbours. Link-local addresses, DAD, router solicitations and
+// RA are off, and it waits until the NICs' counters are still, so they stay
+// exact: only the test's traffic moves them afterwards.
+func (l *Lab) EnableIPv6() {
+	l.t.Helper()
+	quiet := func(ns, link string) {
+		l.ip("-n", ns, "link", "set", link, "addrgenmode", "none")
+		l.sysctl(ns, map[string]string{
+			"net/ipv6/conf/" + link + "/accept_dad":           "0",
+			"net/ipv6/conf/" + link + "/accept_ra":            "0",
+			"net/ipv6/conf/" + link + "/router_solicitations": "0",
+		})
+		l.sysctl(ns, map[string]string{"net/ipv6/conf/" + link + "/disable_ipv6": "0"})
+	}
+	quiet(l.Upstream, "br0")
+	l.sysctl(l.Upstream, map[string]string{"net/ipv6/conf/lo/disable_ipv6": "0"})
+	l.ip("-n", l.Upstream, "addr", "add", Gateway6.String()+"/64", "dev", "br0", "nodad")
+	l.ip("-n", l.Upstream, "addr", "add", Server6.String()+"/128", "dev", "lo")
+	gatewayMAC := l.mac(l.Upstream, "br0")
+	for _, nic := range []NIC{Ens33, Ens160} {
+		quiet(l.Host, nic.Name)
+		l.ip("-n", l.Host, "addr", "add", nic.Addr6.String()+"/64", "dev", nic.Name, "nodad", "metric", fmt.Sprint(nic.Metric))
+		l.ip("-n", l.Host, "-6", "route", "add", "default", "via", Gateway6.String(), "dev", nic.Name, "metric", fmt.Sprint(nic.Metric))
+		l.ip("-n", l.Host, "-6", "neigh", "replace", Gateway6.String(), "lladdr", gatewayMAC, "dev", nic.Name, "nud", "permanent")
+		l.ip("-n", l.Upstream, "-6", "neigh", "replace", nic.Addr6.String(), "lladdr", l.mac(l.Host, nic.Name), "dev", "br0", "nud", "permanent")
+	}
+	// Joining the new addresses' multicast groups sends a few MLD reports;
+	// wait for them to be over.
+	deadline := time.Now().Add(10 * time.Second)
+	prev := l.Snapshot()
+	for {
+		time.Sleep(1500 * time.Millisecond)
+		if prev.TxSince(Ens33.Name) == 0 && prev.TxSince(Ens160.Name) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			l.t.Fatal("the NICs' counters did not settle after enabling IPv6")
+		}
+		prev = l.Snapshot()
+	}
 }

@@ -21,16 +21,24 @@ type Echo struct {
 
 // StartEcho starts an Echo server on the lab's Server address and stops it
 // when the test ends.
-func (l *Lab) StartEcho() *Echo {
+func (l *Lab) StartEcho() *Echo { return l.StartEchoOn(Server) }
+
+// StartEchoOn starts an Echo server on addr, an address of the upstream
+// namespace (Server6 after EnableIPv6, say).
+func (l *Lab) StartEchoOn(addr netip.Addr) *Echo {
 	l.t.Helper()
+	tcp, udp := "tcp4", "udp4"
+	if addr.Is6() {
+		tcp, udp = "tcp6", "udp6"
+	}
 	var ln *net.TCPListener
 	var pc *net.UDPConn
 	err := l.InUpstream(func() error {
 		var err error
-		if ln, err = net.ListenTCP("tcp4", &net.TCPAddr{IP: Server.AsSlice()}); err != nil {
+		if ln, err = net.ListenTCP(tcp, &net.TCPAddr{IP: addr.AsSlice()}); err != nil {
 			return err
 		}
-		pc, err = net.ListenUDP("udp4", &net.UDPAddr{IP: Server.AsSlice()})
+		pc, err = net.ListenUDP(udp, &net.UDPAddr{IP: addr.AsSlice()})
 		return err
 	})
 	if err != nil {
