@@ -13,58 +13,48 @@ import (
 // errRejected is a connection refused by a reject rule or the allow list.
 var errRejected = errors.New("rejected")
 
-// socks5Reply maps a dial error to the spec's SOCKS5 reply code.
-func socks5Reply(err error) uint8 {
-	switch {
-	case errors.Is(err, errRejected):
-		return statute.RepRuleFailure
-	case errors.Is(err, bind.ErrNICMissing), errors.Is(err, bind.ErrNICDown),
-		errors.Is(err, bind.ErrNoRoute), errors.Is(err, bind.ErrPermission):
-		return statute.RepNetworkUnreachable
-	case errors.Is(err, bind.ErrUnreachable), errors.Is(err, upstream.ErrResolve):
-		return statute.RepHostUnreachable
-	case errors.Is(err, bind.ErrRefused):
-		return statute.RepConnectionRefused
-	case errors.Is(err, bind.ErrTimeout):
-		return statute.RepTTLExpired
-	}
-	return statute.RepServerFailure
+// outcome is how one kind of failure is reported: its name in the access
+// log and metrics, its SOCKS5 reply code and its HTTP status.
+type outcome struct {
+	result string
+	socks5 uint8
+	http   int
 }
 
-// httpStatus maps a dial error to the spec's HTTP status.
-func httpStatus(err error) int {
-	switch {
-	case errors.Is(err, errRejected):
-		return http.StatusForbidden
-	case errors.Is(err, bind.ErrTimeout):
-		return http.StatusGatewayTimeout
-	}
-	return http.StatusBadGateway
-}
-
-// resultOf names a connection's outcome for the access log and metrics.
-func resultOf(err error) string {
+// classify names the outcome of a connection from its error. It is the one
+// place that maps failure kinds to what clients and logs are told, so the
+// SOCKS5 code, the HTTP status and the logged result always agree.
+func classify(err error) outcome {
 	switch {
 	case err == nil:
-		return "ok"
+		return outcome{"ok", statute.RepSuccess, http.StatusOK}
 	case errors.Is(err, errRejected):
-		return "rejected"
+		return outcome{"rejected", statute.RepRuleFailure, http.StatusForbidden}
 	case errors.Is(err, errAuth):
-		return "auth-failed"
+		return outcome{"auth-failed", statute.RepServerFailure, http.StatusProxyAuthRequired}
 	case errors.Is(err, bind.ErrNICMissing), errors.Is(err, bind.ErrNICDown),
 		errors.Is(err, bind.ErrNoRoute), errors.Is(err, bind.ErrPermission):
-		return "nic-unavailable"
+		return outcome{"nic-unavailable", statute.RepNetworkUnreachable, http.StatusBadGateway}
 	case errors.Is(err, upstream.ErrResolve):
-		return "resolve-failed"
+		return outcome{"resolve-failed", statute.RepHostUnreachable, http.StatusBadGateway}
 	case errors.Is(err, bind.ErrUnreachable):
-		return "unreachable"
+		return outcome{"unreachable", statute.RepHostUnreachable, http.StatusBadGateway}
 	case errors.Is(err, bind.ErrRefused):
-		return "refused"
+		return outcome{"refused", statute.RepConnectionRefused, http.StatusBadGateway}
 	case errors.Is(err, bind.ErrTimeout):
-		return "timeout"
+		return outcome{"timeout", statute.RepTTLExpired, http.StatusGatewayTimeout}
 	}
-	return "error"
+	return outcome{"error", statute.RepServerFailure, http.StatusBadGateway}
 }
+
+// socks5Reply is the spec's SOCKS5 reply code for a dial error.
+func socks5Reply(err error) uint8 { return classify(err).socks5 }
+
+// httpStatus is the spec's HTTP status for a dial error.
+func httpStatus(err error) int { return classify(err).http }
+
+// resultOf names a connection's outcome for the access log and metrics.
+func resultOf(err error) string { return classify(err).result }
 
 // errAuth is a client that failed authentication.
 var errAuth = errors.New("authentication failed")
