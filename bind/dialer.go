@@ -38,6 +38,14 @@ func (d *Dialer) DialContext(ctx context.Context, network, address string) (net.
 	if err != nil {
 		return nil, err
 	}
+	return d.DialChecked(ctx, link, network, address)
+}
+
+// DialChecked is DialContext through a link Check has just returned, for
+// callers that check the NIC before other work (resolving a name) and
+// should not look it up again for every address they try. The kernel still
+// refuses a NIC that went down in between: the pin fails closed.
+func (d *Dialer) DialChecked(ctx context.Context, link Link, network, address string) (net.Conn, error) {
 	dialer := net.Dialer{Control: d.control(link, true)}
 	conn, err := dialer.DialContext(ctx, network, address)
 	if err != nil {
@@ -72,12 +80,12 @@ func (d *Dialer) ListenPacket(ctx context.Context, network, address string) (net
 }
 
 // Check reports, without making a socket, whether the NIC can carry a dial
-// now: a *DialError of kind ErrNICMissing or ErrNICDown when it cannot.
-// Callers that must do work before dialing (resolve a name) check first, so
-// a missing NIC is reported as missing rather than as a failed lookup.
-func (d *Dialer) Check(network, address string) error {
-	_, err := d.link(network, address)
-	return err
+// now, and returns its state for DialChecked: a *DialError of kind
+// ErrNICMissing or ErrNICDown when it cannot. Callers that must do work
+// before dialing (resolve a name) check first, so a missing NIC is reported
+// as missing rather than as a failed lookup.
+func (d *Dialer) Check(network, address string) (Link, error) {
+	return d.link(network, address)
 }
 
 // link looks the NIC up and fails fast when it is missing or down, before

@@ -130,7 +130,8 @@ func (d *Dialer) nic(name string) *nicDialer {
 
 // Available reports whether nic is present and up now.
 func (d *Dialer) Available(nic string) bool {
-	return d.nic(nic).dialer.Check("tcp", "") == nil
+	_, err := d.nic(nic).dialer.Check("tcp", "")
+	return err == nil
 }
 
 // Resolver returns the resolver whose queries leave through nic.
@@ -207,7 +208,8 @@ func (d *Dialer) dialNIC(ctx context.Context, network, name string, t Target) (*
 	ctx, cancel := context.WithTimeout(ctx, d.dialTimeout)
 	defer cancel()
 	nd := d.nic(name)
-	if err := nd.dialer.Check(network, t.String()); err != nil {
+	link, err := nd.dialer.Check(network, t.String())
+	if err != nil {
 		return nil, err
 	}
 	addrs, err := d.addresses(ctx, nd.resolver, t)
@@ -220,7 +222,7 @@ func (d *Dialer) dialNIC(ctx context.Context, network, name string, t Target) (*
 			// A name that resolved to loopback never leaves the host.
 			return d.dialSystem(ctx, network, Target{Host: t.Host, Port: t.Port, Addr: a}, nil)
 		}
-		conn, err := nd.dialer.DialContext(ctx, network, netip.AddrPortFrom(a, t.Port).String())
+		conn, err := nd.dialer.DialChecked(ctx, link, network, netip.AddrPortFrom(a, t.Port).String())
 		if err == nil {
 			return &Conn{Conn: conn, NIC: name, Addr: a}, nil
 		}
