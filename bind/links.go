@@ -48,13 +48,23 @@ func (SystemLinks) Link(name string) (Link, error) {
 // Interfaces lists the host's NICs that can carry traffic off the host, in
 // index order: every NIC but loopback, which never needs pinning.
 func Interfaces() ([]string, error) {
+	return interfaces(func(net.Interface) bool { return true })
+}
+
+// UpInterfaces is Interfaces without the NICs that are administratively
+// down: the candidates for pinning when no config names any.
+func UpInterfaces() ([]string, error) {
+	return interfaces(func(ifi net.Interface) bool { return ifi.Flags&net.FlagUp != 0 })
+}
+
+func interfaces(keep func(net.Interface) bool) ([]string, error) {
 	ifis, err := net.Interfaces()
 	if err != nil {
 		return nil, fmt.Errorf("list interfaces: %w", err)
 	}
 	var names []string
 	for _, ifi := range ifis {
-		if ifi.Flags&net.FlagLoopback == 0 {
+		if ifi.Flags&net.FlagLoopback == 0 && keep(ifi) {
 			names = append(names, ifi.Name)
 		}
 	}

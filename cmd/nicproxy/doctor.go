@@ -31,7 +31,7 @@ func doctor(args []string, stdout, stderr io.Writer) int {
 		return reportUsage(stderr, "doctor", fs, err)
 	}
 
-	nics, err := upInterfaces()
+	nics, err := bind.UpInterfaces()
 	if err != nil {
 		fmt.Fprintf(stderr, "nicproxy doctor: %v\n", err)
 		return exitFailure
@@ -72,20 +72,4 @@ func doctor(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stdout, "\nall checks passed")
 	}
 	return exitOK
-}
-
-// upInterfaces lists the NICs that are administratively up, without
-// loopback: the candidates for pinning when no config names any.
-func upInterfaces() ([]string, error) {
-	ifis, err := net.Interfaces()
-	if err != nil {
-		return nil, fmt.Errorf("list interfaces: %w", err)
-	}
-	var names []string
-	for _, ifi := range ifis {
-		if ifi.Flags&net.FlagLoopback == 0 && ifi.Flags&net.FlagUp != 0 {
-			names = append(names, ifi.Name)
-		}
-	}
-	return names, nil
 }
