@@ -37,9 +37,13 @@ default: ens200
 
 	lab.AddNIC(ens200)
 	before = lab.Snapshot()
+	ens200Before := lab.Counters(ens200.Name)
 	f := lab.curlUpload(t, nil, lab.url("http", "web.test", "/echo"), "--proxy", "socks5h://127.0.0.1:1080")
 	if f.seen != ens200.Addr {
 		t.Errorf("after ens200 appeared, server saw %v, want %v", f.seen, ens200.Addr)
+	}
+	if tx := lab.Counters(ens200.Name).Tx - ens200Before.Tx; tx < uint64(f.sent) {
+		t.Errorf("ens200 sent %d bytes, want at least the %d uploaded", tx, f.sent)
 	}
 	if tx := before.TxSince("ens33") + before.TxSince("ens160"); tx != 0 {
 		t.Errorf("ens33 and ens160 sent %d bytes, want 0", tx)

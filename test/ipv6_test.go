@@ -56,11 +56,15 @@ func TestIPv6Pinned(t *testing.T) {
 		return strings.TrimSpace(seen), nil
 	}
 
-	t.Run("unpinned dial follows the lowest metric", func(t *testing.T) {
-		before := lab.Snapshot()
+	// dialExchange dials the echo server from the host namespace and runs
+	// one exchange, returning the address the server saw.
+	dialExchange := func(t *testing.T, dial dialer) string {
+		t.Helper()
 		var seen string
 		err := lab.InHost(func() error {
-			conn, err := unpinned(context.Background(), "tcp", echo.TCP.String())
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			conn, err := dial(ctx, "tcp", echo.TCP.String())
 			if err != nil {
 				return err
 			}
@@ -71,28 +75,19 @@ func TestIPv6Pinned(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		return seen
+	}
+
+	t.Run("unpinned dial follows the lowest metric", func(t *testing.T) {
+		before := lab.Snapshot()
+		seen := dialExchange(t, unpinned)
 		if !strings.HasPrefix(seen, "["+netlab.Ens33.Addr6.String()+"]:") || before.TxSince("ens160") != 0 {
 			t.Errorf("unpinned: server saw %s, ens160 sent %d", seen, before.TxSince("ens160"))
 		}
 	})
 	t.Run("bound dial", func(t *testing.T) {
 		before := lab.Snapshot()
-		var seen string
-		err := lab.InHost(func() error {
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			conn, err := pinnedTo("ens160")(ctx, "tcp", echo.TCP.String())
-			if err != nil {
-				return err
-			}
-			defer conn.Close()
-			seen, err = exchange(conn)
-			return err
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		check(t, seen, before)
+		check(t, dialExchange(t, pinnedTo("ens160")), before)
 	})
 	t.Run("through nicproxy", func(t *testing.T) {
 		lab.StartProxy(nicproxyBinary, "127.0.0.1:1080", "", "-i", "ens160", "-l", "127.0.0.1:1080")

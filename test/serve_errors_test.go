@@ -195,6 +195,9 @@ timeouts: {idle: 1s}
 			if n != size || !bytes.Equal(got.Sum(nil), want.Sum(nil)) {
 				t.Errorf("downloaded %d bytes, hash match %v; want %d byte-exact", n, bytes.Equal(got.Sum(nil), want.Sum(nil)), size)
 			}
+			if rx := before.RxSince("ens160"); rx < size {
+				t.Errorf("ens160 received %d bytes, want at least the %d downloaded", rx, size)
+			}
 			if tx := before.TxSince("ens33"); tx != 0 {
 				t.Errorf("ens33 sent %d bytes, want 0", tx)
 			}

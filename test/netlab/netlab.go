@@ -272,6 +272,12 @@ func (s Snapshot) TxSince(nic string) uint64 {
 	return s.lab.Counters(nic).Tx - s.at[nic].Tx
 }
 
+// RxSince is how many bytes nic has received since the snapshot: for a
+// download, the proof of which NIC the data came in through.
+func (s Snapshot) RxSince(nic string) uint64 {
+	return s.lab.Counters(nic).Rx - s.at[nic].Rx
+}
+
 // SetDown takes a host NIC administratively down.
 func (l *Lab) SetDown(nic string) { l.ip("-n", l.Host, "link", "set", nic, "down") }
 

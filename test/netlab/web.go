@@ -147,15 +147,22 @@ func whoami(w http.ResponseWriter, r *http.Request) {
 	_, _ = io.WriteString(w, r.RemoteAddr+"\n")
 }
 
-func serveBytes(w http.ResponseWriter, r *http.Request) {
+// sizedBody reads n from the query and writes the headers of an n-byte
+// body; false when n is bad (answered with 400) or no body is wanted (HEAD).
+func sizedBody(w http.ResponseWriter, r *http.Request) (int64, bool) {
 	n, err := strconv.ParseInt(r.URL.Query().Get("n"), 10, 64)
 	if err != nil || n < 0 || n > MaxBytes {
 		http.Error(w, fmt.Sprintf("want n=0..%d", MaxBytes), http.StatusBadRequest)
-		return
+		return 0, false
 	}
 	w.Header().Set("Content-Type", "application/octet-stream")
 	w.Header().Set("Content-Length", strconv.FormatInt(n, 10))
-	if r.Method == http.MethodHead {
+	return n, r.Method != http.MethodHead
+}
+
+func serveBytes(w http.ResponseWriter, r *http.Request) {
+	n, ok := sizedBody(w, r)
+	if !ok {
 		return
 	}
 	// io.CopyN streams through a small buffer: N is never held in memory.
@@ -165,13 +172,10 @@ func serveBytes(w http.ResponseWriter, r *http.Request) {
 // serveZeros sends n zero bytes as fast as the server can write them, for
 // benchmarks where generating /bytes' stream would be the bottleneck.
 func serveZeros(w http.ResponseWriter, r *http.Request) {
-	n, err := strconv.ParseInt(r.URL.Query().Get("n"), 10, 64)
-	if err != nil || n < 0 || n > MaxBytes {
-		http.Error(w, fmt.Sprintf("want n=0..%d", MaxBytes), http.StatusBadRequest)
+	n, ok := sizedBody(w, r)
+	if !ok {
 		return
 	}
-	w.Header().Set("Content-Type", "application/octet-stream")
-	w.Header().Set("Content-Length", strconv.FormatInt(n, 10))
 	zeros := make([]byte, 256<<10)
 	for n > 0 {
 		chunk := min(n, int64(len(zeros)))
