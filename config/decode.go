@@ -76,7 +76,7 @@ type ref struct {
 // topKeys, like the other key and value lists, is a function so that no
 // package-level value can be changed by accident.
 func topKeys() []string {
-	return []string{"listen", "admin", "interfaces", "users", "allow", "rules", "default", "timeouts", "limits", "log"}
+	return []string{"listen", "admin", "interfaces", "users", "allow", "resolver", "rules", "default", "timeouts", "limits", "log"}
 }
 
 // Defaults for everything the file may leave out. They are values, not
@@ -85,15 +85,19 @@ const (
 	defaultListen         = "127.0.0.1:1080"
 	defaultCheckInterval  = 10 * time.Second
 	defaultMaxConnections = 20000
+	defaultCacheSize      = 10000
+	defaultMaxTTL         = 10 * time.Minute
 )
 
 func defaults(source string) *Config {
 	return &Config{
 		Source:     source,
 		Interfaces: map[string]Interface{},
-		Timeouts:   Timeouts{Handshake: 10 * time.Second, Dial: 10 * time.Second, Idle: 5 * time.Minute, Shutdown: 10 * time.Second},
-		Limits:     Limits{MaxConnections: defaultMaxConnections},
-		Log:        Log{Level: "info", Format: "console", Access: true},
+		Timeouts: Timeouts{Handshake: 10 * time.Second, Dial: 10 * time.Second, Attempt: 250 * time.Millisecond,
+			Idle: 5 * time.Minute, Shutdown: 10 * time.Second},
+		Resolver: Resolver{CacheSize: defaultCacheSize, MaxTTL: defaultMaxTTL},
+		Limits:   Limits{MaxConnections: defaultMaxConnections},
+		Log:      Log{Level: "info", Format: "console", Access: true},
 	}
 }
 
@@ -125,6 +129,9 @@ func (d *decoder) top(root *yaml.Node) *draft {
 	}
 	if n, ok := present("allow"); ok {
 		dr.cfg.Allow = d.prefixes(n, "allow", "empty list; remove the key to allow everyone")
+	}
+	if n, ok := present("resolver"); ok {
+		d.resolver(dr, n)
 	}
 	if n, ok := present("rules"); ok {
 		d.rules(dr, n)
@@ -259,17 +266,64 @@ func (d *decoder) admin(dr *draft, n *yaml.Node) {
 }
 
 func (d *decoder) timeouts(dr *draft, n *yaml.Node) {
-	fs, _ := d.fields(n, "timeouts", "handshake", "dial", "idle", "shutdown")
+	fs, _ := d.fields(n, "timeouts", "handshake", "dial", "attempt", "idle", "shutdown")
 	t := &dr.cfg.Timeouts
 	for _, x := range []struct {
 		key string
 		dst *time.Duration
-	}{{"handshake", &t.Handshake}, {"dial", &t.Dial}, {"idle", &t.Idle}, {"shutdown", &t.Shutdown}} {
+	}{{"handshake", &t.Handshake}, {"dial", &t.Dial}, {"attempt", &t.Attempt}, {"idle", &t.Idle}, {"shutdown", &t.Shutdown}} {
 		if f, ok := fs[x.key]; ok {
 			if v, ok := d.duration(f.val, "timeouts."+x.key); ok {
 				*x.dst = v
 			}
 		}
+	}
+}
+
+// resolver decodes the `resolver` section. via is a NIC reference like
+// any other, so an unknown name is caught with the same message.
+func (d *decoder) resolver(dr *draft, n *yaml.Node) {
+	fs, _ := d.fields(n, "resolver", "via", "cache_size", "min_ttl", "max_ttl")
+	r := &dr.cfg.Resolver
+	if f, ok := fs["via"]; ok {
+		if name, ok := d.scalar(f.val, "resolver.via"); ok {
+			r.Via = name
+			if name != ResolverViaSystem {
+				dr.nicRefs = append(dr.nicRefs, ref{name: name, node: resolve(f.val), path: "resolver.via", rule: -1})
+			}
+		}
+	}
+	if f, ok := fs["cache_size"]; ok {
+		if s, ok := d.scalar(f.val, "resolver.cache_size"); ok {
+			v, err := strconv.Atoi(s)
+			switch {
+			case err != nil:
+				d.errorf(resolve(f.val), "resolver.cache_size", "%q is not a whole number", s)
+			case v < 0:
+				d.errorf(resolve(f.val), "resolver.cache_size", "%d: must be 0 (no cache) or more", v)
+			default:
+				r.CacheSize = v
+			}
+		}
+	}
+	minNode := resolve(n)
+	if f, ok := fs["min_ttl"]; ok {
+		minNode = resolve(f.val)
+		if s, ok := d.scalar(f.val, "resolver.min_ttl"); ok {
+			if v, err := time.ParseDuration(s); err != nil || v < 0 {
+				d.errorf(minNode, "resolver.min_ttl", "%q is not a duration of 0s or more (such as 0s, 30s or 1m)", s)
+			} else {
+				r.MinTTL = v
+			}
+		}
+	}
+	if f, ok := fs["max_ttl"]; ok {
+		if v, ok := d.duration(f.val, "resolver.max_ttl"); ok {
+			r.MaxTTL = v
+		}
+	}
+	if r.MinTTL > r.MaxTTL {
+		d.errorf(minNode, "resolver.min_ttl", "%s is more than max_ttl %s", r.MinTTL, r.MaxTTL)
 	}
 }
 

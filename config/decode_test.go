@@ -150,15 +150,45 @@ func TestParseDefaults(t *testing.T) {
 		Listeners:  []Listener{{Name: "127.0.0.1:1080", Addr: netip.MustParseAddrPort("127.0.0.1:1080"), Protocol: ProtocolMixed}},
 		Interfaces: map[string]Interface{},
 		Default:    Via{Mode: ViaPinned, NICs: []string{"ens160"}},
-		Timeouts:   Timeouts{Handshake: 10 * time.Second, Dial: 10 * time.Second, Idle: 5 * time.Minute, Shutdown: 10 * time.Second},
-		Limits:     Limits{MaxConnections: 20000},
-		Log:        Log{Level: "info", Format: "console", Access: true},
+		Timeouts: Timeouts{Handshake: 10 * time.Second, Dial: 10 * time.Second, Attempt: 250 * time.Millisecond,
+			Idle: 5 * time.Minute, Shutdown: 10 * time.Second},
+		Resolver: Resolver{Via: "ens160", CacheSize: 10000, MaxTTL: 10 * time.Minute},
+		Limits:   Limits{MaxConnections: 20000},
+		Log:      Log{Level: "info", Format: "console", Access: true},
 	}
 	if !reflect.DeepEqual(cfg, want) {
 		t.Errorf("got  %+v\nwant %+v", cfg, want)
 	}
 	if !cfg.AllowAll() {
 		t.Error("AllowAll() = false with no allow key")
+	}
+}
+
+// TestParseResolver: resolver.via defaults to the default's first NIC
+// (system for default: system), the file can name another, and -i, which
+// drops the rules that would need it, takes the flag's NIC.
+func TestParseResolver(t *testing.T) {
+	for _, tc := range []struct {
+		name, yaml string
+		opts       Options
+		want       Resolver
+		attempt    time.Duration
+	}{
+		{"default's first NIC", "default: [ens33, ens160]\n", hostOpts(),
+			Resolver{Via: "ens33", CacheSize: 10000, MaxTTL: 10 * time.Minute}, 250 * time.Millisecond},
+		{"system", "default: system\n", hostOpts(),
+			Resolver{Via: "system", CacheSize: 10000, MaxTTL: 10 * time.Minute}, 250 * time.Millisecond},
+		{"named", "default: ens33\nresolver: {via: ens160, cache_size: 0, min_ttl: 5s, max_ttl: 1h}\ntimeouts: {attempt: 100ms}\n", hostOpts(),
+			Resolver{Via: "ens160", CacheSize: 0, MinTTL: 5 * time.Second, MaxTTL: time.Hour}, 100 * time.Millisecond},
+		{"-i", "default: ens33\nresolver: {via: ens33}\n", Options{Interfaces: []string{"ens33", "ens160"}, InterfaceOverride: "ens160"},
+			Resolver{Via: "ens160", CacheSize: 10000, MaxTTL: 10 * time.Minute}, 250 * time.Millisecond},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := mustParse(t, tc.yaml, tc.opts)
+			if cfg.Resolver != tc.want || cfg.Timeouts.Attempt != tc.attempt {
+				t.Errorf("Resolver = %+v, attempt %v; want %+v, %v", cfg.Resolver, cfg.Timeouts.Attempt, tc.want, tc.attempt)
+			}
+		})
 	}
 }
 

@@ -24,7 +24,7 @@ func TestParseErrors(t *testing.T) {
 		want string
 	}{
 		{"unknown top-level key", "listenn: []\n",
-			nil, `config.yaml:1:1: listenn: unknown field (want one of: listen, admin, interfaces, users, allow, rules, default, timeouts, limits, log)`},
+			nil, `config.yaml:1:1: listenn: unknown field (want one of: listen, admin, interfaces, users, allow, resolver, rules, default, timeouts, limits, log)`},
 		{"unknown rule key", "rules:\n  - name: a\n    via: ens33\n  - name: b\n    via: ens33\n  - via: ens33\n    dstt: [10.0.0.0/8]\n",
 			nil, `config.yaml:7:5: rules[2].dstt: unknown field (want one of: name, dst, domain, port, src, user, listener, network, via, action)`},
 		{"unknown interface option", "interfaces:\n  ens160:\n    dnss: [1.1.1.1]\n",
@@ -33,6 +33,16 @@ func TestParseErrors(t *testing.T) {
 			nil, `config.yaml:3:21: interfaces.ens160.check.target: "127.0.0.1:53" is on loopback, which no NIC reaches; check something beyond the NIC, such as its gateway`},
 		{"unknown interface in via", "rules:\n  - dst: [10.0.0.0/8]\n    via: ens16O\n",
 			nil, `config.yaml:3:10: rules[0].via: unknown interface "ens16O" (have: ens33, ens160)`},
+		{"unknown resolver.via", "resolver: {via: ens16O}\n",
+			nil, `config.yaml:1:17: resolver.via: unknown interface "ens16O" (have: ens33, ens160)`},
+		{"negative cache_size", "resolver: {cache_size: -1}\n",
+			nil, `config.yaml:1:24: resolver.cache_size: -1: must be 0 (no cache) or more`},
+		{"negative min_ttl", "resolver: {min_ttl: -1s}\n",
+			nil, `config.yaml:1:21: resolver.min_ttl: "-1s" is not a duration of 0s or more (such as 0s, 30s or 1m)`},
+		{"min_ttl over max_ttl", "resolver: {min_ttl: 1h, max_ttl: 1m}\n",
+			nil, `config.yaml:1:21: resolver.min_ttl: 1h0m0s is more than max_ttl 1m0s`},
+		{"zero attempt", "timeouts: {attempt: 0s}\n",
+			nil, `config.yaml:1:21: timeouts.attempt: 0s: must be greater than 0`},
 		{"unknown interface in default", "default: eth0\n",
 			nil, `config.yaml:1:10: default: unknown interface "eth0" (have: ens33, ens160)`},
 		{"unknown interface in failover list", "rules:\n  - dst: [10.0.0.0/8]\n    via: [ens160, ens16O]\n",
@@ -244,7 +254,7 @@ bogus: 1
 		`config.yaml:8:12: rules[1].port: port 0 is not a fixed port; give one 1-65535 (want a port or a range such as 8000-8999)`,
 		`config.yaml:9:18: rules[1].via: ens33 is listed twice`,
 		`config.yaml:10:18: timeouts.idle: -1s: must be greater than 0`,
-		`config.yaml:11:1: bogus: unknown field (want one of: listen, admin, interfaces, users, allow, rules, default, timeouts, limits, log)`,
+		`config.yaml:11:1: bogus: unknown field (want one of: listen, admin, interfaces, users, allow, resolver, rules, default, timeouts, limits, log)`,
 	}, "\n")
 	_, err := Parse("config.yaml", []byte(src), hostOpts())
 	if err == nil {

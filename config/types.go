@@ -57,6 +57,9 @@ type Config struct {
 	DefaultFromRoute bool
 	// Timeouts are filled with defaults where the file is silent.
 	Timeouts Timeouts
+	// Resolver configures name lookups; filled with defaults where the
+	// file is silent.
+	Resolver Resolver
 	// Limits are filled with defaults where the file is silent.
 	Limits Limits
 	// Log is filled with defaults where the file is silent.
@@ -304,11 +307,32 @@ type Timeouts struct {
 	Handshake time.Duration
 	// Dial bounds the upstream connect, per NIC tried; default 10s.
 	Dial time.Duration
+	// Attempt is the Happy Eyeballs delay (RFC 8305): how long one address
+	// may try alone before the next address starts beside it; default 250ms.
+	Attempt time.Duration
 	// Idle closes a relay with no traffic either way; default 5m.
 	Idle time.Duration
 	// Shutdown is how long open connections may finish on SIGTERM;
 	// default 10s.
 	Shutdown time.Duration
+}
+
+// ResolverViaSystem is Resolver.Via when dst-rule lookups use the system
+// resolver, unpinned: the meaning of `default: system`.
+const ResolverViaSystem = "system"
+
+// Resolver configures how names are looked up and cached.
+type Resolver struct {
+	// Via is the NIC that looks names up to test dst rules, or
+	// ResolverViaSystem. Never empty after loading: it defaults to the
+	// first NIC of Default (system when Default is system), so such a
+	// lookup leaves through a NIC the flow is likely to take.
+	Via string
+	// CacheSize is the number of names each NIC's cache keeps; 0 turns
+	// caching off. Default 10000.
+	CacheSize int
+	// MinTTL and MaxTTL clamp the TTL of cached answers; defaults 0 and 10m.
+	MinTTL, MaxTTL time.Duration
 }
 
 // Limits bound resource use.

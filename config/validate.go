@@ -45,6 +45,14 @@ func (d *decoder) validate(dr *draft, opts Options, embedded bool) {
 		d.errs = append(d.errs, &Error{File: d.file, Line: 1, Column: 1, Path: "default",
 			Msg: `not set and no NIC carries a default route; name one (or "system")`})
 	}
+	if cfg.Resolver.Via == "" || !keepRules {
+		// Without rules (-i) no dst rule needs a lookup; with a file that
+		// names none, the default's first NIC is the one most flows take.
+		cfg.Resolver.Via = ResolverViaSystem
+		if cfg.Default.Mode != ViaSystem && len(cfg.Default.NICs) > 0 {
+			cfg.Resolver.Via = cfg.Default.NICs[0]
+		}
+	}
 	if keepRules {
 		for _, r := range dr.nicRefs {
 			if !known(r.name) {

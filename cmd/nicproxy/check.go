@@ -100,11 +100,25 @@ func printSummary(w io.Writer, cfg *config.Config, present []string) {
 		def += " (the NIC of the default route)"
 	}
 	fmt.Fprintf(tw, "default:\t%s\n", describeVia(cfg.Default, def))
+	fmt.Fprintf(tw, "resolver:\t%s\n", describeResolver(cfg.Resolver))
 	t := cfg.Timeouts
-	fmt.Fprintf(tw, "timeouts:\thandshake %s, dial %s, idle %s, shutdown %s\n", t.Handshake, t.Dial, t.Idle, t.Shutdown)
+	fmt.Fprintf(tw, "timeouts:\thandshake %s, dial %s, attempt %s, idle %s, shutdown %s\n", t.Handshake, t.Dial, t.Attempt, t.Idle, t.Shutdown)
 	fmt.Fprintf(tw, "limits:\tmax_connections %d\n", cfg.Limits.MaxConnections)
 	fmt.Fprintf(tw, "log:\t%s, %s, access %v\n", cfg.Log.Level, cfg.Log.Format, cfg.Log.Access)
 	tw.Flush()
+}
+
+// describeResolver says which NIC looks names up for dst rules and how
+// much each NIC's cache keeps.
+func describeResolver(r config.Resolver) string {
+	via := "dst-rule lookups via " + r.Via
+	if r.Via == config.ResolverViaSystem {
+		via = "dst-rule lookups via the system resolver"
+	}
+	if r.CacheSize == 0 {
+		return via + "; no cache"
+	}
+	return fmt.Sprintf("%s; cache %d names per NIC, TTL clamped to %s..%s", via, r.CacheSize, r.MinTTL, r.MaxTTL)
 }
 
 func interfaceOptions(it config.Interface) string {
