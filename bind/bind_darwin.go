@@ -15,6 +15,13 @@ import (
 // which take an interface index and need no privilege.
 func pinToInterface(name string, index int) Control {
 	return func(network, address string, c syscall.RawConn) error {
+		// A local copy: the closure runs for many sockets at once, and the
+		// index looked up for one must not be written into the captured
+		// variable the others read.
+		index := index
+		if name == "" {
+			return fmt.Errorf("pin socket to an unnamed interface: %w", ErrNICMissing)
+		}
 		if index <= 0 {
 			ifi, err := net.InterfaceByName(name)
 			if err != nil {

@@ -17,14 +17,19 @@ import (
 // a name lookup per socket; older kernels answer ENOPROTOOPT and get
 // SO_BINDTODEVICE by name. Since Linux 5.7 neither needs CAP_NET_RAW on a
 // socket that is not yet bound, which is always the case inside Control.
+//
+// An empty name or an index below 1 is refused with ErrNICMissing: the
+// kernel reads SO_BINDTODEVICE "" and index 0 as "remove the binding", so
+// passing either on would dial unpinned.
 func pinToInterface(name string, index int) Control {
 	return func(network, address string, c syscall.RawConn) error {
+		if name == "" || index < 1 {
+			return fmt.Errorf("pin socket to %q (index %d): %w", name, index, ErrNICMissing)
+		}
 		err := rawControl(c, func(fd int) error {
-			if index > 0 {
-				err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_BINDTOIFINDEX, index)
-				if err != unix.ENOPROTOOPT {
-					return err
-				}
+			err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_BINDTOIFINDEX, index)
+			if err != unix.ENOPROTOOPT {
+				return err
 			}
 			return unix.BindToDevice(fd, name)
 		})

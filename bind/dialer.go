@@ -2,6 +2,7 @@ package bind
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"net/netip"
 )
@@ -34,19 +35,32 @@ func NewDialer(nic string, opts Options, links Links) *Dialer {
 // bounds the whole dial, so its deadline is the dial timeout. Failures are
 // *DialError values whose Kind tells them apart.
 func (d *Dialer) DialContext(ctx context.Context, network, address string) (net.Conn, error) {
-	link, err := d.link(network, address)
+	ready, err := d.Check(network, address)
 	if err != nil {
 		return nil, err
 	}
-	return d.DialChecked(ctx, link, network, address)
+	return d.DialChecked(ctx, ready, network, address)
 }
 
-// DialChecked is DialContext through a link Check has just returned, for
+// Checked is the NIC as Check found it: present and up. Only Check makes
+// one, and only the Dialer that made it accepts it, so no caller can hand
+// DialChecked a link of another NIC, or none at all.
+type Checked struct {
+	dialer *Dialer
+	link   Link
+}
+
+// DialChecked is DialContext through a NIC Check has just found ready, for
 // callers that check the NIC before other work (resolving a name) and
 // should not look it up again for every address they try. The kernel still
-// refuses a NIC that went down in between: the pin fails closed.
-func (d *Dialer) DialChecked(ctx context.Context, link Link, network, address string) (net.Conn, error) {
-	dialer := net.Dialer{Control: d.control(link, true)}
+// refuses a NIC that went down in between: the pin fails closed. A Checked
+// from another Dialer (or the zero value) fails with ErrNICMissing.
+func (d *Dialer) DialChecked(ctx context.Context, ready Checked, network, address string) (net.Conn, error) {
+	if ready.dialer != d {
+		return nil, &DialError{NIC: d.NIC, Network: network, Address: address, Kind: ErrNICMissing,
+			Err: fmt.Errorf("interface %s was not checked by this dialer", d.NIC)}
+	}
+	dialer := net.Dialer{Control: d.control(ready.link, true)}
 	conn, err := dialer.DialContext(ctx, network, address)
 	if err != nil {
 		return nil, d.dialError(network, address, err)
@@ -59,7 +73,7 @@ func (d *Dialer) DialChecked(ctx context.Context, link Link, network, address st
 // address is the local address; when it has no host and the NIC has a source
 // address of network's family, that source is used.
 func (d *Dialer) ListenPacket(ctx context.Context, network, address string) (net.PacketConn, error) {
-	link, err := d.link(network, address)
+	ready, err := d.Check(network, address)
 	if err != nil {
 		return nil, err
 	}
@@ -71,7 +85,7 @@ func (d *Dialer) ListenPacket(ctx context.Context, network, address string) (net
 			address = net.JoinHostPort(d.Options.Source.String(), port)
 		}
 	}
-	lc := net.ListenConfig{Control: d.control(link, false)}
+	lc := net.ListenConfig{Control: d.control(ready.link, false)}
 	pc, err := lc.ListenPacket(ctx, network, address)
 	if err != nil {
 		return nil, d.dialError(network, address, err)
@@ -80,29 +94,27 @@ func (d *Dialer) ListenPacket(ctx context.Context, network, address string) (net
 }
 
 // Check reports, without making a socket, whether the NIC can carry a dial
-// now, and returns its state for DialChecked: a *DialError of kind
+// now, and returns what DialChecked needs: a *DialError of kind
 // ErrNICMissing or ErrNICDown when it cannot. Callers that must do work
 // before dialing (resolve a name) check first, so a missing NIC is reported
 // as missing rather than as a failed lookup.
-func (d *Dialer) Check(network, address string) (Link, error) {
-	return d.link(network, address)
-}
-
-// link looks the NIC up and fails fast when it is missing or down, before
-// a socket is made.
-func (d *Dialer) link(network, address string) (Link, error) {
+func (d *Dialer) Check(network, address string) (Checked, error) {
 	links := d.Links
 	if links == nil {
 		links = SystemLinks{}
 	}
 	link, err := links.Link(d.NIC)
 	if err != nil {
-		return Link{}, d.dialError(network, address, err)
+		return Checked{}, d.dialError(network, address, err)
+	}
+	if link.Name != d.NIC || link.Index < 1 {
+		return Checked{}, &DialError{NIC: d.NIC, Network: network, Address: address, Kind: ErrNICMissing,
+			Err: fmt.Errorf("interface %s: looked up as %q, index %d", d.NIC, link.Name, link.Index)}
 	}
 	if !link.Up {
-		return Link{}, &DialError{NIC: d.NIC, Network: network, Address: address, Kind: ErrNICDown}
+		return Checked{}, &DialError{NIC: d.NIC, Network: network, Address: address, Kind: ErrNICDown}
 	}
-	return link, nil
+	return Checked{dialer: d, link: link}, nil
 }
 
 // control pins to the link, then marks, then (for dials) binds the source.
