@@ -15,8 +15,8 @@ type Link struct {
 	Up bool
 }
 
-// Links looks NICs up by name. The system implementation asks the kernel on
-// every call; a netlink watcher can serve the same interface from a cache.
+// Links looks NICs up by name. SystemLinks asks the kernel on every call;
+// LinkWatcher answers from memory, kept current by link notifications.
 type Links interface {
 	// Link returns the NIC's current state, or an error wrapping
 	// ErrNICMissing when no NIC has that name.

@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"nicproxy/bind"
 	"nicproxy/config"
 	"nicproxy/proxy"
 )
@@ -68,7 +69,9 @@ func serve(args []string, stderr io.Writer) int {
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 
-	srv := proxy.New(cfg, log, proxy.Options{})
+	links, stopWatching := watchLinks(log)
+	defer stopWatching()
+	srv := proxy.New(cfg, log, proxy.Options{Links: links})
 	if err := srv.Listen(ctx); err != nil {
 		log.Error("cannot listen", zap.Error(err))
 		return exitFailure
@@ -111,6 +114,26 @@ func serve(args []string, stderr io.Writer) int {
 	}
 	log.Info("nicproxy stopped")
 	return exitOK
+}
+
+// watchLinks starts following the host's NICs so that dials read their
+// state from memory. Without the watcher (no netlink), dials ask the kernel
+// each time: slower, never wrong. stop ends the watcher and waits for it.
+func watchLinks(log *zap.Logger) (links bind.Links, stop func()) {
+	w, err := bind.NewLinkWatcher()
+	if err != nil {
+		log.Warn("cannot watch NICs; asking the kernel on every dial", zap.Error(err))
+		return nil, func() {}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := w.Run(ctx); !errors.Is(err, context.Canceled) {
+			log.Warn("stopped watching NICs; asking the kernel on every dial", zap.Error(err))
+		}
+	}()
+	return w, func() { cancel(); <-done }
 }
 
 // notify tells systemd about a state change when NOTIFY_SOCKET is set.

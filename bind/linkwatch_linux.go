@@ -1,0 +1,172 @@
+package bind
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"net"
+	"sync/atomic"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+)
+
+// LinkWatcher answers Links from memory: it lists the NICs once, then keeps
+// the list current from the kernel's link notifications (RTM_NEWLINK and
+// RTM_DELLINK), so a dial reads a map instead of listing every interface
+// through the kernel. When a notification is lost (the socket's buffer
+// overflowed, or any receive error), it subscribes again and re-lists.
+//
+// A name it does not know is asked of the kernel before it is called
+// missing, so a NIC that appeared a moment before its notification was read
+// is found all the same.
+type LinkWatcher struct {
+	links  atomic.Pointer[linkTable]
+	handle *netlink.Handle
+	ns     netns.NsHandle
+	kernel SystemLinks
+}
+
+// linkTable is one immutable view of the host's NICs; updates replace it
+// whole, so readers never lock.
+type linkTable struct {
+	byIndex map[int]Link
+	byName  map[string]Link
+}
+
+// NewLinkWatcher lists the NICs of the calling thread's network namespace
+// and returns a watcher serving that list. Run keeps it current.
+func NewLinkWatcher() (*LinkWatcher, error) {
+	ns, err := netns.Get()
+	if err != nil {
+		return nil, fmt.Errorf("watch links: current network namespace: %w", err)
+	}
+	handle, err := netlink.NewHandleAt(ns)
+	if err != nil {
+		ns.Close()
+		return nil, fmt.Errorf("watch links: %w", err)
+	}
+	w := &LinkWatcher{handle: handle, ns: ns}
+	if err := w.relist(); err != nil {
+		w.close()
+		return nil, err
+	}
+	return w, nil
+}
+
+// Link implements Links.
+func (w *LinkWatcher) Link(name string) (Link, error) {
+	if t := w.links.Load(); t != nil {
+		if link, ok := t.byName[name]; ok {
+			return link, nil
+		}
+	}
+	return w.kernel.Link(name)
+}
+
+// Run follows link notifications until ctx ends, then releases the
+// watcher's netlink sockets. Once it has returned, Link asks the kernel
+// again: a list nobody keeps current would go stale. It returns ctx's
+// error, or the error that stopped it from subscribing again.
+func (w *LinkWatcher) Run(ctx context.Context) error {
+	defer w.close()
+	defer w.links.Store(nil)
+	for {
+		// Subscribe before listing, so no change between the two is
+		// missed; a notification older than the list is applied on top of
+		// it, and the newer ones that follow it correct it.
+		updates := make(chan netlink.LinkUpdate, 64)
+		done := make(chan struct{})
+		err := netlink.LinkSubscribeWithOptions(updates, done, netlink.LinkSubscribeOptions{
+			Namespace:     &w.ns,
+			ErrorCallback: func(error) {}, // the closed channel below is the signal
+		})
+		if err != nil {
+			close(done)
+			return fmt.Errorf("watch links: subscribe: %w", err)
+		}
+		if err := w.relist(); err != nil {
+			close(done)
+			drain(updates)
+			return err
+		}
+		lost := w.follow(ctx, updates)
+		close(done)
+		drain(updates)
+		if !lost {
+			return ctx.Err()
+		}
+	}
+}
+
+// follow applies updates until ctx ends (false) or the subscription dies
+// (true: notifications may have been lost).
+func (w *LinkWatcher) follow(ctx context.Context, updates <-chan netlink.LinkUpdate) bool {
+	for {
+		select {
+		case <-ctx.Done():
+			return false
+		case u, ok := <-updates:
+			if !ok {
+				return ctx.Err() == nil
+			}
+			w.apply(u)
+		}
+	}
+}
+
+// drain waits for the subscription's reader to close its channel, which it
+// does once its socket is closed, so no goroutine of it outlives Run.
+func drain(updates <-chan netlink.LinkUpdate) {
+	for range updates {
+	}
+}
+
+func (w *LinkWatcher) apply(u netlink.LinkUpdate) {
+	byIndex := maps.Clone(w.links.Load().byIndex)
+	index := int(u.Index)
+	if u.Header.Type == unix.RTM_DELLINK {
+		delete(byIndex, index)
+	} else {
+		byIndex[index] = linkOf(u.Link)
+	}
+	w.links.Store(newLinkTable(byIndex))
+}
+
+func (w *LinkWatcher) relist() error {
+	links, err := w.handle.LinkList()
+	if err != nil {
+		return fmt.Errorf("watch links: list: %w", err)
+	}
+	byIndex := make(map[int]Link, len(links))
+	for _, l := range links {
+		byIndex[l.Attrs().Index] = linkOf(l)
+	}
+	w.links.Store(newLinkTable(byIndex))
+	return nil
+}
+
+func (w *LinkWatcher) close() {
+	w.handle.Close()
+	w.ns.Close()
+}
+
+func newLinkTable(byIndex map[int]Link) *linkTable {
+	t := &linkTable{byIndex: byIndex, byName: make(map[string]Link, len(byIndex))}
+	for _, l := range byIndex {
+		t.byName[l.Name] = l
+	}
+	return t
+}
+
+// linkOf reads a notification's link with the same meaning of "up" as
+// SystemLinks: IFF_UP and IFF_RUNNING.
+func linkOf(l netlink.Link) Link {
+	a := l.Attrs()
+	return Link{
+		Name:  a.Name,
+		Index: a.Index,
+		Up:    a.Flags&net.FlagUp != 0 && a.RawFlags&unix.IFF_RUNNING != 0,
+	}
+}

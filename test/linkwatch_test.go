@@ -1,0 +1,71 @@
+package test
+
+import (
+	"context"
+	"errors"
+	"net/netip"
+	"os/exec"
+	"sync"
+	"testing"
+	"time"
+
+	"nicproxy/bind"
+	"nicproxy/test/netlab"
+)
+
+// eventually polls cond until it holds or timeout passes, for state that
+// another party (the kernel, a child process) changes on its own schedule.
+func eventually(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("after %v: %s", timeout, what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestLinkWatcher: the watcher made in the lab's host namespace follows
+// that namespace's NICs from notifications: a NIC going down and up, one
+// appearing and one deleted (a deleted NIC still in memory would be
+// answered from there, so "missing" proves the notification was applied).
+func TestLinkWatcher(t *testing.T) {
+	lab := netlab.New(t)
+	var w *bind.LinkWatcher
+	if err := lab.InHost(func() (err error) { w, err = bind.NewLinkWatcher(); return err }); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(1)
+	var runErr error
+	go func() { defer wg.Done(); runErr = w.Run(ctx) }()
+	defer func() {
+		cancel()
+		wg.Wait()
+		if !errors.Is(runErr, context.Canceled) {
+			t.Errorf("Run returned %v, want context.Canceled", runErr)
+		}
+	}()
+
+	state := func(name string) (Link bind.Link, missing bool) {
+		l, err := w.Link(name)
+		return l, errors.Is(err, bind.ErrNICMissing)
+	}
+	if l, missing := state("ens160"); missing || !l.Up || l.Name != "ens160" || l.Index < 1 {
+		t.Fatalf("ens160 at start: %+v missing=%v", l, missing)
+	}
+	lab.SetDown("ens160")
+	eventually(t, 5*time.Second, "ens160 never reported down", func() bool { l, _ := state("ens160"); return !l.Up })
+	lab.SetUp(netlab.Ens160)
+	eventually(t, 5*time.Second, "ens160 never reported up again", func() bool { l, _ := state("ens160"); return l.Up })
+
+	ens200 := netlab.NIC{Name: "ens200", Addr: netip.MustParseAddr("192.0.2.200"), Metric: 102}
+	lab.AddNIC(ens200)
+	eventually(t, 5*time.Second, "ens200 never reported up", func() bool { l, _ := state("ens200"); return l.Up })
+	if out, err := exec.Command("ip", "-n", lab.Host, "link", "del", "ens200").CombinedOutput(); err != nil {
+		t.Fatalf("delete ens200: %v: %s", err, out)
+	}
+	eventually(t, 5*time.Second, "ens200 still reported after deletion", func() bool { _, missing := state("ens200"); return missing })
+}
