@@ -3,6 +3,7 @@ package relay
 import (
 	"io"
 	"net"
+	"sync"
 
 	"golang.org/x/sys/unix"
 )
@@ -32,13 +33,43 @@ func copyStream(dst, src net.Conn) (int64, error) {
 		if queued == 0 {
 			return total, nil // EOF
 		}
-		// *io.LimitedReader keeps TCPConn.ReadFrom on the splice path.
-		n, err := d.ReadFrom(&io.LimitedReader{R: s, N: int64(queued)})
+		var n int64
+		if queued <= smallCopy {
+			n, err = copySmall(d, s, queued)
+		} else {
+			// *io.LimitedReader keeps TCPConn.ReadFrom on the splice path.
+			n, err = d.ReadFrom(&io.LimitedReader{R: s, N: int64(queued)})
+		}
 		total += n
 		if err != nil {
 			return total, err
 		}
 	}
+}
+
+// smallCopy is the most a read and a write move instead of a splice. Go's
+// splice takes a pipe pair from a pool that only a garbage collection
+// empties, so a burst of tunnels each splicing a few bytes (a banner, a TLS
+// hello) leaves two idle descriptors per concurrent splice open for minutes
+// in a proxy that allocates little. Small chunks gain nothing from splice
+// anyway; bulk transfers queue more than this and keep it.
+const smallCopy = 4 << 10
+
+var smallBuffers = sync.Pool{New: func() any { return new([smallCopy]byte) }}
+
+// copySmall moves the n queued bytes (n <= smallCopy) through a pooled
+// buffer.
+func copySmall(dst, src *net.TCPConn, n int) (int64, error) {
+	buf := smallBuffers.Get().(*[smallCopy]byte)
+	defer smallBuffers.Put(buf)
+	read, err := src.Read(buf[:n])
+	if read > 0 {
+		written, werr := dst.Write(buf[:read])
+		if werr != nil {
+			return int64(written), werr
+		}
+	}
+	return int64(read), err
 }
 
 // waitQueued blocks, in Go's poller and holding nothing, until the socket
