@@ -7,7 +7,6 @@ package proxy
 import (
 	"context"
 	"errors"
-	"net"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -64,11 +63,10 @@ type state struct {
 
 // Options are the host services a Server uses.
 type Options struct {
-	// Links reports NIC state; nil asks the kernel on each dial.
+	// Links reports NIC state; nil asks the kernel on each dial. The
+	// caller runs a bind.LinkWatcher here so dials read NIC state from
+	// memory.
 	Links bind.Links
-	// Resolver serves dst rules that meet a name; nil: a resolver pinned to
-	// the rule's NIC.
-	Resolver router.Resolver
 }
 
 // New builds a Server for cfg. It opens nothing until Listen.
@@ -82,43 +80,28 @@ func New(cfg *config.Config, log *zap.Logger, opts Options) *Server {
 	s.metrics = newMetrics(s)
 	s.status = newStatus()
 	s.health = newHealth()
-	s.state.Store(s.newState(cfg))
+	s.state.Store(s.newState(cfg, nil))
 	return s
 }
 
-func (s *Server) newState(cfg *config.Config) *state {
-	dialer := upstream.New(cfg, s.opts.Links, s.health.healthy)
-	resolvers := func(via config.Via) router.Resolver { return dstResolver(via, dialer) }
-	if s.opts.Resolver != nil {
-		resolvers = func(config.Via) router.Resolver { return s.opts.Resolver }
+// newState derives everything a configuration needs. prev is the state
+// it replaces at a reload (nil at start): name caches and balancer state
+// carry over from it.
+func (s *Server) newState(cfg *config.Config, prev *state) *state {
+	opts := upstream.Options{Links: s.opts.Links, Healthy: s.health.healthy}
+	if prev != nil {
+		opts.Previous = prev.dialer
 	}
+	dialer := upstream.New(cfg, opts)
 	st := &state{
 		cfg:    cfg,
-		router: router.NewWithResolvers(cfg, resolvers),
+		router: router.New(cfg, dialer.Resolver(cfg.Resolver.Via)),
 		dialer: dialer,
 		users:  newUsers(cfg.Users),
 	}
 	st.socks5 = newSOCKS5Server(s, st)
 	st.http = newHTTPProxy(s, st)
 	return st
-}
-
-// dstResolver is the resolver a dst rule uses to look a name up before the
-// flow is dialed: through the rule's first NIC that is present and up, the
-// NIC the flow takes when the rule matches, so the query never leaves
-// through whatever NIC the routing table prefers. Only `system` resolves
-// unpinned. (For a balance, the balancer's pick is not known yet; its
-// first available NIC asks.)
-func dstResolver(via config.Via, dialer *upstream.Dialer) router.Resolver {
-	if via.Mode == config.ViaSystem || len(via.NICs) == 0 {
-		return net.DefaultResolver
-	}
-	for _, nic := range via.NICs {
-		if dialer.Available(nic) {
-			return dialer.Resolver(nic)
-		}
-	}
-	return dialer.Resolver(via.NICs[0]) // fails: the name then matches no dst rule
 }
 
 // Serve accepts on every listener until ctx ends, then stops accepting and
@@ -209,7 +192,7 @@ func (s *Server) Reload(ctx context.Context, cfg *config.Config) error {
 		return err
 	}
 	s.swapAdmin(cfg, admin)
-	next := s.newState(cfg)
+	next := s.newState(cfg, s.state.Load())
 	if s.serving != nil {
 		next.http.start()
 	}

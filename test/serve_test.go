@@ -170,6 +170,7 @@ func TestServeSplitByRule(t *testing.T) {
 users:
   - {name: alice, password: "a-pw"}
   - {name: bob, password: "b-pw"}
+resolver: {via: ens33}
 rules:
   - {name: alice-wan, user: [alice], via: ens160}
   - {name: web-lan, dst: ["%s/32"], via: ens33}
@@ -194,26 +195,40 @@ default: ens160
 	}
 }
 
-// TestServeDstRuleResolvesThroughItsNIC: to match a dst rule nicproxy must
-// resolve the name first; that query goes out the rule's NIC (here ens160,
-// against the kernel's preference for ens33), so a matched flow, DNS
-// included, never touches ens33.
-func TestServeDstRuleResolvesThroughItsNIC(t *testing.T) {
+// TestServeDstRuleResolvesThroughResolverVia: to match a dst rule nicproxy
+// must resolve the name first; that query goes out resolver.via (here
+// ens160, against the kernel's preference for ens33), once, and the
+// address that matched is dialed as is, so the flow, DNS included, never
+// touches ens33.
+func TestServeDstRuleResolvesThroughResolverVia(t *testing.T) {
 	lab := newServingLab(t)
 	lab.StartProxy(nicproxyBinary, "127.0.0.1:1080", fmt.Sprintf(`
+resolver: {via: ens160}
 rules:
   - {name: web, dst: ["%s/32"], via: ens160}
 default: ens33
 `, netlab.Server))
-	// The rule's first NIC is missing: the lookup, like the dial, fails over.
-	lab.StartProxy(nicproxyBinary, "127.0.0.1:1081", fmt.Sprintf(`
-listen: [{addr: "127.0.0.1:1081"}]
-interfaces: {ens200: {}}
+	for _, proxy := range []string{"socks5h://127.0.0.1:1080", "http://127.0.0.1:1080"} {
+		t.Run(proxy, func(t *testing.T) {
+			before := lab.Snapshot()
+			f := lab.curlUpload(t, nil, lab.url("http", "web.test", "/echo"), "--proxy", proxy)
+			checkPinned(t, before, f, netlab.Ens160, netlab.Ens33)
+		})
+	}
+}
+
+// TestServeUnmatchedNameSkipsTheDstRulesNIC: a name that matches no dst
+// rule is looked up through resolver.via (by default the default's NIC)
+// and carried by the default's NIC: the dst rule's NIC sends nothing, not
+// even the query (before, each dst rule's NIC asked in turn).
+func TestServeUnmatchedNameSkipsTheDstRulesNIC(t *testing.T) {
+	lab := newServingLab(t)
+	lab.StartProxy(nicproxyBinary, "127.0.0.1:1080", `
 rules:
-  - {name: web, dst: ["%s/32"], via: [ens200, ens160]}
-default: ens33
-`, netlab.Server))
-	for _, proxy := range []string{"socks5h://127.0.0.1:1080", "http://127.0.0.1:1080", "socks5h://127.0.0.1:1081", "http://127.0.0.1:1081"} {
+  - {name: lan, dst: [203.0.113.0/24], via: ens33}
+default: ens160
+`)
+	for _, proxy := range []string{"socks5h://127.0.0.1:1080", "http://127.0.0.1:1080"} {
 		t.Run(proxy, func(t *testing.T) {
 			before := lab.Snapshot()
 			f := lab.curlUpload(t, nil, lab.url("http", "web.test", "/echo"), "--proxy", proxy)

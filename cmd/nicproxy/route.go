@@ -13,6 +13,7 @@ import (
 
 	"nicproxy/config"
 	"nicproxy/proxy/router"
+	"nicproxy/proxy/upstream"
 )
 
 // route answers "which rule and NIC would carry DEST", the way `ip route
@@ -69,7 +70,9 @@ func route(args []string, stdout, stderr io.Writer) int {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	r := router.New(cfg, net.DefaultResolver)
+	// The lookup dst rules need goes through resolver.via, pinned, as the
+	// proxy would make it.
+	r := router.New(cfg, upstream.New(cfg, upstream.Options{}).Resolver(cfg.Resolver.Via))
 	d, why := r.Explain(ctx, router.Request{
 		Client: client, User: *user, Listener: listenerName,
 		Host: host, Port: port, Network: network,
@@ -131,15 +134,25 @@ func printDecision(w io.Writer, host string, port uint16, network config.Network
 		line("via", "%s", describeVia(d.Via, d.Via.String()))
 	}
 	line("why", "%s", strings.Join(why.Matched, "; "))
-	if len(why.Resolved) > 0 {
-		addrs := make([]string, len(why.Resolved))
-		for i, a := range why.Resolved {
-			addrs[i] = a.String()
+	if l := why.Lookup; l != nil {
+		by := "looked up via " + l.Via
+		if l.Via == config.ResolverViaSystem {
+			by = "looked up by the system resolver"
 		}
-		line("resolved", "%s -> %s (system resolver, for dst rules)", host, strings.Join(addrs, ", "))
-	}
-	if why.ResolveErr != nil {
-		line("resolved", "%s did not resolve (%v): dst rules skipped", host, why.ResolveErr)
+		if l.Cached {
+			by += ", cached"
+		} else {
+			by += ", not cached"
+		}
+		if l.Err != nil {
+			line("resolved", "%s did not resolve (%s: %v): dst rules skipped", host, by, l.Err)
+		} else {
+			addrs := make([]string, len(l.Addrs))
+			for i, a := range l.Addrs {
+				addrs[i] = a.String()
+			}
+			line("resolved", "%s -> %s (%s, for dst rules)", host, strings.Join(addrs, ", "), by)
+		}
 	}
 	if d.Addr.IsValid() {
 		line("dial", "%s (the address the dst rule matched)", d.Addr)

@@ -39,6 +39,23 @@ type Decision struct {
 	// caller dials it and does not look the name up again. Zero when the
 	// rule did not need an address resolved.
 	Addr netip.Addr
+	// Lookup is the lookup of Host made to test dst rules, or nil when
+	// none was needed. When the flow is dialed through the NIC that made
+	// it, the dialer uses its answer rather than ask again.
+	Lookup *Lookup
+}
+
+// Lookup is one lookup of a destination name, made to test dst rules.
+type Lookup struct {
+	// Via is the NIC that looked the name up (config.Resolver.Via), or
+	// "system".
+	Via string
+	// Addrs are the addresses found, in the resolver's order.
+	Addrs []netip.Addr
+	// Err is the lookup's error; dst rules then matched nothing.
+	Err error
+	// Cached is true when the resolver answered from its cache.
+	Cached bool
 }
 
 // Resolver looks names up for dst rules; *net.Resolver satisfies it.
@@ -46,27 +63,31 @@ type Resolver interface {
 	LookupNetIP(ctx context.Context, network, host string) ([]netip.Addr, error)
 }
 
+// cacheReporter is a Resolver that can say whether a lookup was answered
+// from its cache, for `nicproxy route`.
+type cacheReporter interface {
+	LookupNetIPCached(ctx context.Context, network, host string) ([]netip.Addr, bool, error)
+}
+
 // Router matches requests against one configuration's compiled rules.
 // It holds no mutable state and is safe for concurrent use; a reload builds
 // a new Router.
 type Router struct {
-	rules     []config.Rule
-	fallback  config.Via
-	resolvers func(config.Via) Resolver
+	rules       []config.Rule
+	fallback    config.Via
+	resolver    Resolver
+	resolverVia string
 }
 
-// New returns a Router over cfg's rules and default. resolver serves dst
-// rules that meet a name; nil means such rules never match a name.
+// New returns a Router over cfg's rules and default. resolver looks up the
+// names dst rules meet, through cfg.Resolver.Via; nil means such rules
+// never match a name. One resolver for every dst rule makes the NIC that
+// carries a flow's lookup predictable: resolver.via, or the flow's own NIC.
 func New(cfg *config.Config, resolver Resolver) *Router {
-	return NewWithResolvers(cfg, func(config.Via) Resolver { return resolver })
-}
-
-// NewWithResolvers is New with a resolver per Via: the name a dst rule
-// meets is looked up through the resolver of that rule's Via (the default's
-// for a rejecting rule), so when the rule matches, the query went out the
-// NIC the flow will take.
-func NewWithResolvers(cfg *config.Config, resolvers func(config.Via) Resolver) *Router {
-	return &Router{rules: cfg.Rules, fallback: cfg.Default, resolvers: resolvers}
+	if isNilResolver(resolver) {
+		resolver = nil
+	}
+	return &Router{rules: cfg.Rules, fallback: cfg.Default, resolver: resolver, resolverVia: cfg.Resolver.Via}
 }
 
 // Route returns the decision for req: the first rule whose given fields all
@@ -80,10 +101,9 @@ func (r *Router) Route(ctx context.Context, req Request) Decision {
 type Explanation struct {
 	// Matched describes each field of the winning rule and why it matched.
 	Matched []string
-	// Resolved lists the addresses a dst rule's lookup returned, if any.
-	Resolved []netip.Addr
-	// ResolveErr is the lookup's error, if it failed (dst rules then did not match).
-	ResolveErr error
+	// Lookup is the lookup dst rules needed, if any: who made it, what it
+	// found, and whether the answer was cached.
+	Lookup *Lookup
 }
 
 // Explain is Route with the reasons spelled out.
@@ -91,25 +111,10 @@ func (r *Router) Explain(ctx context.Context, req Request) (Decision, Explanatio
 	return r.route(ctx, req, true)
 }
 
-// lookup resolves the request's name at most once per request.
-type lookup struct {
-	resolver Resolver
-	addrs    []netip.Addr
-	err      error
-}
-
-// lookups remembers one request's lookups, one per resolver: dst rules whose
-// NICs share a resolver share its answer, and a rule on another NIC asks
-// through that NIC rather than reuse an answer that came through another.
-type lookups struct {
-	done []lookup
-	last *lookup // the most recent, for explanations
-}
-
 func (r *Router) route(ctx context.Context, req Request, explain bool) (Decision, Explanation) {
 	var (
-		why      Explanation
-		resolved lookups
+		why    Explanation
+		lookup *Lookup // made at most once per request
 	)
 	literal, literalErr := netip.ParseAddr(strings.Trim(req.Host, "[]"))
 	isLiteral := literalErr == nil
@@ -170,12 +175,10 @@ func (r *Router) route(ctx context.Context, req Request, explain bool) (Decision
 			if isLiteral {
 				matchedAddr, ok = literal, rule.Dst.Contains(literal)
 			} else {
-				via := rule.Via
-				if rule.Action == config.ActionReject {
-					via = r.fallback
+				if lookup == nil {
+					lookup = r.resolve(ctx, req.Host)
 				}
-				l := r.resolve(ctx, req.Host, via, &resolved)
-				matchedAddr, ok = firstIn(rule.Dst, l.addrs)
+				matchedAddr, ok = firstIn(rule.Dst, lookup.Addrs)
 			}
 			if !ok {
 				continue
@@ -188,46 +191,36 @@ func (r *Router) route(ctx context.Context, req Request, explain bool) (Decision
 		if len(reasons) == 0 && explain {
 			reasons = append(reasons, "the rule has no match fields: it matches everything")
 		}
-		why.Matched = reasons
-		why.Resolved, why.ResolveErr = resolved.result()
-		return Decision{Rule: rule.Index, RuleName: rule.Name, Action: rule.Action, Via: rule.Via, Addr: matchedAddr}, why
+		why.Matched, why.Lookup = reasons, lookup
+		return Decision{Rule: rule.Index, RuleName: rule.Name, Action: rule.Action, Via: rule.Via, Addr: matchedAddr, Lookup: lookup}, why
 	}
 	if explain {
 		why.Matched = []string{"no rule matched"}
 	}
-	why.Resolved, why.ResolveErr = resolved.result()
-	return Decision{Rule: -1, RuleName: "default", Action: config.ActionVia, Via: r.fallback}, why
+	why.Lookup = lookup
+	return Decision{Rule: -1, RuleName: "default", Action: config.ActionVia, Via: r.fallback, Lookup: lookup}, why
 }
 
-func (r *Router) resolve(ctx context.Context, host string, via config.Via, ls *lookups) *lookup {
-	resolver := r.resolvers(via)
-	for i := range ls.done {
-		if ls.done[i].resolver == resolver {
-			ls.last = &ls.done[i]
-			return ls.last
-		}
+// resolve looks host up through resolver.via for dst rules.
+func (r *Router) resolve(ctx context.Context, host string) *Lookup {
+	l := &Lookup{Via: r.resolverVia}
+	var addrs []netip.Addr
+	switch res := r.resolver.(type) {
+	case nil:
+		l.Err = fmt.Errorf("no resolver for dst rules")
+		return l
+	case cacheReporter:
+		addrs, l.Cached, l.Err = res.LookupNetIPCached(ctx, "ip", host)
+	default:
+		addrs, l.Err = res.LookupNetIP(ctx, "ip", host)
 	}
-	l := lookup{resolver: resolver}
-	if resolver == nil || isNilResolver(resolver) {
-		l.err = fmt.Errorf("no resolver for dst rules")
-	} else if addrs, err := resolver.LookupNetIP(ctx, "ip", host); err != nil {
-		l.err = err
-	} else {
+	if l.Err == nil {
 		for i := range addrs {
 			addrs[i] = addrs[i].Unmap()
 		}
-		l.addrs = addrs
+		l.Addrs = addrs
 	}
-	ls.done = append(ls.done, l)
-	ls.last = &ls.done[len(ls.done)-1]
-	return ls.last
-}
-
-func (ls *lookups) result() ([]netip.Addr, error) {
-	if ls.last == nil {
-		return nil, nil
-	}
-	return ls.last.addrs, ls.last.err
+	return l
 }
 
 // isNilResolver catches a typed nil inside the interface (a nil *fake or

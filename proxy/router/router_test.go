@@ -193,34 +193,37 @@ func TestExplain(t *testing.T) {
 	if got != want {
 		t.Errorf("explanation %q, want %q", got, want)
 	}
-	if why.ResolveErr == nil {
-		t.Errorf("the lan rule's lookup failed, but the explanation does not say so")
+	if why.Lookup == nil || why.Lookup.Err == nil || why.Lookup.Via != "ens160" {
+		t.Errorf("the lan rule's lookup through ens160 (the default's NIC) failed, but the explanation says %+v", why.Lookup)
 	}
 }
 
-// Each dst rule asks through its own Via's resolver, once per resolver: a
-// rule on another NIC never reuses an answer that came through another.
-func TestRouteResolvesPerVia(t *testing.T) {
+// Every dst rule's lookup goes through resolver.via, once per request,
+// whichever NIC the rules name: the query leaves through one predictable
+// NIC, and the decision carries the answer for the dialer to reuse.
+func TestRouteResolvesOnceThroughResolverVia(t *testing.T) {
 	cfg, err := config.Parse("r.yaml", []byte(`
+resolver: {via: ens160}
 rules:
   - {name: a, dst: [192.0.2.0/24], via: ens33}
   - {name: b, dst: [198.51.100.0/24], via: ens33}
-  - {name: c, dst: [203.0.113.0/24], via: ens160}
-default: ens160
+  - {name: c, dst: [203.0.113.0/24], via: ens33}
+default: ens33
 `), config.Options{Interfaces: []string{"ens33", "ens160"}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	byNIC := map[string]*fakeResolver{
-		"ens33":  {names: map[string][]string{"x.example": {"203.0.113.1"}}},
-		"ens160": {names: map[string][]string{"x.example": {"203.0.113.1"}}},
-	}
-	r := NewWithResolvers(cfg, func(v config.Via) Resolver { return byNIC[v.NICs[0]] })
+	res := &fakeResolver{names: map[string][]string{"x.example": {"203.0.113.1"}, "y.example": {"8.8.8.8"}}}
+	r := New(cfg, res)
 	d := r.Route(context.Background(), Request{Host: "x.example", Port: 80, Network: config.NetworkTCP})
 	if d.RuleName != "c" || addrString(d.Addr) != "203.0.113.1" {
 		t.Fatalf("rule %q addr %v, want c and 203.0.113.1", d.RuleName, d.Addr)
 	}
-	if byNIC["ens33"].lookups != 1 || byNIC["ens160"].lookups != 1 {
-		t.Errorf("lookups ens33=%d ens160=%d, want one each", byNIC["ens33"].lookups, byNIC["ens160"].lookups)
+	if res.lookups != 1 || d.Lookup == nil || d.Lookup.Via != "ens160" {
+		t.Errorf("%d lookups, lookup %+v; want one, through ens160", res.lookups, d.Lookup)
+	}
+	d = r.Route(context.Background(), Request{Host: "y.example", Port: 80, Network: config.NetworkTCP})
+	if d.RuleName != "default" || d.Addr.IsValid() || d.Lookup == nil || len(d.Lookup.Addrs) != 1 {
+		t.Errorf("unmatched name: rule %q addr %v lookup %+v; want default, no addr, the lookup kept", d.RuleName, d.Addr, d.Lookup)
 	}
 }

@@ -46,9 +46,5 @@ func (d *Dialer) PacketConn(ctx context.Context, network string, decision router
 // Lookup resolves host through nic (the system resolver for System), as a
 // pinned dial through that NIC would.
 func (d *Dialer) Lookup(ctx context.Context, nic, host string) ([]netip.Addr, error) {
-	resolver := net.DefaultResolver
-	if nic != System {
-		resolver = d.nic(nic).resolver
-	}
-	return d.addresses(ctx, resolver, Target{Host: host})
+	return d.addresses(ctx, d.Resolver(nic), Target{Host: host}, nil)
 }

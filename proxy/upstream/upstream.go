@@ -73,8 +73,11 @@ type Dialer struct {
 	nics        map[string]*nicDialer
 	links       bind.Links
 	dialTimeout time.Duration
+	attemptWait time.Duration
 	balancer    *balancer
 	healthy     func(nic string) bool
+	resolvers   *resolvers
+	system      Resolver // for via: system and loopback-free unpinned dials
 
 	mu      sync.Mutex // guards dynamic, NICs not named in the config (-i, default)
 	dynamic map[string]*nicDialer
@@ -82,36 +85,60 @@ type Dialer struct {
 
 type nicDialer struct {
 	dialer   *bind.Dialer
-	resolver *net.Resolver
+	resolver Resolver
 }
 
-// New builds a Dialer for cfg. links reports NIC state (nil: ask the
-// kernel on every dial); healthy reports whether a NIC passes its health
-// check (nil: every NIC does).
-func New(cfg *config.Config, links bind.Links, healthy func(nic string) bool) *Dialer {
+// Options are what a Dialer needs besides the configuration.
+type Options struct {
+	// Links reports NIC state; nil asks the kernel on every dial.
+	Links bind.Links
+	// Healthy reports whether a NIC passes its health check; nil: every
+	// NIC does.
+	Healthy func(nic string) bool
+	// Previous is the Dialer this one replaces at a reload. Its name
+	// caches carry over for NICs whose resolvers did not change, and its
+	// balancer's counts and turns carry over, so a reload neither forgets
+	// open connections nor restarts the rotation.
+	Previous *Dialer
+	// DNS receives the resolvers' query and cache-hit counts; nil drops them.
+	DNS DNSObserver
+}
+
+// New builds a Dialer for cfg.
+func New(cfg *config.Config, opts Options) *Dialer {
+	links := opts.Links
 	if links == nil {
 		links = bind.SystemLinks{}
 	}
+	healthy := opts.Healthy
 	if healthy == nil {
 		healthy = func(string) bool { return true }
+	}
+	var prev *resolvers
+	bal := newBalancer()
+	if opts.Previous != nil {
+		prev, bal = opts.Previous.resolvers, opts.Previous.balancer
 	}
 	d := &Dialer{
 		healthy:     healthy,
 		nics:        map[string]*nicDialer{},
 		links:       links,
 		dialTimeout: cfg.Timeouts.Dial,
-		balancer:    newBalancer(),
+		attemptWait: cfg.Timeouts.Attempt,
+		balancer:    bal,
+		resolvers:   newResolvers(cfg.Resolver, opts.DNS, prev),
 		dynamic:     map[string]*nicDialer{},
 	}
+	d.system = d.resolvers.system()
 	for _, name := range cfg.NICs() {
-		d.nics[name] = newNICDialer(name, cfg.Interfaces[name], links)
+		d.nics[name] = d.newNICDialer(name, cfg.Interfaces[name])
 	}
 	return d
 }
 
-func newNICDialer(name string, opts config.Interface, links bind.Links) *nicDialer {
-	bd := bind.NewDialer(name, bind.Options{Source: opts.Source, Mark: opts.Mark}, links)
-	return &nicDialer{dialer: bd, resolver: bd.Resolver(opts.DNS)}
+func (d *Dialer) newNICDialer(name string, opts config.Interface) *nicDialer {
+	bd := bind.NewDialer(name, bind.Options{Source: opts.Source, Mark: opts.Mark}, d.links)
+	return &nicDialer{dialer: bd, resolver: d.resolvers.forNIC(name, opts.DNS, bd)}
 }
 
 func (d *Dialer) nic(name string) *nicDialer {
@@ -122,7 +149,7 @@ func (d *Dialer) nic(name string) *nicDialer {
 	defer d.mu.Unlock()
 	nd, ok := d.dynamic[name]
 	if !ok {
-		nd = newNICDialer(name, config.Interface{}, d.links)
+		nd = d.newNICDialer(name, config.Interface{})
 		d.dynamic[name] = nd
 	}
 	return nd
@@ -134,39 +161,47 @@ func (d *Dialer) Available(nic string) bool {
 	return err == nil
 }
 
-// Resolver returns the resolver whose queries leave through nic.
-func (d *Dialer) Resolver(nic string) *net.Resolver { return d.nic(nic).resolver }
+// Resolver returns the resolver whose queries leave through nic, or the
+// system resolver for System.
+func (d *Dialer) Resolver(nic string) Resolver {
+	if nic == System || nic == config.ResolverViaSystem {
+		return d.system
+	}
+	return d.nic(nic).resolver
+}
 
 // Dial connects to t as decision says, for the client at client. When the
 // decision names several NICs, each is tried in turn (failover order, or the
 // balancer's pick first) until one connects; the error of the last one is
-// returned, and it names the NIC.
+// returned, and it names the NIC. Within a NIC, a name's addresses are
+// raced (Happy Eyeballs), every attempt pinned to that NIC.
 func (d *Dialer) Dial(ctx context.Context, network string, decision router.Decision, client netip.AddrPort, t Target) (*Conn, error) {
 	if decision.Action == config.ActionReject {
 		return nil, fmt.Errorf("dial %s: rejected by rule %s", t, decision.RuleName)
 	}
 	if isLoopback(t) {
 		// Loopback never leaves the host: nothing to pin.
-		return d.dialSystem(ctx, network, t, nil)
+		return d.dialSystem(ctx, network, t, nil, nil)
 	}
 	if decision.Via.Mode == config.ViaSystem {
-		return d.dialSystem(ctx, network, t, net.DefaultResolver)
+		return d.dialSystem(ctx, network, t, d.system, reusable(decision, System))
 	}
 
 	nics := decision.Via.NICs
-	var release func()
+	if len(nics) == 0 {
+		return nil, fmt.Errorf("dial %s: rule %s names no NIC", t, decision.RuleName)
+	}
 	if decision.Via.Mode == config.ViaBalance {
 		nics = d.balancer.order(decision, client, t.Host)
 	}
 	nics = d.healthyFirst(nics)
 	var lastErr error
 	for _, name := range nics {
-		conn, err := d.dialNIC(ctx, network, name, t)
+		conn, err := d.dialNIC(ctx, network, name, t, reusable(decision, name))
 		if err == nil {
 			if decision.Via.Mode == config.ViaBalance {
-				release = d.balancer.opened(name)
+				conn.done = d.balancer.opened(name)
 			}
-			conn.done = release
 			return conn, nil
 		}
 		lastErr = err
@@ -175,6 +210,16 @@ func (d *Dialer) Dial(ctx context.Context, network string, decision router.Decis
 		}
 	}
 	return nil, lastErr
+}
+
+// reusable returns the router's lookup of the destination name when the NIC
+// about to dial is the one that looked it up, so the name is not asked
+// twice; nil otherwise: a NIC resolves through its own resolver.
+func reusable(decision router.Decision, nic string) *router.Lookup {
+	if l := decision.Lookup; l != nil && l.Via == nic {
+		return l
+	}
+	return nil
 }
 
 // healthyFirst moves NICs failing their health check behind the others,
@@ -204,62 +249,60 @@ func failoverWorthy(ctx context.Context, err error) bool {
 	return ctx.Err() == nil && !errors.Is(err, bind.ErrRefused)
 }
 
-func (d *Dialer) dialNIC(ctx context.Context, network, name string, t Target) (*Conn, error) {
+func (d *Dialer) dialNIC(ctx context.Context, network, name string, t Target, known *router.Lookup) (*Conn, error) {
 	ctx, cancel := context.WithTimeout(ctx, d.dialTimeout)
 	defer cancel()
 	nd := d.nic(name)
-	link, err := nd.dialer.Check(network, t.String())
+	ready, err := nd.dialer.Check(network, t.String())
 	if err != nil {
 		return nil, err
 	}
-	addrs, err := d.addresses(ctx, nd.resolver, t)
+	addrs, err := d.addresses(ctx, nd.resolver, t, known)
 	if err != nil {
 		return nil, &bind.DialError{NIC: name, Network: network, Address: t.String(), Kind: ErrResolve, Err: err}
 	}
-	var lastErr error
-	for _, a := range addrs {
+	conn, addr, err := race(ctx, addrs, d.attemptWait, func(ctx context.Context, a netip.Addr) (net.Conn, error) {
 		if a.IsLoopback() {
 			// A name that resolved to loopback never leaves the host.
-			return d.dialSystem(ctx, network, Target{Host: t.Host, Port: t.Port, Addr: a}, nil)
+			var direct net.Dialer
+			return direct.DialContext(ctx, network, netip.AddrPortFrom(a, t.Port).String())
 		}
-		conn, err := nd.dialer.DialChecked(ctx, link, network, netip.AddrPortFrom(a, t.Port).String())
-		if err == nil {
-			return &Conn{Conn: conn, NIC: name, Addr: a}, nil
-		}
-		lastErr = err
-		if errors.Is(err, bind.ErrNICMissing) || errors.Is(err, bind.ErrNICDown) || ctx.Err() != nil {
-			break // no other address will do better through this NIC
-		}
+		return nd.dialer.DialChecked(ctx, ready, network, netip.AddrPortFrom(a, t.Port).String())
+	})
+	if err != nil {
+		return nil, err
 	}
-	return nil, lastErr
+	if addr.IsLoopback() {
+		name = System
+	}
+	return &Conn{Conn: conn, NIC: name, Addr: addr}, nil
 }
 
-func (d *Dialer) dialSystem(ctx context.Context, network string, t Target, resolver *net.Resolver) (*Conn, error) {
+func (d *Dialer) dialSystem(ctx context.Context, network string, t Target, resolver Resolver, known *router.Lookup) (*Conn, error) {
 	ctx, cancel := context.WithTimeout(ctx, d.dialTimeout)
 	defer cancel()
-	addrs, err := d.addresses(ctx, resolver, t)
+	addrs, err := d.addresses(ctx, resolver, t, known)
 	if err != nil {
 		return nil, &bind.DialError{NIC: System, Network: network, Address: t.String(), Kind: ErrResolve, Err: err}
 	}
-	var dialer net.Dialer
-	var lastErr error
-	for _, a := range addrs {
+	conn, addr, err := race(ctx, addrs, d.attemptWait, func(ctx context.Context, a netip.Addr) (net.Conn, error) {
+		var dialer net.Dialer
 		conn, err := dialer.DialContext(ctx, network, netip.AddrPortFrom(a, t.Port).String())
-		if err == nil {
-			return &Conn{Conn: conn, NIC: System, Addr: a}, nil
+		if err != nil {
+			return nil, bind.NewDialError(System, network, t.String(), err)
 		}
-		lastErr = bind.NewDialError(System, network, t.String(), err)
-		if ctx.Err() != nil {
-			break
-		}
+		return conn, nil
+	})
+	if err != nil {
+		return nil, err
 	}
-	return nil, lastErr
+	return &Conn{Conn: conn, NIC: System, Addr: addr}, nil
 }
 
-// addresses returns what to dial for t: the address a dst rule matched, the
-// literal, or the name resolved with resolver (IPv4 first: a pinned NIC more
-// often has IPv4 than a working IPv6 route).
-func (d *Dialer) addresses(ctx context.Context, resolver *net.Resolver, t Target) ([]netip.Addr, error) {
+// addresses returns what to dial for t, in racing order: the address a dst
+// rule matched, the literal, the router's lookup when it was made through
+// this NIC, or the name resolved with resolver.
+func (d *Dialer) addresses(ctx context.Context, resolver Resolver, t Target, known *router.Lookup) ([]netip.Addr, error) {
 	if t.Addr.IsValid() {
 		return []netip.Addr{t.Addr}, nil
 	}
@@ -269,18 +312,25 @@ func (d *Dialer) addresses(ctx context.Context, resolver *net.Resolver, t Target
 	if isLocalhost(t.Host) {
 		return []netip.Addr{netip.AddrFrom4([4]byte{127, 0, 0, 1})}, nil
 	}
-	if resolver == nil {
+	var addrs []netip.Addr
+	switch {
+	case known != nil:
+		if known.Err != nil {
+			return nil, known.Err
+		}
+		addrs = known.Addrs
+	case resolver == nil:
 		return nil, fmt.Errorf("no resolver for %s", t.Host)
-	}
-	addrs, err := resolver.LookupNetIP(ctx, "ip", t.Host)
-	if err != nil {
-		return nil, err
+	default:
+		var err error
+		if addrs, err = resolver.LookupNetIP(ctx, "ip", t.Host); err != nil {
+			return nil, err
+		}
 	}
 	if len(addrs) == 0 {
 		return nil, fmt.Errorf("%s has no addresses", t.Host)
 	}
-	v4 := addrs[:0:0]
-	var v6 []netip.Addr
+	var v4, v6 []netip.Addr
 	for _, a := range addrs {
 		if a = a.Unmap(); a.Is4() {
 			v4 = append(v4, a)
@@ -288,7 +338,7 @@ func (d *Dialer) addresses(ctx context.Context, resolver *net.Resolver, t Target
 			v6 = append(v6, a)
 		}
 	}
-	return append(v4, v6...), nil
+	return interleave(v4, v6), nil
 }
 
 func isLoopback(t Target) bool {
