@@ -46,7 +46,7 @@ func (r *Resolver) current(now time.Time) *settings {
 		servers := conf.servers
 		if len(servers) == 0 {
 			// resolv(5): no nameserver line means the local one.
-			servers = []netip.Addr{netip.IPv4Unspecified().Next()}
+			servers = []netip.Addr{netip.AddrFrom4([4]byte{127, 0, 0, 1})}
 		}
 		// A loopback nameserver (systemd-resolved's 127.0.0.53, a local
 		// dnsmasq) cannot be reached through a NIC, and asking it unpinned
