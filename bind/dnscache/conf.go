@@ -139,11 +139,11 @@ func (c *resolvConf) nameList(name string) []string {
 	return names
 }
 
-// nameservers reads the non-loopback nameservers of a resolv.conf file (the
-// servers systemd-resolved forwards to, behind its loopback stub); a
-// missing or unreadable file has none. Link-local servers, whose zone names
-// some other interface, are left out too.
-func nameservers(path string) []netip.AddrPort {
+// Nameservers reads the non-loopback nameservers of a resolv.conf file
+// (the servers systemd-resolved forwards to, behind its loopback stub), on
+// port 53; a missing or unreadable file has none. Link-local servers, whose
+// zone names some other interface, are left out too.
+func Nameservers(path string) []netip.AddrPort {
 	var servers []netip.AddrPort
 	for _, addr := range parseResolvConf(path).servers {
 		if addr.IsLoopback() || addr.Zone() != "" {

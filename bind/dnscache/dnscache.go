@@ -121,7 +121,7 @@ func New(cfg Config) *Resolver {
 		cfg:     cfg,
 		now:     time.Now,
 		resolv:  &watchedFile[*resolvConf]{path: cfg.ResolvConf, parse: parseResolvConf, interval: confCheckInterval},
-		stub:    &watchedFile[[]netip.AddrPort]{path: cfg.StubUpstreams, parse: nameservers, interval: confCheckInterval},
+		stub:    &watchedFile[[]netip.AddrPort]{path: cfg.StubUpstreams, parse: Nameservers, interval: confCheckInterval},
 		hosts:   &watchedFile[hostsFile]{path: cfg.Hosts, parse: parseHosts, interval: confCheckInterval},
 		cache:   newLRU(cfg.CacheSize),
 		flights: map[flightKey]*flight{},

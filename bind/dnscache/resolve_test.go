@@ -336,10 +336,10 @@ func TestNameservers(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "resolv.conf")
 	writeFile(t, path, "# written by systemd-resolved\nnameserver 192.0.2.53\nnameserver 127.0.0.53\nnameserver 2001:db8::53\nnameserver fe80::1%eth0\nsearch example\nnameserver bogus\n")
 	want := []netip.AddrPort{netip.MustParseAddrPort("192.0.2.53:53"), netip.MustParseAddrPort("[2001:db8::53]:53")}
-	if got := nameservers(path); !slices.Equal(got, want) {
+	if got := Nameservers(path); !slices.Equal(got, want) {
 		t.Errorf("nameservers = %v, want %v", got, want)
 	}
-	if got := nameservers(filepath.Join(t.TempDir(), "missing")); got != nil {
+	if got := Nameservers(filepath.Join(t.TempDir(), "missing")); got != nil {
 		t.Errorf("missing file: %v", got)
 	}
 }
