@@ -83,12 +83,6 @@ func (s *testServer) setSOA(ttl, minimum uint32) {
 	s.soa = &[2]uint32{ttl, minimum}
 }
 
-func (s *testServer) set(name string, z zoneName) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.zone[absolute(name)] = z
-}
-
 // queries returns how often name was asked for qtype ("A" or "AAAA"), over
 // UDP and TCP together.
 func (s *testServer) queries(name, qtype string) int {
