@@ -42,7 +42,7 @@ type testServer struct {
 	wg     sync.WaitGroup
 }
 
-func startServer(t *testing.T, zone map[string]zoneName) *testServer {
+func startServer(t testing.TB, zone map[string]zoneName) *testServer {
 	t.Helper()
 	s := &testServer{zone: map[string]zoneName{}, counts: map[string]int{}}
 	for name, z := range zone {
