@@ -71,11 +71,13 @@ type Result struct {
 	Cached bool
 }
 
-// Stats are a Resolver's counters: lookups answered wholly from the cache,
-// questions sent, and names cached now.
+// Stats are a Resolver's counters. The cache's hit rate is Hits over Hits
+// plus Misses; /etc/hosts answers and IP literals are neither.
 type Stats struct {
-	Hits, Queries uint64
-	Entries       int
+	Hits    uint64 // lookups answered wholly from the cache
+	Misses  uint64 // lookups that waited for at least one query
+	Queries uint64 // questions sent (one name, one family each)
+	Entries int    // names held now, an expired one until next looked up or evicted
 }
 
 // Resolver resolves names through one NIC. It is safe for concurrent use.
@@ -94,7 +96,7 @@ type Resolver struct {
 	cache   lru
 	flights map[flightKey]*flight
 
-	hits, queries atomic.Uint64
+	hits, misses, queries atomic.Uint64
 }
 
 // New returns a Resolver for cfg. It reads no file and sends nothing yet.
@@ -133,7 +135,7 @@ func (r *Resolver) Stats() Stats {
 	r.mu.Lock()
 	entries := r.cache.len()
 	r.mu.Unlock()
-	return Stats{Hits: r.hits.Load(), Queries: r.queries.Load(), Entries: entries}
+	return Stats{Hits: r.hits.Load(), Misses: r.misses.Load(), Queries: r.queries.Load(), Entries: entries}
 }
 
 // Lookup returns host's IPv4 and IPv6 addresses, asking for both at once.
@@ -201,6 +203,9 @@ func (r *Resolver) lookup(ctx context.Context, host string, want [2]bool) (Resul
 			return res, nil
 		}
 		if ctxErr := ctx.Err(); ctxErr != nil {
+			if sent {
+				r.countHit(false)
+			}
 			return Result{}, canceled(host, ctxErr)
 		}
 		// As Go's resolver does: the error of the name as given wins,
@@ -213,8 +218,10 @@ func (r *Resolver) lookup(ctx context.Context, host string, want [2]bool) (Resul
 	return Result{}, withName(lastErr, host)
 }
 
+// countHit counts a lookup as a hit or a miss.
 func (r *Resolver) countHit(hit bool) {
 	if !hit {
+		r.misses.Add(1)
 		return
 	}
 	r.hits.Add(1)

@@ -120,8 +120,8 @@ func TestTTLExpiryRequeries(t *testing.T) {
 		t.Fatalf("after the TTL: %+v, want a fresh answer", res)
 	}
 	sent(t, srv, "web.test", 2, 2)
-	if st := r.Stats(); st.Hits != 1 || st.Queries != 4 || st.Entries != 1 {
-		t.Errorf("stats %+v, want 1 hit, 4 queries, 1 entry", st)
+	if st := r.Stats(); st.Hits != 1 || st.Misses != 2 || st.Queries != 4 || st.Entries != 1 {
+		t.Errorf("stats %+v, want 1 hit, 2 misses, 4 queries, 1 entry", st)
 	}
 }
 
