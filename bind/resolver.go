@@ -1,14 +1,13 @@
 package bind
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"net"
 	"net/netip"
-	"os"
-	"strings"
 	"sync/atomic"
+
+	"nicproxy/bind/dnscache"
 )
 
 // systemdUpstreams is where systemd-resolved lists the real nameservers
@@ -26,6 +25,10 @@ const systemdUpstreams = "/run/systemd/resolve/resolv.conf"
 // forward the query out of any NIC. Queries meant for it go to the servers
 // systemd-resolved forwards to instead; without those, they fail with an
 // error that says to set `dns` for the NIC.
+//
+// It is on its way out: dnscache.New with Dial set to d.DialContext does
+// all this and caches answers for their TTL. It stays until every caller
+// has moved.
 func (d *Dialer) Resolver(servers []netip.AddrPort) *net.Resolver {
 	return d.resolver(servers, systemdUpstreams)
 }
@@ -43,7 +46,7 @@ func (d *Dialer) resolver(servers []netip.AddrPort, stubUpstreams string) *net.R
 				if err != nil || !ap.Addr().Unmap().IsLoopback() {
 					return d.DialContext(ctx, network, address)
 				}
-				if targets = nameservers(stubUpstreams); len(targets) == 0 {
+				if targets = dnscache.Nameservers(stubUpstreams); len(targets) == 0 {
 					return nil, &DialError{NIC: d.NIC, Network: network, Address: address, Kind: ErrNoRoute,
 						Err: fmt.Errorf("the system nameserver %s is on loopback and cannot be reached through %s; set interfaces.%s.dns", ap.Addr(), d.NIC, d.NIC)}
 				}
@@ -54,28 +57,4 @@ func (d *Dialer) resolver(servers []netip.AddrPort, stubUpstreams string) *net.R
 			return d.DialContext(ctx, network, targets[i].String())
 		},
 	}
-}
-
-// nameservers reads the non-loopback nameservers of a resolv.conf file; a
-// missing or unreadable file has none.
-func nameservers(path string) []netip.AddrPort {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil
-	}
-	defer f.Close()
-	var servers []netip.AddrPort
-	scanner := bufio.NewScanner(f)
-	for scanner.Scan() {
-		fields := strings.Fields(scanner.Text())
-		if len(fields) < 2 || fields[0] != "nameserver" {
-			continue
-		}
-		addr, err := netip.ParseAddr(fields[1])
-		if err != nil || addr.Unmap().IsLoopback() || addr.Zone() != "" {
-			continue
-		}
-		servers = append(servers, netip.AddrPortFrom(addr.Unmap(), 53))
-	}
-	return servers
 }

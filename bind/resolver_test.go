@@ -3,28 +3,10 @@ package bind
 import (
 	"context"
 	"errors"
-	"net/netip"
-	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"testing"
 )
-
-func TestNameservers(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "resolv.conf")
-	conf := "# written by systemd-resolved\nnameserver 192.0.2.53\nnameserver 127.0.0.53\nnameserver 2001:db8::53\nnameserver fe80::1%eth0\nsearch example\nnameserver bogus\n"
-	if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	want := []netip.AddrPort{netip.MustParseAddrPort("192.0.2.53:53"), netip.MustParseAddrPort("[2001:db8::53]:53")}
-	if got := nameservers(path); !slices.Equal(got, want) {
-		t.Errorf("nameservers = %v, want %v", got, want)
-	}
-	if got := nameservers(filepath.Join(t.TempDir(), "missing")); got != nil {
-		t.Errorf("missing file: %v", got)
-	}
-}
 
 // A loopback stub with no known upstream must fail, naming the fix, and
 // never be dialed unpinned.

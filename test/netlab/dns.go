@@ -1,6 +1,7 @@
 package netlab
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -9,36 +10,111 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
+
+	"golang.org/x/net/dns/dnsmessage"
 )
 
-// DNSServer is where StartDNS listens, on the upstream namespace's lo.
+// DNSServer is where StartDNS and StartDNSZone listen, on the upstream
+// namespace's lo.
 var DNSServer = netip.MustParseAddr("198.51.100.53")
 
-// StartDNS starts an authoritative-only DNS server on DNSServer:53, UDP and
-// TCP, in the upstream namespace, and stops it when the test ends. It
-// answers queries for the names in records (any case, with or without the
-// trailing dot): A with the address if it is IPv4, AAAA if it is IPv6, and
-// an empty NOERROR for any other type. Other names get NXDOMAIN. Call it
-// once per lab.
+// Zone is what the lab's DNS server knows and how it behaves.
+type Zone struct {
+	// Records maps a name (any case, with or without the trailing dot) to
+	// its addresses in answer order: IPv4 ones answer A, IPv6 ones AAAA.
+	// A name with no address of the asked type gets NODATA; a name not
+	// listed, NXDOMAIN.
+	Records map[string][]netip.Addr
+	TTL     uint32 // of the answers; 0 means 60
+	// NegTTL is the SOA's TTL and MINIMUM in NXDOMAIN and NODATA answers,
+	// which a resolver caches them for; 0 means 30.
+	NegTTL uint32
+	// Delay is the modelled round trip before each answer. Queries are
+	// answered concurrently: the delay does not add up.
+	Delay time.Duration
+	// Truncate lists names answered over UDP with TC set and no records,
+	// which makes a resolver ask again over TCP.
+	Truncate map[string]bool
+}
+
+// DNS is a running lab DNS server that counts what it is asked.
+type DNS struct {
+	addr    netip.AddrPort
+	records map[string][]netip.Addr // lower case, no trailing dot
+	trunc   map[string]bool
+	ttl     uint32
+	negTTL  uint32
+	delay   time.Duration
+
+	mu      sync.Mutex
+	queries map[dnsKey]int
+	total   int
+	seen    []netip.Addr
+}
+
+type dnsKey struct {
+	name  string
+	qtype dnsmessage.Type
+}
+
+// Addr is where the server listens (DNSServer:53), UDP and TCP.
+func (d *DNS) Addr() netip.AddrPort { return d.addr }
+
+// Queries returns how many queries for name (any case, with or without
+// the trailing dot) and qtype arrived, over UDP and TCP together.
+func (d *DNS) Queries(name string, qtype dnsmessage.Type) int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.queries[dnsKey{zoneKey(name), qtype}]
+}
+
+// Total returns how many queries arrived, of any name and type.
+func (d *DNS) Total() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.total
+}
+
+// Seen returns the client addresses queries came from, each once, in the
+// order they were first seen: what proves which NIC a query left through.
+func (d *DNS) Seen() []netip.Addr {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return slices.Clone(d.seen)
+}
+
+func zoneKey(name string) string { return strings.ToLower(strings.TrimSuffix(name, ".")) }
+
+// StartDNS starts the lab's DNS server knowing one address per name (A if
+// it is IPv4, AAAA if IPv6) and returns its address. See StartDNSZone.
 func (l *Lab) StartDNS(records map[string]netip.Addr) netip.AddrPort {
 	l.t.Helper()
-	zone := make(map[string]netip.Addr, len(records))
+	zone := Zone{Records: make(map[string][]netip.Addr, len(records))}
 	for name, addr := range records {
-		zone[strings.ToLower(strings.TrimSuffix(name, "."))] = addr.Unmap()
+		zone.Records[name] = []netip.Addr{addr}
 	}
+	return l.StartDNSZone(zone).Addr()
+}
+
+// StartDNSZone starts an authoritative-only DNS server for z on
+// DNSServer:53, UDP and TCP, in the upstream namespace, and stops it when
+// the test ends. Call it once per lab.
+func (l *Lab) StartDNSZone(z Zone) *DNS {
+	l.t.Helper()
+	d := newDNS(z)
 	l.ip("-n", l.Upstream, "addr", "replace", DNSServer.String()+"/32", "dev", "lo")
-	addr := netip.AddrPortFrom(DNSServer, 53)
 	var pc *net.UDPConn
 	var ln *net.TCPListener
 	err := l.InUpstream(func() error {
 		var err error
-		if pc, err = net.ListenUDP("udp4", net.UDPAddrFromAddrPort(addr)); err != nil {
+		if pc, err = net.ListenUDP("udp4", net.UDPAddrFromAddrPort(d.addr)); err != nil {
 			return err
 		}
-		if ln, err = net.ListenTCP("tcp4", net.TCPAddrFromAddrPort(addr)); err != nil {
+		if ln, err = net.ListenTCP("tcp4", net.TCPAddrFromAddrPort(d.addr)); err != nil {
 			pc.Close()
 			return err
 		}
@@ -47,13 +123,15 @@ func (l *Lab) StartDNS(records map[string]netip.Addr) netip.AddrPort {
 	if err != nil {
 		l.t.Fatalf("start DNS server: %v", err)
 	}
+	// stop ends pending delays at shutdown.
+	stop, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	var conns tracker
 	wg.Add(2)
 	go func() {
 		defer wg.Done()
-		buf := make([]byte, 64<<10)
 		for {
+			buf := make([]byte, 64<<10)
 			n, from, err := pc.ReadFromUDPAddrPort(buf)
 			if err != nil {
 				if errors.Is(err, net.ErrClosed) {
@@ -61,9 +139,15 @@ func (l *Lab) StartDNS(records map[string]netip.Addr) netip.AddrPort {
 				}
 				continue
 			}
-			if resp := dnsAnswer(buf[:n], zone); resp != nil {
-				_, _ = pc.WriteToUDPAddrPort(resp, from)
+			if !conns.enter() {
+				return
 			}
+			go func() {
+				defer conns.leave()
+				if resp := d.respond(stop, buf[:n], from.Addr(), false); resp != nil {
+					_, _ = pc.WriteToUDPAddrPort(resp, from)
+				}
+			}()
 		}
 	}()
 	go func() {
@@ -86,22 +170,53 @@ func (l *Lab) StartDNS(records map[string]netip.Addr) netip.AddrPort {
 				defer conns.leave()
 				defer conns.released(conn)
 				defer conn.Close()
-				serveDNSStream(conn, zone)
+				d.serveStream(stop, conn)
 			}()
 		}
 	}()
 	l.t.Cleanup(func() {
+		cancel()
 		pc.Close()
 		ln.Close()
 		wg.Wait()
 		conns.closeAndWait()
 	})
-	return addr
+	return d
 }
 
-// serveDNSStream answers length-prefixed queries on a TCP connection
-// (RFC 1035 section 4.2.2) until EOF, an error, or 10 s of silence.
-func serveDNSStream(conn net.Conn, zone map[string]netip.Addr) {
+// newDNS is the server's state for z, before it listens.
+func newDNS(z Zone) *DNS {
+	d := &DNS{
+		addr:    netip.AddrPortFrom(DNSServer, 53),
+		records: make(map[string][]netip.Addr, len(z.Records)),
+		trunc:   make(map[string]bool, len(z.Truncate)),
+		ttl:     z.TTL,
+		negTTL:  z.NegTTL,
+		delay:   z.Delay,
+		queries: map[dnsKey]int{},
+	}
+	if d.ttl == 0 {
+		d.ttl = 60
+	}
+	if d.negTTL == 0 {
+		d.negTTL = 30
+	}
+	for name, addrs := range z.Records {
+		key := zoneKey(name)
+		for _, a := range addrs {
+			d.records[key] = append(d.records[key], a.Unmap())
+		}
+	}
+	for name, on := range z.Truncate {
+		d.trunc[zoneKey(name)] = on
+	}
+	return d
+}
+
+// serveStream answers length-prefixed queries on a TCP connection (RFC
+// 1035 section 4.2.2) until EOF, an error, or 10 s of silence.
+func (d *DNS) serveStream(stop context.Context, conn *net.TCPConn) {
+	client := conn.RemoteAddr().(*net.TCPAddr).AddrPort().Addr()
 	var size [2]byte
 	msg := make([]byte, 65535)
 	for {
@@ -113,7 +228,7 @@ func serveDNSStream(conn net.Conn, zone map[string]netip.Addr) {
 		if _, err := io.ReadFull(conn, msg[:n]); err != nil {
 			return
 		}
-		resp := dnsAnswer(msg[:n], zone)
+		resp := d.respond(stop, msg[:n], client, true)
 		if resp == nil {
 			return
 		}
@@ -124,113 +239,115 @@ func serveDNSStream(conn net.Conn, zone map[string]netip.Addr) {
 	}
 }
 
-// DNS constants, RFC 1035.
-const (
-	dnsHeaderLen = 12
-
-	rcodeFormErr  = 1
-	rcodeNXDomain = 3
-	rcodeNotImp   = 4
-
-	typeA    = 1
-	typeAAAA = 28
-	classIN  = 1
-)
-
-// dnsAnswer builds the response to one query message, or returns nil when
-// the message deserves none (too short for a header, or itself a response).
-// It reads the header and exactly one question, ignores the rest (EDNS OPT
-// records and the like), and never reads past the end of query.
-func dnsAnswer(query []byte, zone map[string]netip.Addr) []byte {
-	if len(query) < dnsHeaderLen || query[2]&0x80 != 0 {
+// respond counts a query from client and returns its answer after the
+// zone's delay, or nil when it deserves none (not a query, or shutdown).
+func (d *DNS) respond(stop context.Context, query []byte, client netip.Addr, overTCP bool) []byte {
+	var p dnsmessage.Parser
+	if h, err := p.Start(query); err == nil && !h.Response {
+		if q, err := p.Question(); err == nil {
+			d.count(q, client.Unmap())
+		}
+	}
+	resp := d.answer(query, overTCP)
+	if resp == nil || d.delay <= 0 {
+		return resp
+	}
+	t := time.NewTimer(d.delay)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return resp
+	case <-stop.Done():
 		return nil
 	}
-	reply := func(rcode byte, question []byte, answer []byte) []byte {
-		resp := make([]byte, dnsHeaderLen, dnsHeaderLen+len(question)+len(answer))
-		copy(resp[0:2], query[0:2])           // ID
-		resp[2] = 0x80 | 0x04 | query[2]&0x01 // QR, AA, RD copied
-		resp[3] = 0x80 | rcode                // RA: Go's resolver takes a non-AA, non-RA empty answer for a lame referral
-		if question != nil {
-			binary.BigEndian.PutUint16(resp[4:6], 1)
-		}
-		if answer != nil {
-			binary.BigEndian.PutUint16(resp[6:8], 1)
-		}
-		return append(append(resp, question...), answer...)
-	}
-	if opcode := query[2] >> 3 & 0x0f; opcode != 0 {
-		return reply(rcodeNotImp, nil, nil)
-	}
-	if binary.BigEndian.Uint16(query[4:6]) != 1 {
-		return reply(rcodeFormErr, nil, nil)
-	}
-	name, end, ok := parseQName(query, dnsHeaderLen)
-	if !ok || end+4 > len(query) {
-		return reply(rcodeFormErr, nil, nil)
-	}
-	question := query[dnsHeaderLen : end+4]
-	qtype := binary.BigEndian.Uint16(query[end : end+2])
-	qclass := binary.BigEndian.Uint16(query[end+2 : end+4])
-
-	addr, known := zone[name]
-	if !known {
-		return reply(rcodeNXDomain, question, nil)
-	}
-	var rdata []byte
-	switch {
-	case qclass != classIN:
-	case qtype == typeA && addr.Is4():
-		rdata = addr.AsSlice()
-	case qtype == typeAAAA && addr.Is6():
-		rdata = addr.AsSlice()
-	}
-	if rdata == nil {
-		return reply(0, question, nil)
-	}
-	answer := []byte{0xc0, dnsHeaderLen} // a pointer to the question's name
-	answer = binary.BigEndian.AppendUint16(answer, qtype)
-	answer = binary.BigEndian.AppendUint16(answer, classIN)
-	answer = binary.BigEndian.AppendUint32(answer, 60) // TTL
-	answer = binary.BigEndian.AppendUint16(answer, uint16(len(rdata)))
-	answer = append(answer, rdata...)
-	return reply(0, question, answer)
 }
 
-// parseQName reads an uncompressed name at msg[off:], returning it in lower
-// case without the trailing dot, and the offset just past it.
-func parseQName(msg []byte, off int) (name string, end int, ok bool) {
-	var b strings.Builder
-	wire := 0
-	for {
-		if off >= len(msg) {
-			return "", 0, false
-		}
-		n := int(msg[off])
-		off++
-		wire += 1 + n
-		if wire > 255 {
-			return "", 0, false
-		}
-		if n == 0 {
-			return b.String(), off, true
-		}
-		if n&0xc0 != 0 { // compression pointer or reserved: not in a question
-			return "", 0, false
-		}
-		if off+n > len(msg) {
-			return "", 0, false
-		}
-		if b.Len() > 0 {
-			b.WriteByte('.')
-		}
-		for _, c := range msg[off : off+n] {
-			if 'A' <= c && c <= 'Z' {
-				c += 'a' - 'A'
-			}
-			b.WriteByte(c)
-		}
-		off += n
+func (d *DNS) count(q dnsmessage.Question, client netip.Addr) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.queries[dnsKey{zoneKey(q.Name.String()), q.Type}]++
+	d.total++
+	if !slices.Contains(d.seen, client) {
+		d.seen = append(d.seen, client)
 	}
+}
+
+// answer builds the response to one query message, or returns nil when the
+// message deserves none (too short for a header, or itself a response). It
+// answers exactly one question and ignores the rest of the message (EDNS
+// OPT records and the like).
+func (d *DNS) answer(query []byte, overTCP bool) []byte {
+	var p dnsmessage.Parser
+	qh, err := p.Start(query)
+	if err != nil || qh.Response {
+		return nil
+	}
+	// RA too: Go's resolver takes a non-AA, non-RA empty answer for a lame referral.
+	h := dnsmessage.Header{ID: qh.ID, Response: true, OpCode: qh.OpCode, Authoritative: true,
+		RecursionDesired: qh.RecursionDesired, RecursionAvailable: true}
+	fail := func(rcode dnsmessage.RCode) []byte {
+		h.RCode = rcode
+		b := dnsmessage.NewBuilder(nil, h)
+		return mustFinish(&b)
+	}
+	if qh.OpCode != 0 {
+		return fail(dnsmessage.RCodeNotImplemented)
+	}
+	questions, err := p.AllQuestions()
+	if err != nil || len(questions) != 1 {
+		return fail(dnsmessage.RCodeFormatError)
+	}
+	q := questions[0]
+	name := zoneKey(q.Name.String())
+	addrs, known := d.records[name]
+	if !known {
+		h.RCode = dnsmessage.RCodeNameError
+	}
+	var answers []netip.Addr
+	for _, a := range addrs {
+		if q.Class == dnsmessage.ClassINET && (q.Type == dnsmessage.TypeA && a.Is4() || q.Type == dnsmessage.TypeAAAA && a.Is6()) {
+			answers = append(answers, a)
+		}
+	}
+	h.Truncated = d.trunc[name] && !overTCP && len(answers) > 0
+	b := dnsmessage.NewBuilder(make([]byte, 0, 512), h)
+	b.EnableCompression()
+	_ = b.StartQuestions()
+	if err := b.Question(q); err != nil {
+		return fail(dnsmessage.RCodeFormatError) // a name that parses but cannot be packed again
+	}
+	_ = b.StartAnswers()
+	if h.Truncated {
+		return mustFinish(&b)
+	}
+	for _, a := range answers {
+		rh := dnsmessage.ResourceHeader{Name: q.Name, Class: dnsmessage.ClassINET, TTL: d.ttl}
+		if a.Is4() {
+			_ = b.AResource(rh, dnsmessage.AResource{A: a.As4()})
+		} else {
+			_ = b.AAAAResource(rh, dnsmessage.AAAAResource{AAAA: a.As16()})
+		}
+	}
+	if len(answers) == 0 {
+		// NXDOMAIN and NODATA carry the zone's SOA, whose MINIMUM says
+		// how long a resolver may remember them (RFC 2308).
+		_ = b.StartAuthorities()
+		apex := dnsmessage.MustNewName(name[strings.LastIndexByte(name, '.')+1:] + ".")
+		_ = b.SOAResource(dnsmessage.ResourceHeader{Name: apex, Class: dnsmessage.ClassINET, TTL: d.negTTL},
+			dnsmessage.SOAResource{NS: dnsmessage.MustNewName("ns.lab."), MBox: dnsmessage.MustNewName("hostmaster.lab."),
+				Serial: 1, Refresh: 3600, Retry: 600, Expire: 86400, MinTTL: d.negTTL})
+	}
+	return mustFinish(&b)
+}
+
+// mustFinish finishes a response; the builder is only ever given valid
+// names and records, so an error is a bug here.
+func mustFinish(b *dnsmessage.Builder) []byte {
+	msg, err := b.Finish()
+	if err != nil {
+		panic(fmt.Sprintf("netlab: build DNS response: %v", err))
+	}
+	return msg
 }
 
 // resolvConf is a resolv.conf naming server, which must be on port 53:

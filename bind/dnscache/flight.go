@@ -1,0 +1,302 @@
+package dnscache
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"slices"
+	"time"
+
+	"golang.org/x/net/dns/dnsmessage"
+)
+
+// settings are the servers and options in force, derived from the Config
+// and the files it names.
+type settings struct {
+	conf     *resolvConf
+	stub     []netip.AddrPort // the stub upstreams they were built from
+	servers  []netip.AddrPort
+	rotate   bool
+	noServer error // set when there is no server to ask: the lookup fails with it
+}
+
+// current returns the settings, rebuilt when a file they come from changed.
+func (r *Resolver) current(now time.Time) *settings {
+	conf := r.resolv.get(now)
+	var stub []netip.AddrPort
+	needStub := len(r.cfg.Servers) == 0 &&
+		(len(conf.servers) == 0 || slices.ContainsFunc(conf.servers, netip.Addr.IsLoopback))
+	if needStub {
+		stub = r.stub.get(now)
+	}
+	r.setMu.Lock()
+	defer r.setMu.Unlock()
+	if s := r.settings; s != nil && s.conf == conf && slices.Equal(s.stub, stub) {
+		return s
+	}
+	s := &settings{conf: conf, stub: stub}
+	switch {
+	case len(r.cfg.Servers) > 0:
+		// Explicit servers take turns, as the pinned net.Resolver had them.
+		s.servers, s.rotate = r.cfg.Servers, true
+	default:
+		s.rotate = conf.rotate
+		servers := conf.servers
+		if len(servers) == 0 {
+			// resolv(5): no nameserver line means the local one.
+			servers = []netip.Addr{netip.AddrFrom4([4]byte{127, 0, 0, 1})}
+		}
+		// A loopback nameserver (systemd-resolved's 127.0.0.53, a local
+		// dnsmasq) cannot be reached through a NIC, and asking it unpinned
+		// would let it forward the query out of any NIC: its upstream
+		// servers are asked instead.
+		var loopback netip.Addr
+		for _, addr := range servers {
+			if !addr.IsLoopback() {
+				s.servers = appendNew(s.servers, netip.AddrPortFrom(addr, 53))
+				continue
+			}
+			if !loopback.IsValid() {
+				loopback = addr
+			}
+			for _, up := range stub {
+				s.servers = appendNew(s.servers, up)
+			}
+		}
+		if len(s.servers) == 0 {
+			s.noServer = fmt.Errorf("%w: the system nameserver %s is on loopback and cannot be reached through %s; set interfaces.%s.dns",
+				ErrNoNameserver, loopback, r.cfg.NIC, r.cfg.NIC)
+		}
+	}
+	r.settings = s
+	return s
+}
+
+func appendNew(servers []netip.AddrPort, s netip.AddrPort) []netip.AddrPort {
+	if slices.Contains(servers, s) {
+		return servers
+	}
+	return append(servers, s)
+}
+
+// flightKey names one question: an absolute lower-case name and a family.
+type flightKey struct {
+	name string
+	fam  family
+}
+
+// flight is one question in flight, shared by every lookup that needs it.
+// Its goroutine is owned by its waiters: the last one to give up cancels it
+// and waits for it to end.
+type flight struct {
+	key     flightKey
+	done    chan struct{}
+	cancel  context.CancelFunc
+	waiters int // guarded by Resolver.mu
+	result  known
+	err     error // set instead of result when the question failed
+}
+
+// lookupName asks for fqdn's wanted families, from the cache where fresh,
+// else through a shared flight. asked reports whether any family was not
+// answered from the cache. err is a *net.DNSError.
+func (r *Resolver) lookupName(ctx context.Context, s *settings, fqdn string, want [2]bool) (res Result, asked bool, err error) {
+	var got [2]known
+	var waits [2]*flight
+	now := r.now()
+	r.mu.Lock()
+	for fam := range 2 {
+		if !want[fam] {
+			continue
+		}
+		key := flightKey{fqdn, family(fam)}
+		if k, ok := r.cache.get(fqdn, key.fam, now); ok {
+			got[fam] = k
+			continue
+		}
+		f := r.flights[key]
+		if f == nil {
+			f = r.start(s, key)
+		}
+		f.waiters++
+		waits[fam] = f
+		asked = true
+	}
+	r.mu.Unlock()
+
+	for i, f := range waits {
+		if f == nil {
+			continue
+		}
+		select {
+		case <-f.done:
+		case <-ctx.Done():
+			for _, g := range waits[i:] {
+				if g != nil {
+					r.leave(g)
+				}
+			}
+			return Result{}, asked, canceled(fqdn, ctx.Err())
+		}
+	}
+
+	var failure error
+	for fam, f := range waits {
+		if f == nil {
+			continue
+		}
+		if f.err != nil {
+			failure = f.err
+			continue
+		}
+		got[fam] = f.result
+	}
+	// Addresses of one family answer the lookup even when the other
+	// family's question failed.
+	res = Result{V4: slices.Clone(got[ipv4].addrs), V6: slices.Clone(got[ipv6].addrs)}
+	switch {
+	case len(res.V4)+len(res.V6) > 0:
+		return res, asked, nil
+	case failure != nil:
+		return Result{}, asked, failure
+	default:
+		return Result{}, asked, notFound(fqdn)
+	}
+}
+
+// leave drops a waiter that gave up; the last one cancels the flight and
+// waits for its goroutine, so none outlives the lookups that needed it.
+func (r *Resolver) leave(f *flight) {
+	r.mu.Lock()
+	f.waiters--
+	last := f.waiters == 0 && r.flights[f.key] == f
+	if last {
+		delete(r.flights, f.key)
+	}
+	r.mu.Unlock()
+	if last {
+		f.cancel()
+		<-f.done
+	}
+}
+
+// start launches the flight for key. The question is bounded by the
+// resolv.conf budget (timeout per try, attempts rounds over the servers),
+// not by any one caller's ctx: a caller that gives up must not fail the
+// others. Called with r.mu held.
+func (r *Resolver) start(s *settings, key flightKey) *flight {
+	budget := s.conf.timeout * time.Duration(s.conf.attempts*len(s.servers))
+	ctx, cancel := context.WithTimeout(context.Background(), budget)
+	f := &flight{key: key, done: make(chan struct{}), cancel: cancel}
+	r.flights[key] = f
+	go func() {
+		defer close(f.done)
+		defer cancel()
+		ans, server, err := r.ask(ctx, s, key)
+		r.count(ans, err)
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		if r.flights[key] == f {
+			delete(r.flights, key)
+		}
+		if err != nil {
+			f.err = r.dnsError(key.name, server, err)
+			return
+		}
+		f.result = known{outcome: ans.outcome, addrs: ans.addrs}
+		if ttl := r.lifetime(ans); ttl > 0 {
+			k := f.result
+			k.expires = r.now().Add(ttl)
+			r.cache.put(key.name, key.fam, k)
+		}
+	}()
+	return f
+}
+
+// lifetime is how long an answer is kept: a positive one for its TTL
+// clamped to MinTTL..MaxTTL, a negative one for its SOA's TTL, at most
+// MaxNegativeTTL, and not at all without an SOA.
+func (r *Resolver) lifetime(ans answer) time.Duration {
+	if !ans.hasTTL {
+		return 0
+	}
+	ttl := time.Duration(ans.ttl) * time.Second
+	if ans.outcome == found {
+		return max(min(ttl, r.cfg.MaxTTL), r.cfg.MinTTL)
+	}
+	return min(ttl, MaxNegativeTTL)
+}
+
+func (r *Resolver) count(ans answer, err error) {
+	r.queries.Add(1)
+	if r.cfg.OnQuery == nil {
+		return
+	}
+	result := "error"
+	switch {
+	case err != nil:
+	case ans.outcome == found:
+		result = "ok"
+	case ans.outcome == nxdomain:
+		result = "nxdomain"
+	case ans.outcome == nodata:
+		result = "nodata"
+	}
+	r.cfg.OnQuery(result)
+}
+
+// ask puts the question to the servers, attempts rounds of each in turn,
+// each try bounded by the resolv.conf timeout, until one answers (a
+// negative answer included). It returns the server of the last failure.
+func (r *Resolver) ask(ctx context.Context, s *settings, key flightKey) (answer, netip.AddrPort, error) {
+	name, err := dnsmessage.NewName(key.name)
+	if err != nil {
+		return answer{}, netip.AddrPort{}, err
+	}
+	q := dnsmessage.Question{Name: name, Type: dnsmessage.TypeA, Class: dnsmessage.ClassINET}
+	if key.fam == ipv6 {
+		q.Type = dnsmessage.TypeAAAA
+	}
+	start := 0
+	if s.rotate {
+		start = int(r.next.Add(1) - 1)
+	}
+	var server netip.AddrPort
+	for attempt := 0; attempt < s.conf.attempts; attempt++ {
+		for i := range s.servers {
+			server = s.servers[(start+i)%len(s.servers)]
+			tryCtx, cancel := context.WithTimeout(ctx, s.conf.timeout)
+			ans, tryErr := r.exchange(tryCtx, server, q, s.conf.useTCP)
+			cancel()
+			if tryErr == nil {
+				return ans, server, nil
+			}
+			err = tryErr
+			if ctx.Err() != nil {
+				return answer{}, server, err
+			}
+		}
+	}
+	return answer{}, server, err
+}
+
+// dnsError describes a failed question: which name, which server, through
+// which NIC, and whether it was a timeout.
+func (r *Resolver) dnsError(name string, server netip.AddrPort, err error) *net.DNSError {
+	e := &net.DNSError{Name: name, Err: err.Error(), UnwrapErr: err}
+	if server.IsValid() {
+		e.Server = server.String()
+	}
+	if r.cfg.NIC != "" {
+		e.Server += " via " + r.cfg.NIC
+	}
+	switch {
+	case isTimeout(err):
+		e.Err, e.IsTimeout, e.IsTemporary = "i/o timeout", true, true
+	case errors.Is(err, errServFail), errors.Is(err, errRefused), errors.Is(err, errLame):
+		e.IsTemporary = true
+	}
+	return e
+}
