@@ -14,6 +14,8 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"nicproxy/bind/dnscache"
 )
 
 func doctor(ctx context.Context, opts DoctorOptions) []NICReport {
@@ -269,7 +271,8 @@ func checkConnect(ctx context.Context, name string, opts DoctorOptions, nicOpts 
 	if host, port, err := net.SplitHostPort(target); err == nil {
 		if _, err := netip.ParseAddr(host); err != nil {
 			// A name is resolved through the NIC too, as the proxy would.
-			addrs, err := dialer.Resolver(nicOpts.DNS).LookupNetIP(ctx, "ip4", host)
+			resolver := dnscache.New(dnscache.Config{NIC: name, Servers: nicOpts.DNS, Dial: dialer.DialContext})
+			addrs, err := resolver.LookupNetIP(ctx, "ip4", host)
 			if err != nil || len(addrs) == 0 {
 				add(Fail, "connect", "resolve %s through %s: %v", host, name, err)
 				return

@@ -2,15 +2,11 @@ package proxy
 
 import (
 	"context"
-	"fmt"
-	"net"
-	"net/netip"
 	"sync"
 	"time"
 
 	"go.uber.org/zap"
 
-	"nicproxy/bind"
 	"nicproxy/config"
 )
 
@@ -78,7 +74,9 @@ func (h *health) run(ctx context.Context, s *Server) {
 				go func() {
 					defer running.Done()
 					timeout := min(opts.Check.Interval, cfg.Timeouts.Dial)
-					err := probe(ctx, nic, opts, s.opts.Links, timeout)
+					probeCtx, cancel := context.WithTimeout(ctx, timeout)
+					err := s.state.Load().dialer.Probe(probeCtx, nic, opts.Check.Target)
+					cancel()
 					if ctx.Err() == nil {
 						h.record(nic, err, opts.Check.Interval, s.log)
 					}
@@ -134,29 +132,4 @@ func (h *health) record(nic string, err error, interval time.Duration, log *zap.
 		st.since = now
 	}
 	st.checked, st.err, st.running, st.next = true, err, false, now.Add(interval)
-}
-
-// probe connects to the check's target through nic, resolving a name
-// through the NIC as the proxy would.
-func probe(ctx context.Context, nic string, it config.Interface, links bind.Links, timeout time.Duration) error {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	dialer := bind.NewDialer(nic, bind.Options{Source: it.Source, Mark: it.Mark}, links)
-	host, port, err := net.SplitHostPort(it.Check.Target)
-	if err != nil {
-		return err
-	}
-	target := it.Check.Target
-	if _, err := netip.ParseAddr(host); err != nil {
-		addrs, err := dialer.Resolver(it.DNS).LookupNetIP(ctx, "ip", host)
-		if err != nil {
-			return fmt.Errorf("resolve %s: %w", host, err)
-		}
-		target = net.JoinHostPort(addrs[0].Unmap().String(), port)
-	}
-	conn, err := dialer.DialContext(ctx, "tcp", target)
-	if err != nil {
-		return err
-	}
-	return conn.Close()
 }

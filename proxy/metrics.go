@@ -17,6 +17,8 @@ type metrics struct {
 	connections *prometheus.CounterVec
 	bytes       *prometheus.CounterVec
 	dials       *prometheus.HistogramVec
+	dnsQueries  *prometheus.CounterVec
+	dnsHits     *prometheus.CounterVec
 }
 
 func newMetrics(s *Server) *metrics {
@@ -35,9 +37,17 @@ func newMetrics(s *Server) *metrics {
 			Help:    "Time to route, resolve and connect upstream, by NIC and result.",
 			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
 		}, []string{"nic", "result"}),
+		dnsQueries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "nicproxy_dns_queries_total",
+			Help: "DNS questions sent (one name, one address family each), by the NIC they left through and result (ok, nxdomain, nodata, error).",
+		}, []string{"nic", "result"}),
+		dnsHits: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "nicproxy_dns_cache_hits_total",
+			Help: "Name lookups answered from a NIC's DNS cache with no query sent.",
+		}, []string{"nic"}),
 	}
 	m.registry.MustRegister(
-		m.connections, m.bytes, m.dials,
+		m.connections, m.bytes, m.dials, m.dnsQueries, m.dnsHits,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "nicproxy_active_connections",
 			Help: "Client connections open now.",
@@ -60,6 +70,12 @@ func (m *metrics) observeDial(nic string, err error, took time.Duration) {
 	}
 	m.dials.WithLabelValues(nic, resultOf(err)).Observe(took.Seconds())
 }
+
+// Query counts one DNS question sent through nic (upstream.DNSObserver).
+func (m *metrics) Query(nic, result string) { m.dnsQueries.WithLabelValues(nic, result).Inc() }
+
+// CacheHit counts one lookup nic's cache answered (upstream.DNSObserver).
+func (m *metrics) CacheHit(nic string) { m.dnsHits.WithLabelValues(nic).Inc() }
 
 // observeEnd records a finished connection.
 func (m *metrics) observeEnd(ss *session, result string) {

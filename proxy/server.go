@@ -88,7 +88,7 @@ func New(cfg *config.Config, log *zap.Logger, opts Options) *Server {
 // it replaces at a reload (nil at start): name caches and balancer state
 // carry over from it.
 func (s *Server) newState(cfg *config.Config, prev *state) *state {
-	opts := upstream.Options{Links: s.opts.Links, Healthy: s.health.healthy}
+	opts := upstream.Options{Links: s.opts.Links, Healthy: s.health.healthy, DNS: s.metrics}
 	if prev != nil {
 		opts.Previous = prev.dialer
 	}

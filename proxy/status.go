@@ -186,6 +186,8 @@ type NICStatus struct {
 	BytesUp    uint64   `json:"bytes_up"`
 	BytesDown  uint64   `json:"bytes_down"`
 	Throughput []Sample `json:"throughput"`
+	// DNS is the NIC's name cache, once it has looked anything up.
+	DNS *DNSCacheStatus `json:"dns,omitempty"`
 }
 
 // report builds the status report for the configuration now in force.
@@ -210,10 +212,31 @@ func (s *Server) report() StatusReport {
 		r.NICs = append(r.NICs, NICStatus{
 			Name: nic, Up: st.dialer.Available(nic), Check: s.health.checkState(nic), Addresses: nicAddresses(nic),
 			Active: active[nic], BytesUp: up[nic], BytesDown: down[nic],
-			Throughput: history[nic],
+			Throughput: history[nic], DNS: dnsCacheStatus(st, nic),
 		})
 	}
 	return r
+}
+
+// DNSCacheStatus is one NIC's name cache on the status page.
+type DNSCacheStatus struct {
+	Hits    uint64  `json:"hits"`
+	Misses  uint64  `json:"misses"`
+	Queries uint64  `json:"queries"`
+	Entries int     `json:"entries"`
+	HitRate float64 `json:"hit_rate"` // hits over hits plus misses; 0 before any lookup
+}
+
+func dnsCacheStatus(st *state, nic string) *DNSCacheStatus {
+	stats, ok := st.dialer.DNSStats(nic)
+	if !ok {
+		return nil
+	}
+	c := &DNSCacheStatus{Hits: stats.Hits, Misses: stats.Misses, Queries: stats.Queries, Entries: stats.Entries}
+	if lookups := stats.Hits + stats.Misses; lookups > 0 {
+		c.HitRate = float64(stats.Hits) / float64(lookups)
+	}
+	return c
 }
 
 func nicAddresses(name string) []string {

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 
+	"nicproxy/bind/dnscache"
 	"nicproxy/config"
 )
 
@@ -64,9 +65,9 @@ type Resolver interface {
 }
 
 // cacheReporter is a Resolver that can say whether a lookup was answered
-// from its cache, for `nicproxy route`.
+// from its cache, for `nicproxy route` (*dnscache.Resolver).
 type cacheReporter interface {
-	LookupNetIPCached(ctx context.Context, network, host string) ([]netip.Addr, bool, error)
+	Lookup(ctx context.Context, host string) (dnscache.Result, error)
 }
 
 // Router matches requests against one configuration's compiled rules.
@@ -210,7 +211,10 @@ func (r *Router) resolve(ctx context.Context, host string) *Lookup {
 		l.Err = fmt.Errorf("no resolver for dst rules")
 		return l
 	case cacheReporter:
-		addrs, l.Cached, l.Err = res.LookupNetIPCached(ctx, "ip", host)
+		var found dnscache.Result
+		if found, l.Err = res.Lookup(ctx, host); l.Err == nil {
+			addrs, l.Cached = append(found.V4, found.V6...), found.Cached
+		}
 	default:
 		addrs, l.Err = res.LookupNetIP(ctx, "ip", host)
 	}
@@ -223,10 +227,13 @@ func (r *Router) resolve(ctx context.Context, host string) *Lookup {
 	return l
 }
 
-// isNilResolver catches a typed nil inside the interface (a nil *fake or
-// *net.Resolver handed to New).
+// isNilResolver catches a typed nil inside the interface (a nil
+// *net.Resolver or *dnscache.Resolver handed to New).
 func isNilResolver(r Resolver) bool {
-	if nr, ok := r.(*net.Resolver); ok {
+	switch nr := r.(type) {
+	case *net.Resolver:
+		return nr == nil
+	case *dnscache.Resolver:
 		return nr == nil
 	}
 	return false

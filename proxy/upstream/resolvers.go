@@ -9,6 +9,7 @@ import (
 	"sync"
 
 	"nicproxy/bind"
+	"nicproxy/bind/dnscache"
 	"nicproxy/config"
 )
 
@@ -44,10 +45,13 @@ type resolvers struct {
 type nicResolver struct {
 	servers  []netip.AddrPort
 	options  bind.Options
-	resolver Resolver
+	resolver *dnscache.Resolver
 }
 
 func newResolvers(settings config.Resolver, observer DNSObserver, prev *resolvers) *resolvers {
+	if observer == nil {
+		observer = discardDNS{}
+	}
 	rs := &resolvers{settings: settings, observer: observer, byNIC: map[string]*nicResolver{}}
 	// When the cache size or TTL clamps changed, every cache starts afresh.
 	if prev != nil && prev.settings == settings {
@@ -69,12 +73,37 @@ func (rs *resolvers) forNIC(nic string, servers []netip.AddrPort, dialer *bind.D
 		rs.byNIC[nic] = old
 		return old.resolver
 	}
-	r := &nicResolver{servers: servers, options: dialer.Options, resolver: dialer.Resolver(servers)}
+	cache := dnscache.New(dnscache.Config{
+		NIC: nic, Servers: servers, Dial: dialer.DialContext,
+		CacheSize: rs.settings.CacheSize, MinTTL: rs.settings.MinTTL, MaxTTL: rs.settings.MaxTTL,
+		OnQuery:    func(result string) { rs.observer.Query(nic, result) },
+		OnCacheHit: func() { rs.observer.CacheHit(nic) },
+	})
+	r := &nicResolver{servers: servers, options: dialer.Options, resolver: cache}
 	rs.byNIC[nic] = r
 	return r.resolver
 }
 
-// system returns the unpinned resolver for via: system.
+// stats returns nic's cache counters, if nic has a resolver yet.
+func (rs *resolvers) stats(nic string) (dnscache.Stats, bool) {
+	rs.mu.Lock()
+	r, ok := rs.byNIC[nic]
+	rs.mu.Unlock()
+	if !ok {
+		return dnscache.Stats{}, false
+	}
+	return r.resolver.Stats(), true
+}
+
+// discardDNS is the observer when nobody counts.
+type discardDNS struct{}
+
+func (discardDNS) Query(string, string) {}
+func (discardDNS) CacheHit(string)      {}
+
+// system returns the unpinned resolver for via: system: the host's own
+// (nsswitch, a loopback stub and its cache included), which is what
+// "the routing table decides" means for names too.
 func (rs *resolvers) system() Resolver {
 	rs.mu.Lock()
 	defer rs.mu.Unlock()

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"nicproxy/bind"
+	"nicproxy/bind/dnscache"
 	"nicproxy/config"
 	"nicproxy/proxy/router"
 )
@@ -159,6 +160,31 @@ func (d *Dialer) nic(name string) *nicDialer {
 func (d *Dialer) Available(nic string) bool {
 	_, err := d.nic(nic).dialer.Check("tcp", "")
 	return err == nil
+}
+
+// DNSStats returns the counters of nic's name cache; false when nic has
+// not resolved anything since it was configured.
+func (d *Dialer) DNSStats(nic string) (dnscache.Stats, bool) {
+	return d.resolvers.stats(nic)
+}
+
+// Probe connects to target ("host:port") through nic and closes the
+// connection: a health check that resolves and races exactly as a
+// client's dial through that NIC would.
+func (d *Dialer) Probe(ctx context.Context, nic, target string) error {
+	host, portText, err := net.SplitHostPort(target)
+	if err != nil {
+		return err
+	}
+	port, err := strconv.ParseUint(portText, 10, 16)
+	if err != nil {
+		return fmt.Errorf("port %q: %w", portText, err)
+	}
+	conn, err := d.dialNIC(ctx, "tcp", nic, Target{Host: host, Port: uint16(port)}, nil)
+	if err != nil {
+		return err
+	}
+	return conn.Conn.Close()
 }
 
 // Resolver returns the resolver whose queries leave through nic, or the
