@@ -1,0 +1,304 @@
+package test
+
+import (
+	"bufio"
+	"fmt"
+	"net/http"
+	"net/netip"
+	"os"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/net/dns/dnsmessage"
+
+	"nicproxy/test/netlab"
+)
+
+// speedLab is the lab with a DNS server that models a 20 ms round trip
+// and an echo server, the setting of the speed issue.
+type speedLab struct {
+	*netlab.Lab
+	dns  *netlab.DNS
+	echo *netlab.Echo
+}
+
+// Names the speed tests ask for, and what they resolve to.
+var speedZone = map[string][]netip.Addr{
+	"www.example.test":  {netlab.Server},
+	"many.example.test": {netlab.Server},
+	"ttl.example.test":  {netlab.Server},
+	// The first address is black-holed: every packet to it is dropped.
+	"hole.example.test": {netlab.Blackhole, netlab.Server},
+	// Nothing listens on the echo port at the DNS server's address: the
+	// first attempt is refused.
+	"refused.example.test": {netlab.DNSServer, netlab.Server},
+}
+
+func newSpeedLab(t testing.TB, ttl uint32) *speedLab {
+	lab := netlab.New(t)
+	dns := lab.StartDNSZone(netlab.Zone{Records: speedZone, TTL: ttl, NegTTL: ttl, Delay: 20 * time.Millisecond})
+	lab.UseDNS(dns.Addr())
+	return &speedLab{Lab: lab, dns: dns, echo: lab.StartEcho()}
+}
+
+// queries counts the questions the DNS server got for name (A and AAAA).
+func (s *speedLab) queries(name string) (a, aaaa int) {
+	return s.dns.Queries(name, dnsmessage.TypeA), s.dns.Queries(name, dnsmessage.TypeAAAA)
+}
+
+// connectSOCKS5 opens a SOCKS5 tunnel to host at the echo port and returns
+// the reply code and, on success, the address the echo server saw.
+func (s *speedLab) connectSOCKS5(t testing.TB, host string) (byte, netip.Addr) {
+	t.Helper()
+	conn, err := s.DialHost("tcp", "127.0.0.1:1080")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(20 * time.Second))
+	rep, err := socks5Dial(conn, "", "", host, s.echo.TCP.Port())
+	if err != nil {
+		t.Fatalf("socks5 %s: %v", host, err)
+	}
+	if rep != 0 {
+		return rep, netip.Addr{}
+	}
+	return 0, netlab.MustSeen(t, bufio.NewReader(conn)).Addr()
+}
+
+// connectHTTP opens a CONNECT tunnel to host at the echo port and returns
+// the status and, on 200, the address the echo server saw.
+func (s *speedLab) connectHTTP(t testing.TB, host string) (int, netip.Addr) {
+	t.Helper()
+	conn, err := s.DialHost("tcp", "127.0.0.1:1080")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(20 * time.Second))
+	resp, br, err := httpConnect(conn, host, s.echo.TCP.Port(), nil)
+	if err != nil {
+		t.Fatalf("CONNECT %s: %v", host, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return resp.StatusCode, netip.Addr{}
+	}
+	return resp.StatusCode, netlab.MustSeen(t, br).Addr()
+}
+
+// TestDNSCacheTTL: a cached answer serves connections until its TTL runs
+// out, and not after: then one new query per family.
+func TestDNSCacheTTL(t *testing.T) {
+	const ttl = 2
+	lab := newSpeedLab(t, ttl)
+	lab.StartProxy(nicproxyBinary, "127.0.0.1:1080", "default: ens160\n")
+	name := "ttl.example.test"
+	first := time.Now()
+	for range 3 {
+		if rep, seen := lab.connectSOCKS5(t, name); rep != 0 || seen != netlab.Ens160.Addr {
+			t.Fatalf("reply %#x seen %v, want 0 from %v", rep, seen, netlab.Ens160.Addr)
+		}
+	}
+	a, aaaa := lab.queries(name)
+	if time.Since(first) < ttl*time.Second && (a != 1 || aaaa != 1) {
+		t.Fatalf("three connections within the TTL sent %d A and %d AAAA queries, want 1 each", a, aaaa)
+	}
+	time.Sleep(time.Until(first.Add(ttl*time.Second + 500*time.Millisecond))) // the TTL itself is what is tested
+	if rep, _ := lab.connectSOCKS5(t, name); rep != 0 {
+		t.Fatalf("after the TTL: reply %#x", rep)
+	}
+	if a2, aaaa2 := lab.queries(name); a2 != a+1 || aaaa2 != aaaa+1 {
+		t.Errorf("after the TTL: %d A and %d AAAA queries in all, want %d and %d", a2, aaaa2, a+1, aaaa+1)
+	}
+}
+
+// TestDNSCacheNegative: a name that does not exist is answered 0x04 (and
+// 502 over HTTP), and the second request is answered from the cache with
+// no query sent.
+func TestDNSCacheNegative(t *testing.T) {
+	lab := newSpeedLab(t, 60)
+	lab.StartProxy(nicproxyBinary, "127.0.0.1:1080", "default: ens160\n")
+	name := "nx.example.test"
+	if rep, _ := lab.connectSOCKS5(t, name); rep != 0x04 {
+		t.Fatalf("first request: reply %#x, want 0x04", rep)
+	}
+	total := lab.dns.Total()
+	if a, aaaa := lab.queries(name); a != 1 || aaaa != 1 {
+		t.Fatalf("first request: %d A, %d AAAA queries; want 1 each", a, aaaa)
+	}
+	if rep, _ := lab.connectSOCKS5(t, name); rep != 0x04 {
+		t.Errorf("second request: reply %#x, want 0x04", rep)
+	}
+	if status, _ := lab.connectHTTP(t, name); status != http.StatusBadGateway {
+		t.Errorf("CONNECT: status %d, want 502", status)
+	}
+	if got := lab.dns.Total(); got != total {
+		t.Errorf("the cached NXDOMAIN still sent %d queries", got-total)
+	}
+}
+
+// TestDNSSharedQuery: 50 connections at once to one uncached name send one
+// query per family between them.
+func TestDNSSharedQuery(t *testing.T) {
+	lab := newSpeedLab(t, 60)
+	lab.StartProxy(nicproxyBinary, "127.0.0.1:1080", "default: ens160\n")
+	var wg sync.WaitGroup
+	for range 50 {
+		wg.Go(func() {
+			if rep, seen := lab.connectSOCKS5(t, "many.example.test"); rep != 0 || seen != netlab.Ens160.Addr {
+				t.Errorf("reply %#x seen %v", rep, seen)
+			}
+		})
+	}
+	wg.Wait()
+	if a, aaaa := lab.queries("many.example.test"); a != 1 || aaaa != 1 {
+		t.Errorf("50 concurrent connections sent %d A and %d AAAA queries, want 1 each", a, aaaa)
+	}
+}
+
+// TestHappyEyeballs: a name whose first address is black-holed connects
+// through its second in well under the dial timeout (one attempt delay),
+// over SOCKS5 and HTTP CONNECT; a refused first address moves on at once
+// (the attempt delay is set to 5 s to show the refusal, not the timer,
+// started the second). Every attempt leaves through ens160: ens33 sends
+// nothing, the black-holed SYNs included.
+func TestHappyEyeballs(t *testing.T) {
+	lab := newSpeedLab(t, 60)
+	proc := lab.StartProxy(nicproxyBinary, "127.0.0.1:1080", "default: ens160\ntimeouts: {dial: 10s, attempt: 250ms}\n")
+	for _, tc := range []struct {
+		name    string
+		connect func(t testing.TB, host string) netip.Addr
+	}{
+		{"socks5", func(t testing.TB, host string) netip.Addr {
+			rep, seen := lab.connectSOCKS5(t, host)
+			if rep != 0 {
+				t.Fatalf("reply %#x", rep)
+			}
+			return seen
+		}},
+		{"http-connect", func(t testing.TB, host string) netip.Addr {
+			status, seen := lab.connectHTTP(t, host)
+			if status != http.StatusOK {
+				t.Fatalf("status %d", status)
+			}
+			return seen
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			lab.connectSOCKS5(t, "hole.example.test") // resolve once, so the time below is the race alone
+			before := lab.Snapshot()
+			start := time.Now()
+			seen := tc.connect(t, "hole.example.test")
+			took := time.Since(start)
+			if seen != netlab.Ens160.Addr {
+				t.Errorf("server saw %v, want %v", seen, netlab.Ens160.Addr)
+			}
+			if took >= time.Second {
+				t.Errorf("connecting past a black-holed first address took %v, want under 1s", took)
+			}
+			if tx := before.TxSince("ens160"); tx == 0 {
+				t.Error("ens160 sent nothing")
+			}
+			if tx := before.TxSince("ens33"); tx != 0 {
+				t.Errorf("ens33 sent %d bytes, want 0", tx)
+			}
+		})
+	}
+	if strings.Contains(proc.Output(), "panic") {
+		t.Errorf("the proxy panicked:\n%s", proc.Output())
+	}
+
+	slow := newSpeedLab(t, 60)
+	slow.StartProxy(nicproxyBinary, "127.0.0.1:1080", "default: ens160\ntimeouts: {attempt: 5s}\n")
+	slow.connectSOCKS5(t, "refused.example.test")
+	before := slow.Snapshot()
+	start := time.Now()
+	rep, seen := slow.connectSOCKS5(t, "refused.example.test")
+	if took := time.Since(start); rep != 0 || seen != netlab.Ens160.Addr || took > 2500*time.Millisecond {
+		t.Errorf("refused first address: reply %#x seen %v after %v; want 0 from %v well before the 5s attempt delay",
+			rep, seen, took, netlab.Ens160.Addr)
+	}
+	if tx := before.TxSince("ens33"); tx != 0 {
+		t.Errorf("ens33 sent %d bytes, want 0", tx)
+	}
+}
+
+// TestDstLookupThroughResolverVia: with a dst rule on ens33 and the
+// default on ens160, a name that matches no dst rule is looked up through
+// resolver.via (the default's NIC) — the server sees every query from
+// ens160 — and ens33 sends nothing, neither query nor flow.
+func TestDstLookupThroughResolverVia(t *testing.T) {
+	lab := newSpeedLab(t, 60)
+	lab.StartProxy(nicproxyBinary, "127.0.0.1:1080", `
+rules:
+  - {name: lan, dst: [192.0.2.0/24], via: ens33}
+default: ens160
+`)
+	before := lab.Snapshot()
+	if rep, seen := lab.connectSOCKS5(t, "www.example.test"); rep != 0 || seen != netlab.Ens160.Addr {
+		t.Fatalf("reply %#x seen %v, want 0 from %v", rep, seen, netlab.Ens160.Addr)
+	}
+	if tx := before.TxSince("ens33"); tx != 0 {
+		t.Errorf("ens33 sent %d bytes, want 0", tx)
+	}
+	seen := lab.dns.Seen()
+	if len(seen) == 0 {
+		t.Fatal("the DNS server saw no query")
+	}
+	for _, a := range seen {
+		if a != netlab.Ens160.Addr {
+			t.Errorf("a query came from %v, want only %v", a, netlab.Ens160.Addr)
+		}
+	}
+	if a, aaaa := lab.queries("www.example.test"); a != 1 || aaaa != 1 {
+		t.Errorf("%d A and %d AAAA queries, want one each: the dst lookup's answer is reused for the flow", a, aaaa)
+	}
+}
+
+// TestDNSCacheReload: a reload that changes one NIC's dns empties that
+// NIC's cache and keeps the other's.
+func TestDNSCacheReload(t *testing.T) {
+	lab := newSpeedLab(t, 60)
+	config := func(ens33DNS string) string {
+		return fmt.Sprintf(`
+interfaces:
+  ens33: {%s}
+  ens160: {dns: ["%s"]}
+rules:
+  - {name: a, domain: [www.example.test], via: ens33}
+  - {name: b, domain: [many.example.test], via: ens160}
+default: ens160
+`, ens33DNS, netlab.DNSServer)
+	}
+	path := writeConfig(t, config(fmt.Sprintf(`dns: ["%s"]`, netlab.DNSServer)))
+	proc := lab.StartProxy(nicproxyBinary, "127.0.0.1:1080", "", "-c", path)
+	both := func() {
+		t.Helper()
+		if rep, seen := lab.connectSOCKS5(t, "www.example.test"); rep != 0 || seen != netlab.Ens33.Addr {
+			t.Fatalf("www: reply %#x seen %v, want 0 from ens33", rep, seen)
+		}
+		if rep, seen := lab.connectSOCKS5(t, "many.example.test"); rep != 0 || seen != netlab.Ens160.Addr {
+			t.Fatalf("many: reply %#x seen %v, want 0 from ens160", rep, seen)
+		}
+	}
+	both()
+	// ens33 now asks the system's nameservers (the same server, through
+	// ens33 all the same): a different dns setting.
+	if err := os.WriteFile(path, []byte(config("")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := proc.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "no reload in the log", func() bool { return strings.Contains(proc.Output(), "reloaded") })
+	both()
+	if a, aaaa := lab.queries("www.example.test"); a != 2 || aaaa != 2 {
+		t.Errorf("www.example.test (ens33, dns changed): %d A, %d AAAA queries; want 2 each", a, aaaa)
+	}
+	if a, aaaa := lab.queries("many.example.test"); a != 1 || aaaa != 1 {
+		t.Errorf("many.example.test (ens160, dns kept): %d A, %d AAAA queries; want 1 each", a, aaaa)
+	}
+}
