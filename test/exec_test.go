@@ -24,6 +24,14 @@ s.sendto(b"exec datagram", (sys.argv[1], int(sys.argv[2])))
 print(s.recvfrom(1024)[0].decode())
 `
 
+// tcpClient connects, prints the line the echo server greets it with (the
+// address it saw) and closes.
+const tcpClient = `import socket, sys
+s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=5)
+print(s.makefile().readline().strip())
+s.close()
+`
+
 // python is the system interpreter, which an unprivileged user can run.
 const python = "/usr/bin/python3"
 

@@ -17,7 +17,7 @@ import (
 
 // ErrPermission means the kernel refused to load or attach the programs:
 // the caller lacks CAP_BPF, CAP_NET_ADMIN or CAP_SYS_ADMIN (or is not root).
-var ErrPermission = errors.New("not allowed to load cgroup BPF programs (run as root, or with CAP_BPF, CAP_NET_ADMIN and CAP_SYS_ADMIN)")
+var ErrPermission = errors.New("permission denied")
 
 // hook is one program and where it attaches.
 type hook struct {
@@ -83,7 +83,9 @@ func Load(p Policy, local []netip.Prefix) (*Programs, error) {
 	coll, err := ebpf.NewCollection(spec)
 	if err != nil {
 		if errors.Is(err, os.ErrPermission) {
-			return nil, fmt.Errorf("load programs: %w: %w", ErrPermission, err)
+			// cilium/ebpf's own hint (RLIMIT_MEMLOCK) is beside the
+			// point on kernels that charge BPF memory to the cgroup.
+			return nil, fmt.Errorf("the kernel refused to load BPF programs: %w", ErrPermission)
 		}
 		return nil, fmt.Errorf("load programs: %w", err)
 	}

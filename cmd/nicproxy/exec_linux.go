@@ -84,7 +84,7 @@ func execCmd(args []string, stdout, stderr io.Writer) int {
 func execSetupFailed(stderr io.Writer, err error) int {
 	hint := ""
 	if errors.Is(err, cgroup.ErrPermission) || errors.Is(err, os.ErrPermission) {
-		hint = "\n  exec must pin in the kernel; run it as root (sudo nicproxy exec ...) or with CAP_BPF, CAP_NET_ADMIN and CAP_SYS_ADMIN; `nicproxy doctor` checks this host"
+		hint = "\n  run exec as root (sudo nicproxy exec ...) or give it CAP_BPF, CAP_NET_ADMIN and CAP_SYS_ADMIN; `nicproxy doctor` checks this host"
 	}
 	fmt.Fprintf(stderr, "nicproxy exec: cannot pin, so the command was not started: %v%s\n", err, hint)
 	return exitUsage
