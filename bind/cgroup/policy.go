@@ -254,14 +254,10 @@ func (p Policy) portClasses() (classes [][]bool, portClass []uint8, err error) {
 	return classes, portClass, nil
 }
 
-// lookup is what the programs decide for a socket of transport net
+// lookup is what the programs decide for a socket of transport network
 // connecting or sending to dst (an off-host address): the Go twin of the
-// kernel's lookup, for `route`-style explanations and tests.
-func (p Policy) lookup(dst netip.AddrPort, network Network) (Verdict, error) {
-	t, err := p.compile()
-	if err != nil {
-		return Verdict{}, err
-	}
+// kernel's two lookups, for tests.
+func (t tables) lookup(dst netip.AddrPort, network Network) Verdict {
 	tr := uint8(transportOther)
 	switch network {
 	case TCP:
@@ -278,5 +274,5 @@ func (p Policy) lookup(dst netip.AddrPort, network Network) (Verdict, error) {
 			best = i
 		}
 	}
-	return t.entries[best].Verdict, nil
+	return t.entries[best].Verdict
 }
