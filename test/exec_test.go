@@ -233,4 +233,14 @@ func TestExecNotAllowed(t *testing.T) {
 	if _, err := os.Stat(marker); err == nil {
 		t.Error("the command ran although exec could not pin it")
 	}
+
+	// doctor tells the two cases apart.
+	out, _ = run(nicproxyBinary, "doctor")
+	if !strings.Contains(out, "warn  bpf         cannot load cgroup BPF programs") {
+		t.Errorf("doctor as nobody does not say exec cannot load its programs:\n%s", out)
+	}
+	res := nicproxy(t, lab, "doctor", "-c", writeConfig(t, "default: ens160\n"))
+	if !strings.Contains(res.stdout, "ok    bpf         connect4/6, sendmsg4/6 and sock_create programs load") {
+		t.Errorf("doctor as root does not say exec can work:\n%s", res.stdout)
+	}
 }
