@@ -1,10 +1,12 @@
 package test
 
 import (
+	"bufio"
 	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -215,4 +217,55 @@ umount "$BPFFS"
 	if !strings.Contains(out, "nicproxy exec --unpin "+pins) {
 		t.Errorf("--pin does not say how to undo it:\n%s", out)
 	}
+}
+
+// TestExecKilledStaysPinned: if exec itself is killed (SIGKILL, the OOM
+// killer), the command it started carries on pinned: the programs are
+// attached to the cgroup, not held by exec's descriptors.
+func TestExecKilledStaysPinned(t *testing.T) {
+	lab := netlab.New(t)
+	echo := lab.StartEcho()
+	// For each client on 127.0.0.1:7072, connect to the echo server and
+	// tell the client "PID SEEN".
+	server := fmt.Sprintf(`import os, socket
+l = socket.socket(); l.bind(("127.0.0.1", 7072)); l.listen()
+while True:
+    c = l.accept()[0]
+    u = socket.create_connection(("%s", %d), timeout=5)
+    c.sendall(("%%d %%s\n" %% (os.getpid(), u.makefile().readline().strip())).encode())
+    u.close(); c.close()
+`, echo.TCP.Addr(), echo.TCP.Port())
+	p := lab.StartProxy(nicproxyBinary, "127.0.0.1:7072", "", "exec", "-i", "ens160", "--", python, "-c", server)
+	if err := syscall.Kill(p.Pid(), syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Wait(10 * time.Second); err == nil {
+		t.Fatal("exec survived SIGKILL")
+	}
+	before := lab.Snapshot()
+	conn, err := lab.DialHost("tcp", "127.0.0.1:7072")
+	if err != nil {
+		t.Fatalf("the command did not outlive exec: %v", err)
+	}
+	line, err := bufio.NewReader(conn).ReadString('\n')
+	conn.Close()
+	pidText, seenText, _ := strings.Cut(strings.TrimSpace(line), " ")
+	if pid, perr := strconv.Atoi(pidText); perr == nil {
+		t.Cleanup(func() {
+			// Nothing waits for the orphan: end it, then remove the
+			// cgroup exec left, seen from a mount of the hierarchy.
+			cg, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+			path := strings.TrimPrefix(strings.TrimSpace(string(cg)[strings.Index(string(cg), "0::"):]), "0::")
+			m := t.TempDir()
+			rm := lab.Command("sh", "-c", `mount -t cgroup2 none "$0" && for i in 1 2 3 4 5 6 7 8 9 10; do rmdir "$0$1" 2>/dev/null && break; sleep 0.2; done; umount "$0"`, m, path)
+			if out, err := rm.CombinedOutput(); err != nil {
+				t.Logf("remove the cgroup %s: %v: %s", path, err, out)
+			}
+		})
+	}
+	if err != nil {
+		t.Fatalf("read from the command: %v", err)
+	}
+	execPinned(t, before, seenIn(t, seenText), 60, netlab.Ens160, netlab.Ens33)
 }

@@ -193,6 +193,42 @@ func (p *Programs) Attach(dir string) (*Attachment, error) {
 	return a, nil
 }
 
+// AttachGroup attaches every program to a Group exec made, for as long as
+// the cgroup lives. Unlike Attach's links, which the kernel detaches when
+// the last descriptor to them closes, these stay if exec is killed: the
+// command's processes never carry on unpinned. The returned func detaches
+// them; removing the cgroup frees them too.
+func (p *Programs) AttachGroup(g *Group) (detach func() error, err error) {
+	var done []hook
+	detach = func() error {
+		var errs []error
+		for _, h := range done {
+			errs = append(errs, link.RawDetachProgram(link.RawDetachProgramOptions{
+				Target: g.FD(), Program: p.coll.Programs[h.name], Attach: h.attach,
+			}))
+		}
+		return errors.Join(errs...)
+	}
+	for _, h := range hooks {
+		err := link.RawAttachProgram(link.RawAttachProgramOptions{
+			Target: g.FD(), Program: p.coll.Programs[h.name], Attach: h.attach, Flags: bpfFAllowMulti,
+		})
+		if err != nil {
+			_ = detach()
+			if errors.Is(err, os.ErrPermission) {
+				err = fmt.Errorf("%w: %w", ErrPermission, err)
+			}
+			return nil, fmt.Errorf("attach %s to %s: %w", h.attach, g.Path, err)
+		}
+		done = append(done, h)
+	}
+	return detach, nil
+}
+
+// bpfFAllowMulti is BPF_F_ALLOW_MULTI: programs of enclosing cgroups (an
+// exec inside a unit pinned by exec, say) keep running too.
+const bpfFAllowMulti = 2
+
 // Close detaches the programs; pinned links stay until Unpin.
 func (a *Attachment) Close() error {
 	var errs []error

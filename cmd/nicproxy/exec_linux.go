@@ -67,13 +67,13 @@ func execCmd(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return execSetupFailed(stderr, err)
 	}
-	att, err := progs.Attach(group.Path)
+	detach, err := progs.AttachGroup(group)
 	if err != nil {
 		_ = group.Remove()
 		return execSetupFailed(stderr, err)
 	}
 	code = execRun(fs.Args(), o, group, progs, stderr)
-	if err := att.Close(); err != nil {
+	if err := detach(); err != nil {
 		fmt.Fprintf(stderr, "nicproxy exec: detach the programs: %v\n", err)
 	}
 	if err := group.Remove(); err != nil {
