@@ -3,6 +3,7 @@ module nicproxy
 go 1.26.0
 
 require (
+	github.com/cilium/ebpf v0.22.0
 	github.com/coreos/go-systemd/v22 v22.5.0
 	github.com/prometheus/client_golang v1.23.2
 	github.com/things-go/go-socks5 v0.1.1

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"nicproxy/bind"
+	"nicproxy/bind/cgroup"
 )
 
 // doctor diagnoses the host for each NIC the config names (every NIC that
@@ -54,6 +55,7 @@ func doctor(args []string, stdout, stderr io.Writer) int {
 	}
 
 	reports := bind.Doctor(context.Background(), bind.DoctorOptions{NICs: nics, Target: *target, Timeout: *timeout, PerNIC: perNIC})
+	reports = append(reports, cgroup.Doctor())
 	worst := bind.OK
 	for _, r := range reports {
 		fmt.Fprintf(stdout, "%s\n", r.NIC)

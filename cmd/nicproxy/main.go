@@ -28,6 +28,11 @@ Usage:
                                           which rule and NIC would carry DEST
   nicproxy doctor [-c FILE] [--target HOST:PORT]
                                           diagnose the host for each NIC
+  nicproxy exec [-c FILE | -i NIC] [--user USER] [--] CMD [ARGS...]
+                                          run CMD with every socket it opens pinned (cgroup BPF)
+  nicproxy exec --cgroup PATH [--pin DIR] [-c FILE | -i NIC]
+                                          pin an existing cgroup (a systemd unit's)
+  nicproxy exec --unpin DIR               remove programs pinned with --pin
   nicproxy hash-password                  read a password on stdin, print its bcrypt hash
   nicproxy version
 `
@@ -53,6 +58,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return route(rest, stdout, stderr)
 	case "doctor":
 		return doctor(rest, stdout, stderr)
+	case "exec":
+		return execCmd(rest, stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, versionString())
 		return exitOK

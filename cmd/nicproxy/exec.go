@@ -1,0 +1,48 @@
+package main
+
+import (
+	"flag"
+)
+
+// execOptions are exec's flags.
+type execOptions struct {
+	file, nic, user    string
+	cgroup, pin, unpin string
+}
+
+func execFlags() (*flag.FlagSet, *execOptions) {
+	o := &execOptions{}
+	fs := flag.NewFlagSet("exec", flag.ContinueOnError)
+	fs.StringVar(&o.file, "c", "", "config `FILE` whose dst rules and default pin the sockets (default: the embedded default)")
+	fs.StringVar(&o.nic, "i", "", "pin every socket to `NIC`")
+	fs.StringVar(&o.user, "user", "", "run CMD as `USER` (name or uid), after the programs are attached")
+	fs.StringVar(&o.cgroup, "cgroup", "", "attach to the existing cgroup v2 `PATH` instead of running CMD")
+	fs.StringVar(&o.pin, "pin", "", "with --cgroup: pin the programs under `DIR` (bpffs) so they outlive exec")
+	fs.StringVar(&o.unpin, "unpin", "", "detach and remove programs pinned under `DIR`")
+	return fs, o
+}
+
+// check validates the flag combination; cmd is what follows the flags.
+func (o *execOptions) check(cmd []string) error {
+	switch {
+	case o.unpin != "":
+		if o.cgroup != "" || o.pin != "" || o.file != "" || o.nic != "" || o.user != "" || len(cmd) > 0 {
+			return usageError{"--unpin DIR takes nothing else"}
+		}
+	case o.cgroup != "":
+		if len(cmd) > 0 {
+			return usageError{"--cgroup attaches to processes already in PATH; it runs no CMD"}
+		}
+		if o.user != "" {
+			return usageError{"--user applies to a CMD; --cgroup runs none"}
+		}
+	case o.pin != "":
+		return usageError{"--pin needs --cgroup PATH"}
+	case len(cmd) == 0:
+		return usageError{"missing CMD: nicproxy exec [-c FILE | -i NIC] [--user USER] [--] CMD [ARGS...]"}
+	}
+	if o.file != "" && o.nic != "" {
+		return usageError{"give -c FILE or -i NIC, not both"}
+	}
+	return nil
+}
