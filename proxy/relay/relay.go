@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"sync/atomic"
 	"syscall"
 )
 
@@ -50,44 +51,79 @@ func Relay(client, upstream net.Conn) Result {
 // *net.TCPConn, else the upstream's: every relayed byte crosses both, so
 // either tells whether the tunnel is idle.
 func RelayWithIdle(client, upstream net.Conn, s *IdleSweeper) Result {
-	t := &tunnel{client: client, upstream: upstream}
-	untrack := func() {}
+	done := make(chan Result, 1)
+	t := newTunnel(client, upstream, s, func(res Result) { done <- res })
+	go t.run(t.down)
+	t.run(t.up)
+	return <-done
+}
+
+// Go is RelayWithIdle on goroutines of its own: it returns at once, and
+// done receives the Result when both directions have ended, on the
+// goroutine that ended last. A proxy that hands a tunnel over this way lets
+// the goroutine that ran the handshake end, so an idle tunnel holds two
+// small goroutine stacks instead of the deep one the handshake grew.
+func Go(client, upstream net.Conn, s *IdleSweeper, done func(Result)) {
+	t := newTunnel(client, upstream, s, done)
+	go t.run(t.down)
+	go t.run(t.up)
+}
+
+func newTunnel(client, upstream net.Conn, s *IdleSweeper, done func(Result)) *tunnel {
+	t := &tunnel{client: client, upstream: upstream, done: done, untrack: func() {}}
+	t.running.Store(2)
 	if s != nil {
 		if tc, ok := client.(*net.TCPConn); ok {
-			untrack = s.Track(tc, t.idleClose)
+			t.untrack = s.Track(tc, t.idleClose)
 		} else if tc, ok := upstream.(*net.TCPConn); ok {
-			untrack = s.Track(tc, t.idleClose)
+			t.untrack = s.Track(tc, t.idleClose)
 		}
 	}
+	return t
+}
 
-	var res Result
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		res.Down = t.pipe(client, upstream, "upstream to client")
-	}()
-	res.Up = t.pipe(upstream, client, "client to upstream")
-	wg.Wait()
+// run runs one direction; the direction that ends last finishes the tunnel.
+func (t *tunnel) run(direction func()) {
+	direction()
+	if t.running.Add(-1) > 0 {
+		return
+	}
 	// After untrack returns the sweeper can no longer touch this tunnel, so
 	// the idle flag read below is final.
-	untrack()
+	t.untrack()
 	// Closing both is what finally releases the descriptors; after a clean
 	// half-close in each direction nothing else would.
 	t.closeBoth()
-
 	t.mu.Lock()
-	res.Err = t.err
+	res := Result{Up: t.upBytes, Down: t.downBytes, Err: t.err}
 	if res.Err == nil && t.idle {
 		res.Err = ErrIdle
 	}
 	t.mu.Unlock()
-	return res
+	t.done(res)
+}
+
+func (t *tunnel) down() {
+	n := t.pipe(t.client, t.upstream, "upstream to client")
+	t.mu.Lock()
+	t.downBytes = n
+	t.mu.Unlock()
+}
+
+func (t *tunnel) up() {
+	n := t.pipe(t.upstream, t.client, "client to upstream")
+	t.mu.Lock()
+	t.upBytes = n
+	t.mu.Unlock()
 }
 
 // tunnel is the state the two directions of one relay share.
 type tunnel struct {
 	client, upstream net.Conn
+	done             func(Result)
+	untrack          func()
+	running          atomic.Int32 // directions still running
+
 
 	mu sync.Mutex
 	// idle is set by the sweeper before it closes the conns, so the relay
@@ -102,6 +138,8 @@ type tunnel struct {
 	closed bool
 	// cleanDone counts directions that ended with EOF.
 	cleanDone int
+	// upBytes and downBytes are what each direction moved.
+	upBytes, downBytes int64
 }
 
 // halfCloser is implemented by *net.TCPConn, *net.UnixConn and *tls.Conn.
