@@ -124,7 +124,6 @@ type tunnel struct {
 	untrack          func()
 	running          atomic.Int32 // directions still running
 
-
 	mu sync.Mutex
 	// idle is set by the sweeper before it closes the conns, so the relay
 	// can tell an idle close from any other close.
