@@ -124,11 +124,12 @@ func (p *httpProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rs := &session{
 		srv: c.ss.srv, ctx: c.ss.ctx, st: c.ss.st, listener: c.ss.listener,
 		client: c.ss.client, from: c.ss.from, start: time.Now(), protocol: "http",
+		owner: c.ss,
 	}
 	if r.Method == http.MethodConnect {
 		rs.protocol = "http-connect"
 	}
-	defer rs.logAccess()
+	defer rs.logHandshake()
 
 	if !rs.allowed() {
 		rs.dest = r.Host
@@ -208,20 +209,25 @@ func (p *httpProxy) tunnel(w http.ResponseWriter, r *http.Request, rs *session, 
 		rs.err = err
 		return
 	}
-	// net/http no longer owns the connection: this handler ends it.
+	// net/http no longer owns the connection: the relay does once the
+	// tunnel is handed off, and this handler until then. Either way the
+	// session waiting in serve may go on.
 	defer c.finish()
-	defer c.ss.client.Close()
 	if _, err := io.WriteString(c.ss.client, "HTTP/1.1 200 Connection established\r\n\r\n"); err != nil {
 		up.Close()
 		up.Release()
 		rs.err = err
+		c.ss.client.Close()
 		return
 	}
 	var pending io.Reader
 	if n := brw.Reader.Buffered(); n > 0 {
 		pending = io.LimitReader(brw.Reader, int64(n))
 	}
-	rs.relay(up, pending)
+	rs.handOff(up, pending)
+	if !rs.handedOff {
+		c.ss.client.Close()
+	}
 }
 
 // forwarded carries a request's routing into the transport's dial.

@@ -270,13 +270,9 @@ func (s *Server) accept(run *serving, l *listener) {
 			conn.Close()
 			continue
 		}
+		// serveConn's session uncounts the connection (s.active, s.conns)
+		// when it ends, or when a tunnel it handed to the relay ends.
 		s.conns.Add(1)
-		go func() {
-			defer func() {
-				s.active.Add(-1)
-				s.conns.Done()
-			}()
-			s.serveConn(run.connCtx, *l.cfg.Load(), conn)
-		}()
+		go s.serveConn(run.connCtx, *l.cfg.Load(), conn)
 	}
 }

@@ -37,6 +37,20 @@ type session struct {
 	nic      string
 	up, down int64
 	err      error
+
+	// release ends the client connection's life in the server: it stops
+	// the shutdown cut, closes the connection and uncounts it. It runs
+	// once, when serveConn returns, unless a tunnel was handed off: then
+	// when the tunnel ends.
+	release func()
+	// owner is the session that owns the client connection: the session
+	// itself, or for a request on an HTTP keep-alive connection the
+	// connection's session.
+	owner *session
+	// handedOff is set when this session's tunnel was handed to the relay,
+	// which then writes the access-log line; detached, on the owner, when
+	// the client connection went with it.
+	handedOff, detached bool
 }
 
 func (s *Server) serveConn(ctx context.Context, l config.Listener, conn *net.TCPConn) {
@@ -49,11 +63,21 @@ func (s *Server) serveConn(ctx context.Context, l config.Listener, conn *net.TCP
 		from:     conn.RemoteAddr().(*net.TCPAddr).AddrPort(),
 		start:    time.Now(),
 	}
+	ss.owner = ss
 	// When the shutdown grace period ends, cut the connection; the relay
 	// then closes its upstream side too.
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
-	defer stop()
-	defer conn.Close()
+	ss.release = func() {
+		stop()
+		conn.Close()
+		s.active.Add(-1)
+		s.conns.Done()
+	}
+	defer func() {
+		if !ss.detached {
+			ss.release()
+		}
+	}()
 
 	_ = conn.SetDeadline(ss.start.Add(ss.st.cfg.Timeouts.Handshake))
 	protocol := l.Protocol
@@ -113,11 +137,16 @@ func (ss *session) connect(ctx context.Context, host string, port uint16) (*upst
 	return conn, nil
 }
 
-// relay moves bytes until both sides are done. pending holds bytes the
-// client sent that a handshake parser already buffered; they go first.
-func (ss *session) relay(up *upstream.Conn, pending io.Reader) {
-	defer up.Release()
-	defer ss.srv.status.relaying(ss)()
+// handOff relays bytes between the client and up until both sides are
+// done, on goroutines of the relay's own, and returns at once: the
+// goroutine that ran the handshake ends, so an idle tunnel holds two small
+// goroutine stacks rather than the deep one the handshake grew (and for
+// HTTP CONNECT, net/http's per-connection state too). When the tunnel
+// ends, the relay writes the access-log line and releases the client
+// connection. pending holds bytes the client sent that a handshake parser
+// already buffered; they go first, before handOff returns, so no parser's
+// buffer outlives the handshake.
+func (ss *session) handOff(up *upstream.Conn, pending io.Reader) {
 	_ = ss.client.SetDeadline(time.Time{})
 	if pending != nil {
 		n, err := io.Copy(up.Conn, pending)
@@ -125,13 +154,29 @@ func (ss *session) relay(up *upstream.Conn, pending io.Reader) {
 		if err != nil {
 			up.Close()
 			ss.err = err
-			return
+			return // not handed off: the caller logs and releases
 		}
 	}
-	res := relay.RelayWithIdle(ss.client, up.Conn, ss.srv.sweeper)
-	ss.up += res.Up
-	ss.down += res.Down
-	ss.err = res.Err
+	ss.handedOff, ss.owner.detached = true, true
+	relaying := ss.srv.status.relaying(ss)
+	relay.Go(ss.client, up.Conn, ss.srv.sweeper, func(res relay.Result) {
+		up.Release()
+		relaying()
+		ss.up += res.Up
+		ss.down += res.Down
+		ss.err = res.Err
+		ss.logAccess()
+		ss.owner.release()
+	})
+}
+
+// logHandshake writes the access-log line of a session that ended in its
+// handshake (refused, failed, or answered without a tunnel); a session
+// whose tunnel was handed off is logged by the relay when it ends.
+func (ss *session) logHandshake() {
+	if !ss.handedOff {
+		ss.logAccess()
+	}
 }
 
 // logAccess records the finished connection in the metrics and writes its

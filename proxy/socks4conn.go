@@ -12,7 +12,7 @@ import (
 // SOCKS4 is refused, since it carries no password.
 func (ss *session) serveSOCKS4() {
 	ss.protocol = "socks4"
-	defer ss.logAccess()
+	defer ss.logHandshake()
 	// ReadRequest reads exactly the request, so the unwrapped conn can be
 	// spliced afterwards with nothing left behind in a buffer.
 	req, err := socks4.ReadRequest(ss.client)
@@ -56,5 +56,5 @@ func (ss *session) serveSOCKS4() {
 		ss.err = err
 		return
 	}
-	ss.relay(up, nil)
+	ss.handOff(up, nil)
 }

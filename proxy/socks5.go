@@ -33,6 +33,16 @@ type sessionConn struct {
 	ss *session
 }
 
+// Close closes the connection unless its tunnel was handed to the relay,
+// which owns it from then on: the library closes the conn when its
+// ServeConn returns, which a handed-off tunnel outlives.
+func (c *sessionConn) Close() error {
+	if c.ss.detached {
+		return nil
+	}
+	return c.TCPConn.Close()
+}
+
 func newSOCKS5Server(s *Server, st *state) *socks5Server {
 	auth := []socks5.Authenticator{socks5.NoAuthAuthenticator{}}
 	if st.users.required() {
@@ -85,6 +95,9 @@ func (p *socks5Server) serve(ss *session) {
 		lib = p.denied
 	}
 	err := lib.ServeConn(&sessionConn{TCPConn: ss.client, ss: ss})
+	if ss.handedOff {
+		return // the relay owns the session now, and logs it when it ends
+	}
 	if ss.err == nil && err != nil {
 		ss.err = err
 	}
@@ -94,7 +107,7 @@ func (p *socks5Server) serve(ss *session) {
 	if ss.dest == "" && errors.Is(err, io.EOF) {
 		return // a client that left mid-handshake is not worth a line
 	}
-	ss.logAccess()
+	ss.logHandshake()
 }
 
 func (p *socks5Server) connect(_ context.Context, w io.Writer, req *socks5.Request) error {
@@ -132,7 +145,7 @@ func (p *socks5Server) connect(_ context.Context, w io.Writer, req *socks5.Reque
 	if br, ok := req.Reader.(*bufio.Reader); ok && br.Buffered() > 0 {
 		pending = io.LimitReader(br, int64(br.Buffered()))
 	}
-	ss.relay(up, pending)
+	ss.handOff(up, pending)
 	return nil
 }
 
