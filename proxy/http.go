@@ -49,9 +49,31 @@ type httpConn struct {
 	ss       *session
 	doneOnce sync.Once
 	done     chan struct{}
+	idle     atomic.Bool // between requests: the next byte read starts a handshake
 }
 
-func (c *httpConn) finish() { c.doneOnce.Do(func() { close(c.done) }) }
+func (c *httpConn) finish() {
+	c.doneOnce.Do(func() {
+		c.ss.hs.finish()
+		close(c.done)
+	})
+}
+
+// errHandshakesFull drops a kept-alive client whose next request found
+// limits.max_handshakes taken for a whole handshake timeout.
+var errHandshakesFull = errors.New("nicproxy: too many clients in their handshake")
+
+// Read starts a new handshake when a kept-alive connection's next request
+// begins: its header is read under limits.max_handshakes like the first.
+func (c *httpConn) Read(b []byte) (int, error) {
+	n, err := c.TCPConn.Read(b)
+	if n > 0 && c.idle.CompareAndSwap(true, false) {
+		if !c.ss.hs.restart(c.ss.ctx.Done(), c.ss.st.cfg.Timeouts.Handshake) {
+			return 0, errHandshakesFull
+		}
+	}
+	return n, err
+}
 
 func newHTTPProxy(s *Server, st *state) *httpProxy {
 	p := &httpProxy{
@@ -63,13 +85,19 @@ func newHTTPProxy(s *Server, st *state) *httpProxy {
 	p.server = &http.Server{
 		Handler:           p,
 		ReadHeaderTimeout: st.cfg.Timeouts.Handshake,
+		// net/http answers 431 past this (plus 4 KiB it allows for the
+		// request line), and holds at most about twice it per client.
+		MaxHeaderBytes: st.cfg.Limits.MaxHeaderBytes,
 		IdleTimeout:       st.cfg.Timeouts.Idle,
 		ErrorLog:          zap.NewStdLog(s.log.WithOptions(zap.IncreaseLevel(zap.WarnLevel))),
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
 			return context.WithValue(ctx, httpConnKey{}, c.(*httpConn))
 		},
 		ConnState: func(c net.Conn, cs http.ConnState) {
-			if cs == http.StateClosed {
+			switch cs {
+			case http.StateIdle:
+				c.(*httpConn).idle.Store(true)
+			case http.StateClosed:
 				c.(*httpConn).finish()
 			}
 		},
@@ -119,11 +147,12 @@ func (p *httpProxy) serve(ss *session) {
 
 func (p *httpProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c := r.Context().Value(httpConnKey{}).(*httpConn)
+	c.ss.hs.end() // the request is read
 	// One access-log line per tunnel or forwarded request: each has its own
 	// destination, rule and NIC, even on one keep-alive connection.
 	rs := &session{
 		srv: c.ss.srv, ctx: c.ss.ctx, st: c.ss.st, listener: c.ss.listener,
-		client: c.ss.client, from: c.ss.from, start: time.Now(), protocol: "http",
+		client: c.ss.client, from: c.ss.from, start: time.Now(), protocol: "http", hs: c.ss.hs,
 	}
 	if r.Method == http.MethodConnect {
 		rs.protocol = "http-connect"

@@ -30,6 +30,7 @@ type Server struct {
 
 	state   atomic.Pointer[state] // swapped whole by Reload
 	active  atomic.Int64          // open client connections, for limits.max_connections
+	hs      *gate                 // clients in their handshake, for limits.max_handshakes
 	sweeper *relay.IdleSweeper
 	metrics *metrics
 	status  *status
@@ -79,6 +80,7 @@ func New(cfg *config.Config, log *zap.Logger, opts Options) *Server {
 		sweeper:   relay.NewIdleSweeper(cfg.Timeouts.Idle),
 		listeners: map[string]*listener{},
 	}
+	s.hs = newGate(func() int { return s.state.Load().cfg.Limits.MaxHandshakes })
 	s.metrics = newMetrics(s)
 	s.status = newStatus()
 	s.health = newHealth()
@@ -157,7 +159,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	s.serving = nil
 	s.stopped = true
 	for addr, l := range s.listeners {
-		l.ln.Close()
+		l.close()
 		delete(s.listeners, addr)
 	}
 	states := append([]*state{s.state.Load()}, s.retired...)
@@ -215,6 +217,7 @@ func (s *Server) Reload(ctx context.Context, cfg *config.Config) error {
 	}
 	old := s.state.Swap(next)
 	s.sweeper.SetIdle(cfg.Timeouts.Idle)
+	s.hs.wake() // limits.max_handshakes may have grown
 
 	keep := map[string]bool{}
 	for _, lc := range cfg.Listeners {
@@ -227,7 +230,7 @@ func (s *Server) Reload(ctx context.Context, cfg *config.Config) error {
 	for key, l := range s.listeners {
 		if !keep[key] {
 			s.log.Info("listener closed by reload", zap.String("name", l.cfg.Load().Name), zap.String("addr", key))
-			l.ln.Close()
+			l.close()
 			delete(s.listeners, key)
 		}
 	}
@@ -287,13 +290,20 @@ func (s *Server) accept(run *serving, l *listener) {
 			conn.Close()
 			continue
 		}
+		// Over limits.max_handshakes: wait, and let new clients queue in
+		// the kernel's backlog rather than in memory.
+		if !s.hs.acquire(l.done, 0) {
+			conn.Close()
+			s.active.Add(-1)
+			return // the listener closed
+		}
 		s.conns.Add(1)
 		go func() {
 			defer func() {
 				s.active.Add(-1)
 				s.conns.Done()
 			}()
-			s.serveConn(run.connCtx, *l.cfg.Load(), conn)
+			s.serveConn(run.connCtx, *l.cfg.Load(), conn, &handshake{g: s.hs, on: true})
 		}()
 	}
 }

@@ -29,6 +29,7 @@ type session struct {
 	client   *net.TCPConn
 	from     netip.AddrPort
 	start    time.Time
+	hs       *handshake // the connection's limits.max_handshakes slot
 
 	protocol string // socks5, socks4, http-connect, http
 	user     string
@@ -39,8 +40,10 @@ type session struct {
 	err      error
 }
 
-func (s *Server) serveConn(ctx context.Context, l config.Listener, conn *net.TCPConn) {
+func (s *Server) serveConn(ctx context.Context, l config.Listener, conn *net.TCPConn, hs *handshake) {
+	defer hs.finish()
 	ss := &session{
+		hs:       hs,
 		srv:      s,
 		ctx:      ctx,
 		st:       s.state.Load(),
@@ -92,6 +95,7 @@ func (ss *session) connect(ctx context.Context, host string, port uint16) (*upst
 	// The handshake is over once the request is read: the dial has its own
 	// timeout, and the reply must still reach the client after it.
 	_ = ss.client.SetDeadline(time.Time{})
+	ss.hs.end()
 	ss.dest = net.JoinHostPort(host, strconv.Itoa(int(port)))
 	decision := ss.st.router.Route(ctx, router.Request{
 		Client: ss.from, User: ss.user, Listener: ss.listener.Name,

@@ -66,6 +66,7 @@ func newSOCKS5Server(s *Server, st *state) *socks5Server {
 
 func notAllowed(_ context.Context, w io.Writer, req *socks5.Request) error {
 	if sc, ok := w.(*sessionConn); ok {
+		sc.ss.hs.end()
 		sc.ss.dest = req.RawDestAddr.String()
 		sc.ss.err = fmt.Errorf("client %s is not in allow: %w", sc.ss.from.Addr(), errRejected)
 	}
@@ -103,6 +104,7 @@ func (p *socks5Server) connect(_ context.Context, w io.Writer, req *socks5.Reque
 		return fmt.Errorf("socks5: connect handler got %T, not the session", w)
 	}
 	ss := sc.ss
+	ss.hs.end()
 	if req.AuthContext != nil {
 		ss.user = req.AuthContext.Payload["username"]
 	}
@@ -138,6 +140,7 @@ func (p *socks5Server) connect(_ context.Context, w io.Writer, req *socks5.Reque
 
 func unsupportedCommand(_ context.Context, w io.Writer, req *socks5.Request) error {
 	if sc, ok := w.(*sessionConn); ok {
+		sc.ss.hs.end()
 		sc.ss.err = fmt.Errorf("socks5: command %d is not supported", req.Command)
 	}
 	return socks5.SendReply(w, statute.RepCommandNotSupported, nil)

@@ -34,6 +34,7 @@ func (p *socks5Server) associate(_ context.Context, w io.Writer, req *socks5.Req
 		return fmt.Errorf("socks5: associate handler got %T, not the session", w)
 	}
 	ss := sc.ss
+	ss.hs.end()
 	ss.protocol = "socks5-udp"
 	if req.AuthContext != nil {
 		ss.user = req.AuthContext.Payload["username"]
