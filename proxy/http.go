@@ -88,8 +88,8 @@ func newHTTPProxy(s *Server, st *state) *httpProxy {
 		// net/http answers 431 past this (plus 4 KiB it allows for the
 		// request line), and holds at most about twice it per client.
 		MaxHeaderBytes: st.cfg.Limits.MaxHeaderBytes,
-		IdleTimeout:       st.cfg.Timeouts.Idle,
-		ErrorLog:          zap.NewStdLog(s.log.WithOptions(zap.IncreaseLevel(zap.WarnLevel))),
+		IdleTimeout:    st.cfg.Timeouts.Idle,
+		ErrorLog:       zap.NewStdLog(s.log.WithOptions(zap.IncreaseLevel(zap.WarnLevel))),
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
 			return context.WithValue(ctx, httpConnKey{}, c.(*httpConn))
 		},
