@@ -50,6 +50,7 @@ type httpConn struct {
 	doneOnce sync.Once
 	done     chan struct{}
 	idle     atomic.Bool // between requests: the next byte read starts a handshake
+	framing  framingScan
 }
 
 func (c *httpConn) finish() {
@@ -71,6 +72,10 @@ func (c *httpConn) Read(b []byte) (int, error) {
 		if !c.ss.hs.restart(c.ss.ctx.Done(), c.ss.st.cfg.Timeouts.Handshake) {
 			return 0, errHandshakesFull
 		}
+		c.framing.start()
+	}
+	if n > 0 {
+		c.framing.feed(b[:n])
 	}
 	return n, err
 }
@@ -128,6 +133,7 @@ func (p *httpProxy) serve(ss *session) {
 	ss.protocol = "http"
 	_ = ss.client.SetDeadline(time.Time{}) // net/http sets its own
 	c := &httpConn{TCPConn: ss.client, ss: ss, done: make(chan struct{})}
+	c.framing.start()
 	if !p.conns.push(c) {
 		// A reload retired this configuration between accept and now: the
 		// client has sent nothing yet, so the current one serves it.
@@ -148,6 +154,10 @@ func (p *httpProxy) serve(ss *session) {
 func (p *httpProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c := r.Context().Value(httpConnKey{}).(*httpConn)
 	c.ss.hs.end() // the request is read
+	if c.framing.mustClose(r) {
+		// RFC 9112 §6.1: both Content-Length and Transfer-Encoding.
+		w.Header().Set("Connection", "close")
+	}
 	// One access-log line per tunnel or forwarded request: each has its own
 	// destination, rule and NIC, even on one keep-alive connection.
 	rs := &session{
@@ -165,6 +175,12 @@ func (p *httpProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "nicproxy: client not allowed", http.StatusForbidden)
 		return
 	}
+	if viaLoop(r.Header) {
+		rs.dest = r.Host
+		rs.err = fmt.Errorf("Via names %s: %w", viaToken, errLoop)
+		http.Error(w, "nicproxy: loop: this request has already passed through nicproxy (Via)", http.StatusLoopDetected)
+		return
+	}
 	if p.st.users.required() {
 		user, ok := p.authenticate(r)
 		if !ok {
@@ -180,6 +196,10 @@ func (p *httpProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case r.Method == http.MethodConnect:
 		p.tunnel(w, r, rs, c)
 	case r.URL.IsAbs() && (r.URL.Scheme == "http" || r.URL.Scheme == "https"):
+		if maxForwards(w, r) {
+			rs.dest = r.URL.Host
+			return
+		}
 		if hijacked := p.forward(w, r, rs); hijacked {
 			// An upgraded (WebSocket) connection left net/http's hands and
 			// has now been closed by ReverseProxy: net/http will not report
@@ -210,10 +230,10 @@ func (p *httpProxy) authenticate(r *http.Request) (string, bool) {
 }
 
 func (p *httpProxy) tunnel(w http.ResponseWriter, r *http.Request, rs *session, c *httpConn) {
-	host, port, err := splitHostPort(r.Host, 443)
-	if err != nil {
-		rs.dest, rs.err = r.Host, err
-		http.Error(w, "nicproxy: "+err.Error(), http.StatusBadRequest)
+	host, port, ok := connectTarget(r)
+	if !ok {
+		rs.dest, rs.err = r.RequestURI, fmt.Errorf("CONNECT wants host:port, not %q", r.RequestURI)
+		http.Error(w, "nicproxy: "+rs.err.Error(), http.StatusBadRequest)
 		return
 	}
 	up, err := rs.connect(rs.ctx, host, port)
@@ -275,6 +295,11 @@ func (p *httpProxy) forward(w http.ResponseWriter, r *http.Request, rs *session)
 		return false
 	}
 	rs.dest = net.JoinHostPort(host, strconv.Itoa(int(port)))
+	if host, err = rs.destination(host, port); err != nil {
+		rs.err = err
+		http.Error(w, "nicproxy: "+err.Error(), httpStatus(err))
+		return false
+	}
 	decision := p.st.router.Route(r.Context(), router.Request{
 		Client: rs.from, User: rs.user, Listener: rs.listener.Name,
 		Host: host, Port: port, Network: config.NetworkTCP,
@@ -305,6 +330,7 @@ func (p *httpProxy) forward(w http.ResponseWriter, r *http.Request, rs *session)
 			// The client's absolute URI is already the destination. No
 			// X-Forwarded-For: a forward proxy does not announce its client.
 			pr.Out.Host = r.Host
+			pr.Out.Header.Add("Via", fmt.Sprintf("%d.%d %s", r.ProtoMajor, r.ProtoMinor, viaToken))
 		},
 		Transport: p.transport(decision, rs.from),
 		ErrorLog:  zap.NewStdLog(p.log.WithOptions(zap.IncreaseLevel(zap.WarnLevel))),
@@ -359,6 +385,9 @@ func (p *httpProxy) transport(d router.Decision, client netip.AddrPort) *http.Tr
 			return &idleConn{Conn: up, idle: idle}, nil
 		},
 		ResponseHeaderTimeout: idle,
+		// With Expect: 100-continue, the body waits for the origin's
+		// 100; an origin that answers 413 at once is not sent it.
+		ExpectContinueTimeout: time.Second,
 		MaxIdleConns:          256,
 		MaxIdleConnsPerHost:   16,
 		IdleConnTimeout:       90 * time.Second,
@@ -404,6 +433,16 @@ func (c *countingWriter) Write(b []byte) (int, error) {
 }
 
 func (c *countingWriter) Unwrap() http.ResponseWriter { return c.ResponseWriter }
+
+// WriteHeader passes the origin's status on, except its 100 Continue:
+// net/http already sent the client one when the body was first read, and
+// a client must see one (RFC 9110 §15.2.1).
+func (c *countingWriter) WriteHeader(code int) {
+	if code == http.StatusContinue {
+		return
+	}
+	c.ResponseWriter.WriteHeader(code)
+}
 
 // Hijack records that ReverseProxy took the connection for an upgrade.
 func (c *countingWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {

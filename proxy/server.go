@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"net/netip"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -31,6 +32,7 @@ type Server struct {
 	state   atomic.Pointer[state] // swapped whole by Reload
 	active  atomic.Int64          // open client connections, for limits.max_connections
 	hs      *gate                 // clients in their handshake, for limits.max_handshakes
+	local   *hostAddrs            // the host's own addresses, for loops and local_destinations
 	sweeper *relay.IdleSweeper
 	metrics *metrics
 	status  *status
@@ -80,6 +82,7 @@ func New(cfg *config.Config, log *zap.Logger, opts Options) *Server {
 		sweeper:   relay.NewIdleSweeper(cfg.Timeouts.Idle),
 		listeners: map[string]*listener{},
 	}
+	s.local = newHostAddrs()
 	s.hs = newGate(func() int { return s.state.Load().cfg.Limits.MaxHandshakes })
 	s.metrics = newMetrics(s)
 	s.status = newStatus()
@@ -90,6 +93,10 @@ func New(cfg *config.Config, log *zap.Logger, opts Options) *Server {
 
 func (s *Server) newState(cfg *config.Config) *state {
 	dialer := upstream.New(cfg, s.opts.Links, s.health.healthy)
+	// Names are checked once resolved: one that resolves to nicproxy's
+	// own listener, or to the host under local_destinations: deny, is
+	// refused like the literal.
+	dialer.CheckAddr = func(dst netip.AddrPort) error { return s.checkDest(cfg, dst) }
 	resolvers := func(via config.Via) router.Resolver { return dstResolver(via, dialer) }
 	if s.opts.Resolver != nil {
 		resolvers = func(config.Via) router.Resolver { return s.opts.Resolver }

@@ -97,6 +97,10 @@ func (ss *session) connect(ctx context.Context, host string, port uint16) (*upst
 	_ = ss.client.SetDeadline(time.Time{})
 	ss.hs.end()
 	ss.dest = net.JoinHostPort(host, strconv.Itoa(int(port)))
+	host, err := ss.destination(host, port)
+	if err != nil {
+		return nil, err
+	}
 	decision := ss.st.router.Route(ctx, router.Request{
 		Client: ss.from, User: ss.user, Listener: ss.listener.Name,
 		Host: host, Port: port, Network: config.NetworkTCP,

@@ -78,6 +78,26 @@ type Dialer struct {
 
 	mu      sync.Mutex // guards dynamic, NICs not named in the config (-i, default)
 	dynamic map[string]*nicDialer
+
+	// CheckAddr, when set, is called with every address right before it
+	// is dialed, pinned or not; its error aborts the whole dial (no other
+	// address or NIC is tried) and is returned as is.
+	CheckAddr func(netip.AddrPort) error
+}
+
+// checkFailed marks an error from CheckAddr, so no failover follows it.
+type checkFailed struct{ error }
+
+func (e checkFailed) Unwrap() error { return e.error }
+
+func (d *Dialer) check(a netip.Addr, port uint16) error {
+	if d.CheckAddr == nil {
+		return nil
+	}
+	if err := d.CheckAddr(netip.AddrPortFrom(a, port)); err != nil {
+		return checkFailed{err}
+	}
+	return nil
 }
 
 type nicDialer struct {
@@ -170,7 +190,7 @@ func (d *Dialer) Dial(ctx context.Context, network string, decision router.Decis
 			return conn, nil
 		}
 		lastErr = err
-		if !failoverWorthy(ctx, err) {
+		if !failoverWorthy(ctx, err) || errors.As(err, new(checkFailed)) {
 			break
 		}
 	}
@@ -222,6 +242,9 @@ func (d *Dialer) dialNIC(ctx context.Context, network, name string, t Target) (*
 			// A name that resolved to loopback never leaves the host.
 			return d.dialSystem(ctx, network, Target{Host: t.Host, Port: t.Port, Addr: a}, nil)
 		}
+		if err := d.check(a, t.Port); err != nil {
+			return nil, err
+		}
 		conn, err := nd.dialer.DialChecked(ctx, link, network, netip.AddrPortFrom(a, t.Port).String())
 		if err == nil {
 			return &Conn{Conn: conn, NIC: name, Addr: a}, nil
@@ -244,6 +267,9 @@ func (d *Dialer) dialSystem(ctx context.Context, network string, t Target, resol
 	var dialer net.Dialer
 	var lastErr error
 	for _, a := range addrs {
+		if err := d.check(a, t.Port); err != nil {
+			return nil, err
+		}
 		conn, err := dialer.DialContext(ctx, network, netip.AddrPortFrom(a, t.Port).String())
 		if err == nil {
 			return &Conn{Conn: conn, NIC: System, Addr: a}, nil
