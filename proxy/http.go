@@ -277,6 +277,8 @@ func (p *httpProxy) tunnel(w http.ResponseWriter, r *http.Request, rs *session, 
 type forwarded struct {
 	rs       *session
 	decision router.Decision
+	host     string // the destination, normalised: dialed instead of the URL's spelling
+	port     uint16
 }
 
 type forwardedKey struct{}
@@ -310,7 +312,7 @@ func (p *httpProxy) forward(w http.ResponseWriter, r *http.Request, rs *session)
 		http.Error(w, "nicproxy: "+rs.err.Error(), http.StatusForbidden)
 		return false
 	}
-	ctx := context.WithValue(r.Context(), forwardedKey{}, &forwarded{rs: rs, decision: decision})
+	ctx := context.WithValue(r.Context(), forwardedKey{}, &forwarded{rs: rs, decision: decision, host: host, port: port})
 	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
 		GotConn: func(info httptrace.GotConnInfo) {
 			if up, ok := info.Conn.(*idleConn); ok {
@@ -370,12 +372,10 @@ func (p *httpProxy) transport(d router.Decision, client netip.AddrPort) *http.Tr
 			if !ok {
 				return nil, errors.New("nicproxy: dial without a routing decision")
 			}
-			host, port, err := splitHostPort(addr, 80)
-			if err != nil {
-				return nil, err
-			}
+			// The transport pools connections by the URL's spelling of the
+			// host; it always names the same destination as f.host.
 			up, err := p.st.dialer.Dial(ctx, "tcp", f.decision, f.rs.from,
-				upstream.Target{Host: host, Port: port, Addr: f.decision.Addr})
+				upstream.Target{Host: f.host, Port: f.port, Addr: f.decision.Addr})
 			if err != nil {
 				return nil, err
 			}

@@ -130,7 +130,10 @@ func (s *Server) isSelf(cfg *config.Config, dst netip.AddrPort) bool {
 		}
 		la := l.Addr().Unmap()
 		switch {
-		case la == dst.Addr():
+		case la == dst.Addr(), dst.Addr().IsUnspecified():
+			// The unspecified address reaches a local listener on the
+			// port, whichever address it is on (Go's dialer takes it
+			// for loopback; the kernel, for the host).
 			return true
 		case la.IsUnspecified() && (la.Is6() || dst.Addr().Is4()):
 			// A wildcard listener is reached through any local address

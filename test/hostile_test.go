@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -39,7 +40,14 @@ func startHostile(t *testing.T, yaml string) *hostileLab {
 
 func startHostileBinary(t *testing.T, binary, yaml string) *hostileLab {
 	t.Helper()
-	lab := newServingLab(t)
+	l := netlab.New(t)
+	lab := &servingLab{Lab: l, web: l.StartWeb(), echo: l.StartEcho()}
+	// Names that lead back to the proxy host, for the loop tests.
+	l.UseDNS(l.StartDNS(map[string]netip.Addr{
+		"web.test":  netlab.Server,
+		"self.test": netlab.Ens33.Addr,
+		"lo.test":   netip.MustParseAddr("127.0.0.1"),
+	}))
 	h := &hostileLab{servingLab: lab, admin: "http://127.0.0.1:9090"}
 	h.proc = lab.StartProxy(binary, "127.0.0.1:1080", yaml)
 	if exe, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", h.proc.Pid())); !strings.HasSuffix(exe, "nicproxy") {
