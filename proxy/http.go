@@ -182,7 +182,7 @@ func (p *httpProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if p.st.users.required() {
-		user, ok := p.authenticate(r)
+		user, ok := p.authenticate(r, rs.from)
 		if !ok {
 			rs.dest = r.Host
 			rs.err = errAuth
@@ -213,7 +213,7 @@ func (p *httpProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // authenticate checks Basic proxy credentials.
-func (p *httpProxy) authenticate(r *http.Request) (string, bool) {
+func (p *httpProxy) authenticate(r *http.Request, client netip.AddrPort) (string, bool) {
 	scheme, encoded, ok := strings.Cut(r.Header.Get("Proxy-Authorization"), " ")
 	if !ok || subtle.ConstantTimeCompare([]byte(strings.ToLower(scheme)), []byte("basic")) != 1 {
 		return "", false
@@ -223,7 +223,7 @@ func (p *httpProxy) authenticate(r *http.Request) (string, bool) {
 		return "", false
 	}
 	user, password, ok := strings.Cut(string(raw), ":")
-	if !ok || !p.st.users.valid(user, password) {
+	if !ok || !p.st.users.valid(client.Addr().Unmap(), user, password) {
 		return "", false
 	}
 	return user, true

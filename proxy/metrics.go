@@ -13,10 +13,11 @@ import (
 // metrics are the server's Prometheus series, on a registry of its own (no
 // global state), served at admin.addr/metrics.
 type metrics struct {
-	registry    *prometheus.Registry
-	connections *prometheus.CounterVec
-	bytes       *prometheus.CounterVec
-	dials       *prometheus.HistogramVec
+	registry     *prometheus.Registry
+	connections  *prometheus.CounterVec
+	bytes        *prometheus.CounterVec
+	dials        *prometheus.HistogramVec
+	authFailures prometheus.Counter
 }
 
 func newMetrics(s *Server) *metrics {
@@ -35,9 +36,13 @@ func newMetrics(s *Server) *metrics {
 			Help:    "Time to route, resolve and connect upstream, by NIC and result.",
 			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
 		}, []string{"nic", "result"}),
+		authFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "nicproxy_auth_failures_total",
+			Help: "Failed proxy authentications (SOCKS5 and HTTP), wrong names and passwords alike.",
+		}),
 	}
 	m.registry.MustRegister(
-		m.connections, m.bytes, m.dials,
+		m.connections, m.bytes, m.dials, m.authFailures,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "nicproxy_active_connections",
 			Help: "Client connections open now.",

@@ -33,6 +33,7 @@ type Server struct {
 	active  atomic.Int64          // open client connections, for limits.max_connections
 	hs      *gate                 // clients in their handshake, for limits.max_handshakes
 	local   *hostAddrs            // the host's own addresses, for loops and local_destinations
+	auth    *authGuard            // bcrypt bound and failed logins per address, across reloads
 	sweeper *relay.IdleSweeper
 	metrics *metrics
 	status  *status
@@ -85,6 +86,7 @@ func New(cfg *config.Config, log *zap.Logger, opts Options) *Server {
 	s.local = newHostAddrs()
 	s.hs = newGate(func() int { return s.state.Load().cfg.Limits.MaxHandshakes })
 	s.metrics = newMetrics(s)
+	s.auth = newAuthGuard(s.metrics.authFailures.Inc)
 	s.status = newStatus()
 	s.health = newHealth()
 	s.state.Store(s.newState(cfg))
@@ -105,7 +107,7 @@ func (s *Server) newState(cfg *config.Config) *state {
 		cfg:    cfg,
 		router: router.NewWithResolvers(cfg, resolvers),
 		dialer: dialer,
-		users:  newUsers(cfg.Users),
+		users:  newUsers(cfg.Users, s.auth),
 	}
 	st.socks5 = newSOCKS5Server(s, st)
 	st.http = newHTTPProxy(s, st)

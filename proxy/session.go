@@ -170,5 +170,11 @@ func (ss *session) logAccess() {
 	if ss.err != nil && !errors.Is(ss.err, relay.ErrIdle) {
 		fields = append(fields, zap.Error(ss.err))
 	}
+	if result == "auth-failed" {
+		// A guesser makes these by the thousand: as a warning, the
+		// logger samples them.
+		ss.srv.log.Warn("access", fields...)
+		return
+	}
 	ss.srv.log.Info("access", fields...)
 }

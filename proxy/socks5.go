@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 
 	socks5 "github.com/things-go/go-socks5"
 	"github.com/things-go/go-socks5/statute"
@@ -157,7 +158,10 @@ func (noResolver) Resolve(ctx context.Context, _ string) (context.Context, net.I
 // credentials adapts users to the library's CredentialStore.
 type credentials struct{ users *users }
 
-func (c credentials) Valid(user, password, _ string) bool { return c.users.valid(user, password) }
+func (c credentials) Valid(user, password, clientAddr string) bool {
+	client, _ := netip.ParseAddrPort(clientAddr) // zero when unparsable: one shared record
+	return c.users.valid(client.Addr().Unmap(), user, password)
+}
 
 // zapLogger sends the library's messages to the debug log.
 type zapLogger struct{ log *zap.Logger }
