@@ -21,9 +21,9 @@ import (
 //   - an unknown name, and a wrong plain password, are checked against a
 //     dummy hash of the same cost, so the time to refuse does not tell
 //     which names exist (when any user has a bcrypt hash);
-//   - at most GOMAXPROCS bcrypt checks run at once (guard.work), so
-//     guessers queue behind each other instead of starving every
-//     connection of CPU;
+//   - at most half of GOMAXPROCS bcrypt checks (at least one) run at
+//     once (guard.work), so guessers queue behind each other and the
+//     other half of the CPUs keeps serving everyone else;
 //   - an address that failed 5 times within a minute waits before each
 //     further attempt (guard.throttle).
 type users struct {
@@ -145,7 +145,7 @@ const (
 
 func newAuthGuard(onFail func()) *authGuard {
 	return &authGuard{
-		work:     make(chan struct{}, runtime.GOMAXPROCS(0)),
+		work:     make(chan struct{}, max(1, runtime.GOMAXPROCS(0)/2)),
 		onFail:   onFail,
 		now:      time.Now,
 		sleep:    time.Sleep,
