@@ -68,13 +68,6 @@ func (g *gate) wake() {
 	g.changed = make(chan struct{})
 }
 
-// inHandshake reports how many slots are taken.
-func (g *gate) inHandshake() int {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return g.n
-}
-
 // handshake is one connection's hold on a gate slot. A connection's first
 // handshake takes its slot in the accept loop; an HTTP keep-alive
 // connection takes one again for each further request it starts, so a

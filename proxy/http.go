@@ -177,7 +177,7 @@ func (p *httpProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if viaLoop(r.Header) {
 		rs.dest = r.Host
-		rs.err = fmt.Errorf("Via names %s: %w", viaToken, errLoop)
+		rs.err = fmt.Errorf("the request's Via names %s: %w", viaToken, errLoop)
 		http.Error(w, "nicproxy: loop: this request has already passed through nicproxy (Via)", http.StatusLoopDetected)
 		return
 	}
