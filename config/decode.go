@@ -76,7 +76,7 @@ type ref struct {
 // topKeys, like the other key and value lists, is a function so that no
 // package-level value can be changed by accident.
 func topKeys() []string {
-	return []string{"listen", "admin", "interfaces", "users", "allow", "resolver", "rules", "default", "timeouts", "limits", "log"}
+	return []string{"listen", "admin", "interfaces", "local_destinations", "users", "allow", "resolver", "rules", "default", "timeouts", "limits", "log"}
 }
 
 // Defaults for everything the file may leave out. They are values, not
@@ -87,6 +87,8 @@ const (
 	defaultMaxConnections = 20000
 	defaultCacheSize      = 10000
 	defaultMaxTTL         = 10 * time.Minute
+	defaultMaxHandshakes  = 1024
+	defaultMaxHeaderBytes = 64 << 10
 )
 
 func defaults(source string) *Config {
@@ -96,7 +98,7 @@ func defaults(source string) *Config {
 		Timeouts: Timeouts{Handshake: 10 * time.Second, Dial: 10 * time.Second, Attempt: 250 * time.Millisecond,
 			Idle: 5 * time.Minute, Shutdown: 10 * time.Second},
 		Resolver: Resolver{CacheSize: defaultCacheSize, MaxTTL: defaultMaxTTL},
-		Limits:   Limits{MaxConnections: defaultMaxConnections},
+		Limits:   Limits{MaxConnections: defaultMaxConnections, MaxHandshakes: defaultMaxHandshakes, MaxHeaderBytes: defaultMaxHeaderBytes},
 		Log:      Log{Level: "info", Format: "console", Access: true},
 	}
 }
@@ -123,6 +125,9 @@ func (d *decoder) top(root *yaml.Node) *draft {
 	}
 	if n, ok := present("interfaces"); ok {
 		d.interfaces(dr, n)
+	}
+	if n, ok := present("local_destinations"); ok {
+		d.localDestinations(dr, n)
 	}
 	if n, ok := present("users"); ok {
 		d.users(dr, n)
@@ -347,23 +352,88 @@ func (d *decoder) duration(n *yaml.Node, path string) (time.Duration, bool) {
 }
 
 func (d *decoder) limits(dr *draft, n *yaml.Node) {
-	fs, _ := d.fields(n, "limits", "max_connections")
-	f, ok := fs["max_connections"]
+	fs, _ := d.fields(n, "limits", "max_connections", "max_handshakes", "max_header_bytes")
+	l := &dr.cfg.Limits
+	for _, x := range []struct {
+		key string
+		dst *int
+	}{{"max_connections", &l.MaxConnections}, {"max_handshakes", &l.MaxHandshakes}} {
+		f, ok := fs[x.key]
+		if !ok {
+			continue
+		}
+		s, ok := d.scalar(f.val, "limits."+x.key)
+		if !ok {
+			continue
+		}
+		v, err := strconv.Atoi(s)
+		switch {
+		case err != nil:
+			d.errorf(resolve(f.val), "limits."+x.key, "%q is not a whole number", s)
+		case v < 1:
+			d.errorf(resolve(f.val), "limits."+x.key, "%d: must be at least 1", v)
+		default:
+			*x.dst = v
+		}
+	}
+	if f, ok := fs["max_header_bytes"]; ok {
+		if s, ok := d.scalar(f.val, "limits.max_header_bytes"); ok {
+			v, err := parseSize(s)
+			switch {
+			case err != nil:
+				d.errorf(resolve(f.val), "limits.max_header_bytes", "%v", err)
+			case v < minHeaderBytes || v > maxHeaderBytes:
+				d.errorf(resolve(f.val), "limits.max_header_bytes", "%s: must be between 1KiB and 1MiB", s)
+			default:
+				l.MaxHeaderBytes = v
+			}
+		}
+	}
+}
+
+// Bounds of limits.max_header_bytes: below 1 KiB ordinary requests with a
+// cookie fail; above 1 MiB (Go's own default) one client's headers cost
+// more than the handshake limit is meant to allow.
+const (
+	minHeaderBytes = 1 << 10
+	maxHeaderBytes = 1 << 20
+)
+
+// parseSize reads a byte count: a whole number of bytes, or one with a
+// KiB or MiB suffix ("64KiB"). KB and MB are refused rather than guessed
+// at: squid reads them as 1024, most other software as 1000.
+func parseSize(s string) (int, error) {
+	text, unit := strings.TrimSpace(s), 1
+	for _, u := range []struct {
+		suffix string
+		n      int
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}} {
+		if t, ok := strings.CutSuffix(text, u.suffix); ok {
+			text, unit = strings.TrimSpace(t), u.n
+			break
+		}
+	}
+	v, err := strconv.Atoi(text)
+	if err != nil || v < 0 {
+		return 0, fmt.Errorf("%q is not a size (want bytes, or a number with KiB or MiB, such as 64KiB)", s)
+	}
+	if v > maxHeaderBytes/unit+1 {
+		return maxHeaderBytes + 1, nil // out of bounds, and no overflow
+	}
+	return v * unit, nil
+}
+
+// localDestinations reads `local_destinations: allow | deny`.
+func (d *decoder) localDestinations(dr *draft, n *yaml.Node) {
+	v, ok := d.scalar(n, "local_destinations")
 	if !ok {
 		return
 	}
-	s, ok := d.scalar(f.val, "limits.max_connections")
-	if !ok {
-		return
-	}
-	v, err := strconv.Atoi(s)
-	switch {
-	case err != nil:
-		d.errorf(resolve(f.val), "limits.max_connections", "%q is not a whole number", s)
-	case v < 1:
-		d.errorf(resolve(f.val), "limits.max_connections", "%d: must be at least 1", v)
+	switch LocalPolicy(v) {
+	case LocalAllow, LocalDeny:
+		dr.cfg.LocalDestinations = LocalPolicy(v)
 	default:
-		dr.cfg.Limits.MaxConnections = v
+		d.errorf(resolve(n), "local_destinations", "unknown value %q (want one of: allow, deny)", v)
 	}
 }
 

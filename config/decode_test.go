@@ -72,7 +72,7 @@ rules:
     action: reject
 default: ens160
 timeouts: { handshake: 10s, dial: 10s, idle: 5m, shutdown: 10s }
-limits:   { max_connections: 20000 }
+limits:   { max_connections: 20000, max_handshakes: 1024, max_header_bytes: 64KiB }
 log:      { level: info, format: console, access: true }
 `
 
@@ -141,6 +141,61 @@ func TestParseSpecExample(t *testing.T) {
 	if got := cfg.NICs(); !slices.Equal(got, []string{"ens160", "ens33"}) {
 		t.Errorf("NICs() = %v", got)
 	}
+	if cfg.Limits != (Limits{MaxConnections: 20000, MaxHandshakes: 1024, MaxHeaderBytes: 64 << 10}) {
+		t.Errorf("Limits = %+v", cfg.Limits)
+	}
+	// Users are configured: the host's own services are off limits.
+	if cfg.LocalDestinations != LocalDeny || !cfg.LocalDestinationsDefaulted {
+		t.Errorf("LocalDestinations = %q (defaulted %v), want deny by default", cfg.LocalDestinations, cfg.LocalDestinationsDefaulted)
+	}
+}
+
+// TestParseLimits: sizes with and without units, and the defaults.
+func TestParseLimits(t *testing.T) {
+	for _, tt := range []struct {
+		yaml string
+		want Limits
+	}{
+		{"limits: {max_handshakes: 10}\n", Limits{MaxConnections: 20000, MaxHandshakes: 10, MaxHeaderBytes: 64 << 10}},
+		{"limits: {max_header_bytes: 8192}\n", Limits{MaxConnections: 20000, MaxHandshakes: 1024, MaxHeaderBytes: 8192}},
+		{"limits: {max_header_bytes: 16KiB}\n", Limits{MaxConnections: 20000, MaxHandshakes: 1024, MaxHeaderBytes: 16 << 10}},
+		{"limits: {max_header_bytes: 1MiB, max_connections: 5}\n", Limits{MaxConnections: 5, MaxHandshakes: 1024, MaxHeaderBytes: 1 << 20}},
+	} {
+		if got := mustParse(t, "default: ens160\n"+tt.yaml, hostOpts()).Limits; got != tt.want {
+			t.Errorf("%q: Limits = %+v, want %+v", tt.yaml, got, tt.want)
+		}
+	}
+}
+
+// TestParseLocalDestinations: the file's word wins; without one, allow
+// only for loopback listeners and no users.
+func TestParseLocalDestinations(t *testing.T) {
+	for _, tt := range []struct {
+		name, yaml string
+		want       LocalPolicy
+		defaulted  bool
+	}{
+		{"loopback, no users", "default: ens160\n", LocalAllow, true},
+		{"IPv6 loopback, no users", "listen: [{addr: \"[::1]:1080\"}]\ndefault: ens160\n", LocalAllow, true},
+		{"loopback with users", "users: [{name: a, password: b}]\ndefault: ens160\n", LocalDeny, true},
+		{"LAN listener with allow", "listen: [{addr: 192.168.3.48:1080}]\nallow: [192.168.3.0/24]\ndefault: ens160\n", LocalDeny, true},
+		{"one of two listeners on the LAN", "listen: [{addr: 127.0.0.1:1080}, {addr: \"0.0.0.0:1081\"}]\nallow: [192.168.3.0/24]\ndefault: ens160\n", LocalDeny, true},
+		{"explicit deny", "local_destinations: deny\ndefault: ens160\n", LocalDeny, false},
+		{"explicit allow with users", "local_destinations: allow\nusers: [{name: a, password: b}]\ndefault: ens160\n", LocalAllow, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := mustParse(t, tt.yaml, hostOpts())
+			if cfg.LocalDestinations != tt.want || cfg.LocalDestinationsDefaulted != tt.defaulted {
+				t.Errorf("LocalDestinations = %q (defaulted %v), want %q (%v)", cfg.LocalDestinations, cfg.LocalDestinationsDefaulted, tt.want, tt.defaulted)
+			}
+		})
+	}
+	// -l decides too: the file's loopback listener is replaced.
+	opts := hostOpts()
+	opts.ListenOverride = "0.0.0.0:1080"
+	if cfg := mustParse(t, "allow: [10.0.0.0/8]\ndefault: ens160\n", opts); cfg.LocalDestinations != LocalDeny {
+		t.Errorf("-l 0.0.0.0:1080: LocalDestinations = %q, want deny", cfg.LocalDestinations)
+	}
 }
 
 func TestParseDefaults(t *testing.T) {
@@ -153,8 +208,10 @@ func TestParseDefaults(t *testing.T) {
 		Timeouts: Timeouts{Handshake: 10 * time.Second, Dial: 10 * time.Second, Attempt: 250 * time.Millisecond,
 			Idle: 5 * time.Minute, Shutdown: 10 * time.Second},
 		Resolver: Resolver{Via: "ens160", CacheSize: 10000, MaxTTL: 10 * time.Minute},
-		Limits:   Limits{MaxConnections: 20000},
+		Limits:   Limits{MaxConnections: 20000, MaxHandshakes: 1024, MaxHeaderBytes: 64 << 10},
 		Log:      Log{Level: "info", Format: "console", Access: true},
+		// A loopback listener and no users: a one-person local proxy.
+		LocalDestinations: LocalAllow, LocalDestinationsDefaulted: true,
 	}
 	if !reflect.DeepEqual(cfg, want) {
 		t.Errorf("got  %+v\nwant %+v", cfg, want)

@@ -24,7 +24,7 @@ func TestParseErrors(t *testing.T) {
 		want string
 	}{
 		{"unknown top-level key", "listenn: []\n",
-			nil, `config.yaml:1:1: listenn: unknown field (want one of: listen, admin, interfaces, users, allow, resolver, rules, default, timeouts, limits, log)`},
+			nil, `config.yaml:1:1: listenn: unknown field (want one of: listen, admin, interfaces, local_destinations, users, allow, resolver, rules, default, timeouts, limits, log)`},
 		{"unknown rule key", "rules:\n  - name: a\n    via: ens33\n  - name: b\n    via: ens33\n  - via: ens33\n    dstt: [10.0.0.0/8]\n",
 			nil, `config.yaml:7:5: rules[2].dstt: unknown field (want one of: name, dst, domain, port, src, user, listener, network, via, action)`},
 		{"unknown interface option", "interfaces:\n  ens160:\n    dnss: [1.1.1.1]\n",
@@ -181,6 +181,18 @@ func TestParseErrors(t *testing.T) {
 			nil, `config.yaml:2:20: limits.max_connections: 0: must be at least 1`},
 		{"max_connections not a number", "limits: {max_connections: lots}\n",
 			nil, `config.yaml:1:27: limits.max_connections: "lots" is not a whole number`},
+		{"max_handshakes 0", "limits:\n  max_handshakes: 0\n",
+			nil, `config.yaml:2:19: limits.max_handshakes: 0: must be at least 1`},
+		{"max_header_bytes with an ambiguous unit", "limits:\n  max_header_bytes: 64KB\n",
+			nil, `config.yaml:2:21: limits.max_header_bytes: "64KB" is not a size (want bytes, or a number with KiB or MiB, such as 64KiB)`},
+		{"max_header_bytes too small", "limits: {max_header_bytes: 100}\n",
+			nil, `config.yaml:1:28: limits.max_header_bytes: 100: must be between 1KiB and 1MiB`},
+		{"max_header_bytes too large", "limits: {max_header_bytes: 4096MiB}\n",
+			nil, `config.yaml:1:28: limits.max_header_bytes: 4096MiB: must be between 1KiB and 1MiB`},
+		{"local_destinations misspelt", "local_destinations: refuse\n",
+			nil, `config.yaml:1:21: local_destinations: unknown value "refuse" (want one of: allow, deny)`},
+		{"local_destinations as a list", "local_destinations: [deny]\n",
+			nil, `config.yaml:1:21: local_destinations: want a single value, got a list`},
 		{"bad domain", "rules:\n  - domain: [\"*.corp.example\"]\n    via: ens33\n",
 			nil, `config.yaml:2:14: rules[0].domain: "*.corp.example": wildcards are not used; write ".corp.example" to match every name under corp.example`},
 		{"IP in domain", "rules:\n  - domain: [10.1.2.3]\n    via: ens33\n",
@@ -254,7 +266,7 @@ bogus: 1
 		`config.yaml:8:12: rules[1].port: port 0 is not a fixed port; give one 1-65535 (want a port or a range such as 8000-8999)`,
 		`config.yaml:9:18: rules[1].via: ens33 is listed twice`,
 		`config.yaml:10:18: timeouts.idle: -1s: must be greater than 0`,
-		`config.yaml:11:1: bogus: unknown field (want one of: listen, admin, interfaces, users, allow, resolver, rules, default, timeouts, limits, log)`,
+		`config.yaml:11:1: bogus: unknown field (want one of: listen, admin, interfaces, local_destinations, users, allow, resolver, rules, default, timeouts, limits, log)`,
 	}, "\n")
 	_, err := Parse("config.yaml", []byte(src), hostOpts())
 	if err == nil {

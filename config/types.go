@@ -44,6 +44,13 @@ type Config struct {
 	Interfaces map[string]Interface
 	// Users, when not empty, make authentication mandatory.
 	Users []User
+	// LocalDestinations says whether clients may reach the proxy host
+	// itself (loopback, the unspecified address, the host's own
+	// addresses); never empty after loading.
+	LocalDestinations LocalPolicy
+	// LocalDestinationsDefaulted is true when the file did not say and
+	// the default was derived from the listeners and users.
+	LocalDestinationsDefaulted bool
 	// Allow lists the client addresses allowed; empty means everyone
 	// (see AllowAll).
 	Allow PrefixSet
@@ -335,10 +342,28 @@ type Resolver struct {
 	MinTTL, MaxTTL time.Duration
 }
 
+// LocalPolicy is the value of local_destinations.
+type LocalPolicy string
+
+// Local destination policies.
+const (
+	// LocalAllow lets clients reach services on the proxy host.
+	LocalAllow LocalPolicy = "allow"
+	// LocalDeny refuses destinations on the proxy host (0x02 / 403).
+	LocalDeny LocalPolicy = "deny"
+)
+
 // Limits bound resource use.
 type Limits struct {
 	// MaxConnections caps concurrent client connections; default 20000.
 	MaxConnections int
+	// MaxHandshakes caps clients still in their handshake (before their
+	// request is read) at once; default 1024. It bounds the memory
+	// clients can hold before they have authenticated.
+	MaxHandshakes int
+	// MaxHeaderBytes caps an HTTP request's header; default 64 KiB.
+	// Larger headers get 431.
+	MaxHeaderBytes int
 }
 
 // Log configures logging.

@@ -79,6 +79,9 @@ func (d *decoder) validate(dr *draft, opts Options, embedded bool) {
 		d.checkRefs(dr, fileListeners, opts.ListenOverride)
 	}
 	d.checkOpen(dr)
+	if cfg.LocalDestinations == "" {
+		cfg.LocalDestinations, cfg.LocalDestinationsDefaulted = defaultLocalPolicy(cfg, dr.usersGiven), true
+	}
 	if a := cfg.Admin; a != nil {
 		for i, l := range cfg.Listeners {
 			if msg := addrClash(a.Addr, l.Addr, dr.listenText[i]); msg != "" {
@@ -146,6 +149,22 @@ func (d *decoder) checkOpen(dr *draft) {
 			d.flagf("-l", "%s", msg)
 		}
 	}
+}
+
+// defaultLocalPolicy allows destinations on the proxy host only for a
+// one-person local proxy: every listener on loopback and no users. Its
+// client can reach the host's services directly anyway; anyone else
+// reaching them through the proxy would get past the host's firewall.
+func defaultLocalPolicy(cfg *Config, usersGiven bool) LocalPolicy {
+	if len(cfg.Users) > 0 || usersGiven {
+		return LocalDeny
+	}
+	for _, l := range cfg.Listeners {
+		if !l.Addr.Addr().IsLoopback() {
+			return LocalDeny
+		}
+	}
+	return LocalAllow
 }
 
 // flagf records a problem with a flag: it has no file position.

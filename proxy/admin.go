@@ -47,7 +47,7 @@ func (s *Server) openAdmin(ctx context.Context, cfg *config.Config) (*adminServe
 		addr: cfg.Admin.Addr,
 		ln:   ln,
 		http: &http.Server{
-			Handler:           s.adminHandler(),
+			Handler:           s.adminHandler(cfg.Admin.Addr.Addr()),
 			ReadHeaderTimeout: 10 * time.Second,
 			ErrorLog:          zap.NewStdLog(s.log.WithOptions(zap.IncreaseLevel(zap.WarnLevel))),
 		},
@@ -74,7 +74,7 @@ func (s *Server) swapAdmin(cfg *config.Config, next *adminServer) {
 	}
 }
 
-func (s *Server) adminHandler() http.Handler {
+func (s *Server) adminHandler(listen netip.Addr) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.registry, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, _ *http.Request) {
@@ -102,22 +102,31 @@ func (s *Server) adminHandler() http.Handler {
 		w.Header().Set("Content-Type", "application/x-ns-proxy-autoconfig")
 		_, _ = io.WriteString(w, script)
 	})
-	return hostGuard(mux)
+	return hostGuard(listen, s.local.isLocal, mux)
 }
 
-// hostGuard answers only requests addressed to an IP or localhost. A page
-// the user browses through the proxy could otherwise rebind its own name to
-// 127.0.0.1 and read the status API, which lists destinations and users,
-// as same-origin (DNS rebinding).
-func hostGuard(next http.Handler) http.Handler {
+// hostGuard answers only requests addressed to localhost or to an address
+// the endpoint listens on (for a wildcard listener, any of the host's own
+// addresses), never 0.0.0.0 or ::. A page the user browses through the
+// proxy could otherwise rebind its own name to 127.0.0.1 and read the
+// status API, which lists destinations and users, as same-origin (DNS
+// rebinding); 0.0.0.0 reaches the host on Linux, and browsers have let
+// pages use it.
+func hostGuard(listen netip.Addr, isLocal func(netip.Addr) bool, next http.Handler) http.Handler {
+	listen = listen.Unmap()
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		host := r.Host
 		if h, _, err := net.SplitHostPort(host); err == nil {
 			host = h
 		}
 		host = strings.Trim(host, "[]")
-		if _, err := netip.ParseAddr(host); err != nil && !strings.EqualFold(host, "localhost") {
-			http.Error(w, "nicproxy: the admin endpoint answers requests to an IP address or localhost only", http.StatusMisdirectedRequest)
+		ok := strings.EqualFold(host, "localhost")
+		if a, err := netip.ParseAddr(host); err == nil {
+			a = a.Unmap()
+			ok = !a.IsUnspecified() && (a == listen || listen.IsUnspecified() && isLocal(a))
+		}
+		if !ok {
+			http.Error(w, "nicproxy: the admin endpoint answers requests to localhost or the address it listens on only", http.StatusMisdirectedRequest)
 			return
 		}
 		next.ServeHTTP(w, r)

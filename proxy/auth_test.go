@@ -2,7 +2,11 @@ package proxy
 
 import (
 	"fmt"
+	"net/netip"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"golang.org/x/crypto/bcrypt"
 
@@ -17,7 +21,7 @@ func TestUsersValid(t *testing.T) {
 	u := newUsers([]config.User{
 		{Name: "alice", Password: "s3cret"},
 		{Name: "bob", PasswordHash: hash},
-	})
+	}, newAuthGuard(nil))
 	tests := []struct {
 		user, password string
 		want           bool
@@ -29,34 +33,38 @@ func TestUsersValid(t *testing.T) {
 		{"bob", "bob-pw", true},
 		{"bob", "bob-pw", true}, // from the cache
 		{"bob", "wrong", false},
-		{"bob", "wrong", false}, // a cached failure stays a failure
+		{"bob", "wrong", false}, // failures are not cached, and stay failures
 		{"carol", "s3cret", false},
 		{"", "", false},
 	}
 	for _, tt := range tests {
-		if got := u.valid(tt.user, tt.password); got != tt.want {
+		if got := u.valid(netip.Addr{}, tt.user, tt.password); got != tt.want {
 			t.Errorf("valid(%q, %q) = %v, want %v", tt.user, tt.password, got, tt.want)
 		}
 	}
 	if !u.required() {
 		t.Error("users configured, but authentication is not required")
 	}
-	if newUsers(nil).required() {
+	if len(u.verified) != 1 {
+		t.Errorf("the cache holds %d entries, want only bob's one success", len(u.verified))
+	}
+	if newUsers(nil, newAuthGuard(nil)).required() {
 		t.Error("no users, but authentication is required")
 	}
 }
 
 func TestUsersCacheIsBounded(t *testing.T) {
 	hash, _ := bcrypt.GenerateFromPassword([]byte("pw"), bcrypt.MinCost)
-	u := newUsers([]config.User{{Name: "bob", PasswordHash: hash}})
+	u := newUsers([]config.User{{Name: "bob", PasswordHash: hash}}, newAuthGuard(nil))
 	u.limit = 8
 	for i := range 20 {
-		u.valid("bob", fmt.Sprintf("guess-%d", i))
+		u.byName[fmt.Sprint("user-", i)] = config.User{Name: fmt.Sprint("user-", i), PasswordHash: hash}
+		u.valid(netip.Addr{}, fmt.Sprint("user-", i), "pw")
 	}
 	if n := len(u.verified); n > u.limit {
 		t.Errorf("cache holds %d entries, want at most %d", n, u.limit)
 	}
-	if !u.valid("bob", "pw") {
+	if !u.valid(netip.Addr{}, "bob", "pw") {
 		t.Error("the right password fails after the cache was cleared")
 	}
 }
@@ -81,5 +89,81 @@ func TestSplitHostPort(t *testing.T) {
 		if (err != nil) != tt.fail || host != tt.host || port != tt.port {
 			t.Errorf("splitHostPort(%q) = %q, %d, %v", tt.in, host, port, err)
 		}
+	}
+}
+
+// TestAuthThrottle: five free failures per address and minute, then a
+// delay that doubles up to 5 s, before the check, for that address only.
+func TestAuthThrottle(t *testing.T) {
+	var failures atomic.Int64
+	g := newAuthGuard(func() { failures.Add(1) })
+	clock := time.Unix(0, 0)
+	var slept []time.Duration
+	g.now = func() time.Time { return clock }
+	g.sleep = func(d time.Duration) { slept = append(slept, d) }
+	u := newUsers([]config.User{{Name: "alice", Password: "a"}}, g)
+	attacker, other := netip.MustParseAddr("192.0.2.9"), netip.MustParseAddr("192.0.2.10")
+	for range 12 {
+		u.valid(attacker, "alice", "guess")
+	}
+	want := []time.Duration{100, 200, 400, 800, 1600, 3200, 5000}
+	for i := range want {
+		want[i] *= time.Millisecond
+	}
+	if fmt.Sprint(slept) != fmt.Sprint(want) {
+		t.Errorf("delays %v, want %v", slept, want)
+	}
+	if failures.Load() != 12 {
+		t.Errorf("%d failures counted, want 12", failures.Load())
+	}
+	slept = nil
+	if !u.valid(other, "alice", "a") || len(slept) != 0 {
+		t.Errorf("another address waited %v", slept)
+	}
+	clock = clock.Add(61 * time.Second)
+	if !u.valid(attacker, "alice", "a") || len(slept) != 0 {
+		t.Errorf("a minute later the address still waited %v", slept)
+	}
+}
+
+// TestAuthBcryptBound: no more bcrypt checks run at once than the guard
+// has slots.
+func TestAuthBcryptBound(t *testing.T) {
+	hash, _ := bcrypt.GenerateFromPassword([]byte("pw"), bcrypt.MinCost)
+	g := newAuthGuard(nil)
+	g.work = make(chan struct{}, 2)
+	u := newUsers([]config.User{{Name: "bob", PasswordHash: hash}}, g)
+	var running, peak atomic.Int64
+	stop := make(chan struct{})
+	var watch sync.WaitGroup
+	watch.Add(1)
+	go func() {
+		defer watch.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+				n := int64(len(g.work))
+				running.Store(n)
+				if n > peak.Load() {
+					peak.Store(n)
+				}
+			}
+		}
+	}()
+	var wg sync.WaitGroup
+	for i := range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			u.valid(netip.AddrFrom4([4]byte{10, 0, 0, byte(i)}), "bob", "wrong")
+		}()
+	}
+	wg.Wait()
+	close(stop)
+	watch.Wait()
+	if peak.Load() > 2 || peak.Load() == 0 {
+		t.Errorf("peak %d bcrypt checks at once, want 1 or 2", peak.Load())
 	}
 }

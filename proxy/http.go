@@ -49,9 +49,36 @@ type httpConn struct {
 	ss       *session
 	doneOnce sync.Once
 	done     chan struct{}
+	idle     atomic.Bool // between requests: the next byte read starts a handshake
+	framing  framingScan
 }
 
-func (c *httpConn) finish() { c.doneOnce.Do(func() { close(c.done) }) }
+func (c *httpConn) finish() {
+	c.doneOnce.Do(func() {
+		c.ss.hs.finish()
+		close(c.done)
+	})
+}
+
+// errHandshakesFull drops a kept-alive client whose next request found
+// limits.max_handshakes taken for a whole handshake timeout.
+var errHandshakesFull = errors.New("nicproxy: too many clients in their handshake")
+
+// Read starts a new handshake when a kept-alive connection's next request
+// begins: its header is read under limits.max_handshakes like the first.
+func (c *httpConn) Read(b []byte) (int, error) {
+	n, err := c.TCPConn.Read(b)
+	if n > 0 && c.idle.CompareAndSwap(true, false) {
+		if !c.ss.hs.restart(c.ss.ctx.Done(), c.ss.st.cfg.Timeouts.Handshake) {
+			return 0, errHandshakesFull
+		}
+		c.framing.start()
+	}
+	if n > 0 {
+		c.framing.feed(b[:n])
+	}
+	return n, err
+}
 
 func newHTTPProxy(s *Server, st *state) *httpProxy {
 	p := &httpProxy{
@@ -63,13 +90,19 @@ func newHTTPProxy(s *Server, st *state) *httpProxy {
 	p.server = &http.Server{
 		Handler:           p,
 		ReadHeaderTimeout: st.cfg.Timeouts.Handshake,
-		IdleTimeout:       st.cfg.Timeouts.Idle,
-		ErrorLog:          zap.NewStdLog(s.log.WithOptions(zap.IncreaseLevel(zap.WarnLevel))),
+		// net/http answers 431 past this (plus 4 KiB it allows for the
+		// request line), and holds at most about twice it per client.
+		MaxHeaderBytes: st.cfg.Limits.MaxHeaderBytes,
+		IdleTimeout:    st.cfg.Timeouts.Idle,
+		ErrorLog:       zap.NewStdLog(s.log.WithOptions(zap.IncreaseLevel(zap.WarnLevel))),
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
 			return context.WithValue(ctx, httpConnKey{}, c.(*httpConn))
 		},
 		ConnState: func(c net.Conn, cs http.ConnState) {
-			if cs == http.StateClosed {
+			switch cs {
+			case http.StateIdle:
+				c.(*httpConn).idle.Store(true)
+			case http.StateClosed:
 				c.(*httpConn).finish()
 			}
 		},
@@ -100,6 +133,7 @@ func (p *httpProxy) serve(ss *session) {
 	ss.protocol = "http"
 	_ = ss.client.SetDeadline(time.Time{}) // net/http sets its own
 	c := &httpConn{TCPConn: ss.client, ss: ss, done: make(chan struct{})}
+	c.framing.start()
 	if !p.conns.push(c) {
 		// A reload retired this configuration between accept and now: the
 		// client has sent nothing yet, so the current one serves it.
@@ -119,11 +153,16 @@ func (p *httpProxy) serve(ss *session) {
 
 func (p *httpProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c := r.Context().Value(httpConnKey{}).(*httpConn)
+	c.ss.hs.end() // the request is read
+	if c.framing.mustClose(r) {
+		// RFC 9112 §6.1: both Content-Length and Transfer-Encoding.
+		w.Header().Set("Connection", "close")
+	}
 	// One access-log line per tunnel or forwarded request: each has its own
 	// destination, rule and NIC, even on one keep-alive connection.
 	rs := &session{
 		srv: c.ss.srv, ctx: c.ss.ctx, st: c.ss.st, listener: c.ss.listener,
-		client: c.ss.client, from: c.ss.from, start: time.Now(), protocol: "http",
+		client: c.ss.client, from: c.ss.from, start: time.Now(), protocol: "http", hs: c.ss.hs,
 		owner: c.ss,
 	}
 	if r.Method == http.MethodConnect {
@@ -137,8 +176,14 @@ func (p *httpProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "nicproxy: client not allowed", http.StatusForbidden)
 		return
 	}
+	if viaLoop(r.Header) {
+		rs.dest = r.Host
+		rs.err = fmt.Errorf("the request's Via names %s: %w", viaToken, errLoop)
+		http.Error(w, "nicproxy: loop: this request has already passed through nicproxy (Via)", http.StatusLoopDetected)
+		return
+	}
 	if p.st.users.required() {
-		user, ok := p.authenticate(r)
+		user, ok := p.authenticate(r, rs.from)
 		if !ok {
 			rs.dest = r.Host
 			rs.err = errAuth
@@ -152,6 +197,10 @@ func (p *httpProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case r.Method == http.MethodConnect:
 		p.tunnel(w, r, rs, c)
 	case r.URL.IsAbs() && (r.URL.Scheme == "http" || r.URL.Scheme == "https"):
+		if maxForwards(w, r) {
+			rs.dest = r.URL.Host
+			return
+		}
 		if hijacked := p.forward(w, r, rs); hijacked {
 			// An upgraded (WebSocket) connection left net/http's hands and
 			// has now been closed by ReverseProxy: net/http will not report
@@ -165,7 +214,7 @@ func (p *httpProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // authenticate checks Basic proxy credentials.
-func (p *httpProxy) authenticate(r *http.Request) (string, bool) {
+func (p *httpProxy) authenticate(r *http.Request, client netip.AddrPort) (string, bool) {
 	scheme, encoded, ok := strings.Cut(r.Header.Get("Proxy-Authorization"), " ")
 	if !ok || subtle.ConstantTimeCompare([]byte(strings.ToLower(scheme)), []byte("basic")) != 1 {
 		return "", false
@@ -175,17 +224,17 @@ func (p *httpProxy) authenticate(r *http.Request) (string, bool) {
 		return "", false
 	}
 	user, password, ok := strings.Cut(string(raw), ":")
-	if !ok || !p.st.users.valid(user, password) {
+	if !ok || !p.st.users.valid(client.Addr().Unmap(), user, password) {
 		return "", false
 	}
 	return user, true
 }
 
 func (p *httpProxy) tunnel(w http.ResponseWriter, r *http.Request, rs *session, c *httpConn) {
-	host, port, err := splitHostPort(r.Host, 443)
-	if err != nil {
-		rs.dest, rs.err = r.Host, err
-		http.Error(w, "nicproxy: "+err.Error(), http.StatusBadRequest)
+	host, port, ok := connectTarget(r)
+	if !ok {
+		rs.dest, rs.err = r.RequestURI, fmt.Errorf("CONNECT wants host:port, not %q", r.RequestURI)
+		http.Error(w, "nicproxy: "+rs.err.Error(), http.StatusBadRequest)
 		return
 	}
 	up, err := rs.connect(rs.ctx, host, port)
@@ -234,6 +283,8 @@ func (p *httpProxy) tunnel(w http.ResponseWriter, r *http.Request, rs *session, 
 type forwarded struct {
 	rs       *session
 	decision router.Decision
+	host     string // the destination, normalised: dialed instead of the URL's spelling
+	port     uint16
 }
 
 type forwardedKey struct{}
@@ -252,6 +303,11 @@ func (p *httpProxy) forward(w http.ResponseWriter, r *http.Request, rs *session)
 		return false
 	}
 	rs.dest = net.JoinHostPort(host, strconv.Itoa(int(port)))
+	if host, err = rs.destination(host, port); err != nil {
+		rs.err = err
+		http.Error(w, "nicproxy: "+err.Error(), httpStatus(err))
+		return false
+	}
 	decision := p.st.router.Route(r.Context(), router.Request{
 		Client: rs.from, User: rs.user, Listener: rs.listener.Name,
 		Host: host, Port: port, Network: config.NetworkTCP,
@@ -262,7 +318,7 @@ func (p *httpProxy) forward(w http.ResponseWriter, r *http.Request, rs *session)
 		http.Error(w, "nicproxy: "+rs.err.Error(), http.StatusForbidden)
 		return false
 	}
-	ctx := context.WithValue(r.Context(), forwardedKey{}, &forwarded{rs: rs, decision: decision})
+	ctx := context.WithValue(r.Context(), forwardedKey{}, &forwarded{rs: rs, decision: decision, host: host, port: port})
 	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
 		GotConn: func(info httptrace.GotConnInfo) {
 			if up, ok := info.Conn.(*idleConn); ok {
@@ -282,6 +338,7 @@ func (p *httpProxy) forward(w http.ResponseWriter, r *http.Request, rs *session)
 			// The client's absolute URI is already the destination. No
 			// X-Forwarded-For: a forward proxy does not announce its client.
 			pr.Out.Host = r.Host
+			pr.Out.Header.Add("Via", fmt.Sprintf("%d.%d %s", r.ProtoMajor, r.ProtoMinor, viaToken))
 		},
 		Transport: p.transport(decision, rs.from),
 		ErrorLog:  zap.NewStdLog(p.log.WithOptions(zap.IncreaseLevel(zap.WarnLevel))),
@@ -321,12 +378,10 @@ func (p *httpProxy) transport(d router.Decision, client netip.AddrPort) *http.Tr
 			if !ok {
 				return nil, errors.New("nicproxy: dial without a routing decision")
 			}
-			host, port, err := splitHostPort(addr, 80)
-			if err != nil {
-				return nil, err
-			}
+			// The transport pools connections by the URL's spelling of the
+			// host; it always names the same destination as f.host.
 			up, err := p.st.dialer.Dial(ctx, "tcp", f.decision, f.rs.from,
-				upstream.Target{Host: host, Port: port, Addr: f.decision.Addr})
+				upstream.Target{Host: f.host, Port: f.port, Addr: f.decision.Addr})
 			if err != nil {
 				return nil, err
 			}
@@ -336,6 +391,9 @@ func (p *httpProxy) transport(d router.Decision, client netip.AddrPort) *http.Tr
 			return &idleConn{Conn: up, idle: idle}, nil
 		},
 		ResponseHeaderTimeout: idle,
+		// With Expect: 100-continue, the body waits for the origin's
+		// 100; an origin that answers 413 at once is not sent it.
+		ExpectContinueTimeout: time.Second,
 		MaxIdleConns:          256,
 		MaxIdleConnsPerHost:   16,
 		IdleConnTimeout:       90 * time.Second,
@@ -381,6 +439,16 @@ func (c *countingWriter) Write(b []byte) (int, error) {
 }
 
 func (c *countingWriter) Unwrap() http.ResponseWriter { return c.ResponseWriter }
+
+// WriteHeader passes the origin's status on, except its 100 Continue:
+// net/http already sent the client one when the body was first read, and
+// a client must see one (RFC 9110 §15.2.1).
+func (c *countingWriter) WriteHeader(code int) {
+	if code == http.StatusContinue {
+		return
+	}
+	c.ResponseWriter.WriteHeader(code)
+}
 
 // Hijack records that ReverseProxy took the connection for an upgrade.
 func (c *countingWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"sync"
 	"sync/atomic"
 
 	"go.uber.org/zap"
@@ -18,6 +19,23 @@ import (
 type listener struct {
 	cfg atomic.Pointer[config.Listener]
 	ln  *net.TCPListener
+
+	done      chan struct{} // closed by close: an accept loop waiting for a handshake slot gives up
+	closeOnce sync.Once
+}
+
+func newListener(ln *net.TCPListener, entry config.Listener) *listener {
+	l := &listener{ln: ln, done: make(chan struct{})}
+	l.cfg.Store(&entry)
+	return l
+}
+
+// close stops the listener and its accept loop.
+func (l *listener) close() {
+	l.closeOnce.Do(func() {
+		close(l.done)
+		l.ln.Close()
+	})
 }
 
 // Listen opens every listener of the configuration; nothing is served until
@@ -50,7 +68,7 @@ func (s *Server) openFor(ctx context.Context, cfg *config.Config) ([]*listener, 
 	admin, err := s.openAdmin(ctx, cfg)
 	if err != nil {
 		for _, l := range opened {
-			l.ln.Close()
+			l.close()
 		}
 		return nil, nil, err
 	}
@@ -69,13 +87,11 @@ func (s *Server) openNew(ctx context.Context, want []config.Listener) ([]*listen
 		ln, err := lc.Listen(ctx, listenNetwork(entry.Addr), entry.Addr.String())
 		if err != nil {
 			for _, l := range opened {
-				l.ln.Close()
+				l.close()
 			}
 			return nil, fmt.Errorf("listen %s (%s): %w", entry.Name, entry.Addr, err)
 		}
-		l := &listener{ln: ln.(*net.TCPListener)}
-		l.cfg.Store(&entry)
-		opened = append(opened, l)
+		opened = append(opened, newListener(ln.(*net.TCPListener), entry))
 	}
 	return opened, nil
 }

@@ -13,12 +13,13 @@ import (
 // metrics are the server's Prometheus series, on a registry of its own (no
 // global state), served at admin.addr/metrics.
 type metrics struct {
-	registry    *prometheus.Registry
-	connections *prometheus.CounterVec
-	bytes       *prometheus.CounterVec
-	dials       *prometheus.HistogramVec
-	dnsQueries  *prometheus.CounterVec
-	dnsHits     *prometheus.CounterVec
+	registry     *prometheus.Registry
+	connections  *prometheus.CounterVec
+	bytes        *prometheus.CounterVec
+	dials        *prometheus.HistogramVec
+	dnsQueries   *prometheus.CounterVec
+	dnsHits      *prometheus.CounterVec
+	authFailures prometheus.Counter
 }
 
 func newMetrics(s *Server) *metrics {
@@ -45,9 +46,13 @@ func newMetrics(s *Server) *metrics {
 			Name: "nicproxy_dns_cache_hits_total",
 			Help: "Name lookups answered from a NIC's DNS cache with no query sent.",
 		}, []string{"nic"}),
+		authFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "nicproxy_auth_failures_total",
+			Help: "Failed proxy authentications (SOCKS5 and HTTP), wrong names and passwords alike.",
+		}),
 	}
 	m.registry.MustRegister(
-		m.connections, m.bytes, m.dials, m.dnsQueries, m.dnsHits,
+		m.connections, m.bytes, m.dials, m.dnsQueries, m.dnsHits, m.authFailures,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "nicproxy_active_connections",
 			Help: "Client connections open now.",

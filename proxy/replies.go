@@ -28,6 +28,8 @@ func classify(err error) outcome {
 	switch {
 	case err == nil:
 		return outcome{"ok", statute.RepSuccess, http.StatusOK}
+	case errors.Is(err, errLoop):
+		return outcome{"loop", statute.RepRuleFailure, http.StatusForbidden}
 	case errors.Is(err, errRejected):
 		return outcome{"rejected", statute.RepRuleFailure, http.StatusForbidden}
 	case errors.Is(err, errAuth):

@@ -7,6 +7,7 @@ package proxy
 import (
 	"context"
 	"errors"
+	"net/netip"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -29,6 +30,9 @@ type Server struct {
 
 	state   atomic.Pointer[state] // swapped whole by Reload
 	active  atomic.Int64          // open client connections, for limits.max_connections
+	hs      *gate                 // clients in their handshake, for limits.max_handshakes
+	local   *hostAddrs            // the host's own addresses, for loops and local_destinations
+	auth    *authGuard            // bcrypt bound and failed logins per address, across reloads
 	sweeper *relay.IdleSweeper
 	metrics *metrics
 	status  *status
@@ -77,7 +81,10 @@ func New(cfg *config.Config, log *zap.Logger, opts Options) *Server {
 		sweeper:   relay.NewIdleSweeper(cfg.Timeouts.Idle),
 		listeners: map[string]*listener{},
 	}
+	s.local = newHostAddrs()
+	s.hs = newGate(func() int { return s.state.Load().cfg.Limits.MaxHandshakes })
 	s.metrics = newMetrics(s)
+	s.auth = newAuthGuard(s.metrics.authFailures.Inc)
 	s.status = newStatus()
 	s.health = newHealth()
 	s.state.Store(s.newState(cfg, nil))
@@ -88,7 +95,13 @@ func New(cfg *config.Config, log *zap.Logger, opts Options) *Server {
 // it replaces at a reload (nil at start): name caches and balancer state
 // carry over from it.
 func (s *Server) newState(cfg *config.Config, prev *state) *state {
-	opts := upstream.Options{Links: s.opts.Links, Healthy: s.health.healthy, DNS: s.metrics}
+	opts := upstream.Options{
+		Links: s.opts.Links, Healthy: s.health.healthy, DNS: s.metrics,
+		// Names are checked once resolved: one that resolves to nicproxy's
+		// own listener, or to the host under local_destinations: deny, is
+		// refused like the literal.
+		CheckAddr: func(dst netip.AddrPort) error { return s.checkDest(cfg, dst) },
+	}
 	if prev != nil {
 		opts.Previous = prev.dialer
 	}
@@ -97,7 +110,7 @@ func (s *Server) newState(cfg *config.Config, prev *state) *state {
 		cfg:    cfg,
 		router: router.New(cfg, dialer.Resolver(cfg.Resolver.Via)),
 		dialer: dialer,
-		users:  newUsers(cfg.Users),
+		users:  newUsers(cfg.Users, s.auth),
 	}
 	st.socks5 = newSOCKS5Server(s, st)
 	st.http = newHTTPProxy(s, st)
@@ -140,7 +153,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	s.serving = nil
 	s.stopped = true
 	for addr, l := range s.listeners {
-		l.ln.Close()
+		l.close()
 		delete(s.listeners, addr)
 	}
 	states := append([]*state{s.state.Load()}, s.retired...)
@@ -198,6 +211,7 @@ func (s *Server) Reload(ctx context.Context, cfg *config.Config) error {
 	}
 	old := s.state.Swap(next)
 	s.sweeper.SetIdle(cfg.Timeouts.Idle)
+	s.hs.wake() // limits.max_handshakes may have grown
 
 	keep := map[string]bool{}
 	for _, lc := range cfg.Listeners {
@@ -210,7 +224,7 @@ func (s *Server) Reload(ctx context.Context, cfg *config.Config) error {
 	for key, l := range s.listeners {
 		if !keep[key] {
 			s.log.Info("listener closed by reload", zap.String("name", l.cfg.Load().Name), zap.String("addr", key))
-			l.ln.Close()
+			l.close()
 			delete(s.listeners, key)
 		}
 	}
@@ -270,9 +284,16 @@ func (s *Server) accept(run *serving, l *listener) {
 			conn.Close()
 			continue
 		}
+		// Over limits.max_handshakes: wait, and let new clients queue in
+		// the kernel's backlog rather than in memory.
+		if !s.hs.acquire(l.done, 0) {
+			conn.Close()
+			s.active.Add(-1)
+			return // the listener closed
+		}
 		// serveConn's session uncounts the connection (s.active, s.conns)
 		// when it ends, or when a tunnel it handed to the relay ends.
 		s.conns.Add(1)
-		go s.serveConn(run.connCtx, *l.cfg.Load(), conn)
+		go s.serveConn(run.connCtx, *l.cfg.Load(), conn, &handshake{g: s.hs, on: true})
 	}
 }

@@ -29,6 +29,7 @@ type session struct {
 	client   *net.TCPConn
 	from     netip.AddrPort
 	start    time.Time
+	hs       *handshake // the connection's limits.max_handshakes slot
 
 	protocol string // socks5, socks4, http-connect, http
 	user     string
@@ -53,8 +54,10 @@ type session struct {
 	handedOff, detached bool
 }
 
-func (s *Server) serveConn(ctx context.Context, l config.Listener, conn *net.TCPConn) {
+func (s *Server) serveConn(ctx context.Context, l config.Listener, conn *net.TCPConn, hs *handshake) {
+	defer hs.finish()
 	ss := &session{
+		hs:       hs,
 		srv:      s,
 		ctx:      ctx,
 		st:       s.state.Load(),
@@ -116,7 +119,12 @@ func (ss *session) connect(ctx context.Context, host string, port uint16) (*upst
 	// The handshake is over once the request is read: the dial has its own
 	// timeout, and the reply must still reach the client after it.
 	_ = ss.client.SetDeadline(time.Time{})
+	ss.hs.end()
 	ss.dest = net.JoinHostPort(host, strconv.Itoa(int(port)))
+	host, err := ss.destination(host, port)
+	if err != nil {
+		return nil, err
+	}
 	decision := ss.st.router.Route(ctx, router.Request{
 		Client: ss.from, User: ss.user, Listener: ss.listener.Name,
 		Host: host, Port: port, Network: config.NetworkTCP,
@@ -206,6 +214,12 @@ func (ss *session) logAccess() {
 	}
 	if ss.err != nil && !errors.Is(ss.err, relay.ErrIdle) {
 		fields = append(fields, zap.Error(ss.err))
+	}
+	if result == "auth-failed" {
+		// A guesser makes these by the thousand: as a warning, the
+		// logger samples them.
+		ss.srv.log.Warn("access", fields...)
+		return
 	}
 	ss.srv.log.Info("access", fields...)
 }

@@ -16,6 +16,7 @@ func (ss *session) serveSOCKS4() {
 	// ReadRequest reads exactly the request, so the unwrapped conn can be
 	// spliced afterwards with nothing left behind in a buffer.
 	req, err := socks4.ReadRequest(ss.client)
+	ss.hs.end()
 	if err != nil {
 		if err != io.EOF {
 			_ = socks4.WriteReply(ss.client, false)

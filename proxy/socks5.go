@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 
 	socks5 "github.com/things-go/go-socks5"
 	"github.com/things-go/go-socks5/statute"
@@ -76,6 +77,7 @@ func newSOCKS5Server(s *Server, st *state) *socks5Server {
 
 func notAllowed(_ context.Context, w io.Writer, req *socks5.Request) error {
 	if sc, ok := w.(*sessionConn); ok {
+		sc.ss.hs.end()
 		sc.ss.dest = req.RawDestAddr.String()
 		sc.ss.err = fmt.Errorf("client %s is not in allow: %w", sc.ss.from.Addr(), errRejected)
 	}
@@ -116,6 +118,7 @@ func (p *socks5Server) connect(_ context.Context, w io.Writer, req *socks5.Reque
 		return fmt.Errorf("socks5: connect handler got %T, not the session", w)
 	}
 	ss := sc.ss
+	ss.hs.end()
 	if req.AuthContext != nil {
 		ss.user = req.AuthContext.Payload["username"]
 	}
@@ -151,6 +154,7 @@ func (p *socks5Server) connect(_ context.Context, w io.Writer, req *socks5.Reque
 
 func unsupportedCommand(_ context.Context, w io.Writer, req *socks5.Request) error {
 	if sc, ok := w.(*sessionConn); ok {
+		sc.ss.hs.end()
 		sc.ss.err = fmt.Errorf("socks5: command %d is not supported", req.Command)
 	}
 	return socks5.SendReply(w, statute.RepCommandNotSupported, nil)
@@ -167,7 +171,10 @@ func (noResolver) Resolve(ctx context.Context, _ string) (context.Context, net.I
 // credentials adapts users to the library's CredentialStore.
 type credentials struct{ users *users }
 
-func (c credentials) Valid(user, password, _ string) bool { return c.users.valid(user, password) }
+func (c credentials) Valid(user, password, clientAddr string) bool {
+	client, _ := netip.ParseAddrPort(clientAddr) // zero when unparsable: one shared record
+	return c.users.valid(client.Addr().Unmap(), user, password)
+}
 
 // zapLogger sends the library's messages to the debug log.
 type zapLogger struct{ log *zap.Logger }

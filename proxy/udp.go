@@ -34,6 +34,7 @@ func (p *socks5Server) associate(_ context.Context, w io.Writer, req *socks5.Req
 		return fmt.Errorf("socks5: associate handler got %T, not the session", w)
 	}
 	ss := sc.ss
+	ss.hs.end()
 	ss.protocol = "socks5-udp"
 	if req.AuthContext != nil {
 		ss.user = req.AuthContext.Payload["username"]
@@ -229,6 +230,15 @@ func (a *association) decide(dest socks5udp.Destination) *udpRoute {
 	if host == "" {
 		host = dest.Addr.String()
 	}
+	host, literal := normalizeHost(host)
+	if literal.IsValid() {
+		dest.Addr = literal
+	}
+	if dest.Addr.IsValid() {
+		if err := ss.srv.checkDest(ss.st.cfg, netip.AddrPortFrom(dest.Addr, dest.Port)); err != nil {
+			return &udpRoute{err: err}
+		}
+	}
 	decision := ss.st.router.Route(ctx, router.Request{
 		Client: ss.from, User: ss.user, Listener: ss.listener.Name,
 		Host: host, Port: dest.Port, Network: config.NetworkUDP,
@@ -260,6 +270,9 @@ func (a *association) decide(dest socks5udp.Destination) *udpRoute {
 			return &udpRoute{err: fmt.Errorf("resolve %s via %s: %w", dest.Host, via.nic, errors.Join(upstream.ErrResolve, err))}
 		}
 		addr = addrs[0] // IPv4 first, as Lookup orders them
+		if err := ss.srv.checkDest(ss.st.cfg, netip.AddrPortFrom(addr, dest.Port)); err != nil {
+			return &udpRoute{err: err}
+		}
 		if addr.Is6() {
 			if via, err = a.uplink(ctx, decision, host, "udp6"); err != nil {
 				return &udpRoute{err: err}

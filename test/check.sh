@@ -26,3 +26,5 @@ go test -run='^$' -fuzz='^FuzzReadRequest$' -fuzztime=10s ./proxy/socks4
 go test -run='^$' -fuzz='^FuzzParse$' -fuzztime=10s ./config
 go test -run='^$' -fuzz='^FuzzParse$' -fuzztime=10s ./proxy/socks5udp
 go test -run='^$' -fuzz='^FuzzAnswer$' -fuzztime=10s ./bind/dnscache
+go test -run='^$' -fuzz='^FuzzHTTPRequest$' -fuzztime=10s ./proxy
+go test -run='^$' -fuzz='^FuzzSOCKS5$' -fuzztime=10s ./proxy

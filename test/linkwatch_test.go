@@ -13,19 +13,6 @@ import (
 	"nicproxy/test/netlab"
 )
 
-// eventually polls cond until it holds or timeout passes, for state that
-// another party (the kernel, a child process) changes on its own schedule.
-func eventually(t testing.TB, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v: %s", timeout, what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 // TestLinkWatcher: the watcher made in the lab's host namespace follows
 // that namespace's NICs from notifications: a NIC going down and up, one
 // appearing and one deleted (a deleted NIC still in memory would be
@@ -57,15 +44,15 @@ func TestLinkWatcher(t *testing.T) {
 		t.Fatalf("ens160 at start: %+v missing=%v", l, missing)
 	}
 	lab.SetDown("ens160")
-	eventually(t, 5*time.Second, "ens160 never reported down", func() bool { l, _ := state("ens160"); return !l.Up })
+	eventually(t, 5*time.Second, func() bool { l, _ := state("ens160"); return !l.Up }, func() string { return "ens160 never reported down" })
 	lab.SetUp(netlab.Ens160)
-	eventually(t, 5*time.Second, "ens160 never reported up again", func() bool { l, _ := state("ens160"); return l.Up })
+	eventually(t, 5*time.Second, func() bool { l, _ := state("ens160"); return l.Up }, func() string { return "ens160 never reported up again" })
 
 	ens200 := netlab.NIC{Name: "ens200", Addr: netip.MustParseAddr("192.0.2.200"), Metric: 102}
 	lab.AddNIC(ens200)
-	eventually(t, 5*time.Second, "ens200 never reported up", func() bool { l, _ := state("ens200"); return l.Up })
+	eventually(t, 5*time.Second, func() bool { l, _ := state("ens200"); return l.Up }, func() string { return "ens200 never reported up" })
 	if out, err := exec.Command("ip", "-n", lab.Host, "link", "del", "ens200").CombinedOutput(); err != nil {
 		t.Fatalf("delete ens200: %v: %s", err, out)
 	}
-	eventually(t, 5*time.Second, "ens200 still reported after deletion", func() bool { _, missing := state("ens200"); return missing })
+	eventually(t, 5*time.Second, func() bool { _, missing := state("ens200"); return missing }, func() string { return "ens200 still reported after deletion" })
 }

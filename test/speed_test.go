@@ -293,7 +293,8 @@ default: ens160
 	if err := proc.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, "no reload in the log", func() bool { return strings.Contains(proc.Output(), "reloaded") })
+	eventually(t, 10*time.Second, func() bool { return strings.Contains(proc.Output(), "reloaded") },
+		func() string { return "no reload in the log:\n" + proc.Output() })
 	both()
 	if a, aaaa := lab.queries("www.example.test"); a != 2 || aaaa != 2 {
 		t.Errorf("www.example.test (ens33, dns changed): %d A, %d AAAA queries; want 2 each", a, aaaa)

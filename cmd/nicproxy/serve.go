@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/coreos/go-systemd/v22/daemon"
@@ -44,12 +45,17 @@ func serve(args []string, stderr io.Writer) int {
 	if err != nil {
 		return reportConfigError(stderr, err)
 	}
-	log, level, err := newLogger(cfg.Log, stderr)
+	var dropped atomic.Int64
+	log, level, err := newLogger(cfg.Log, stderr, &dropped)
 	if err != nil {
 		fmt.Fprintf(stderr, "nicproxy: %v\n", err)
 		return exitUsage
 	}
 	defer func() { _ = log.Sync() }()
+	reportCtx, stopReport := context.WithCancel(context.Background())
+	reported := make(chan struct{})
+	go func() { defer close(reported); reportSuppressed(reportCtx, log, &dropped) }()
+	defer func() { stopReport(); <-reported }()
 
 	def := cfg.Default.String()
 	if cfg.DefaultFromRoute {
@@ -182,8 +188,9 @@ func reload(ctx context.Context, srv *proxy.Server, running *config.Config, file
 }
 
 // newLogger builds the zap logger the config asks for, writing to w; its
-// level can change on reload.
-func newLogger(cfg config.Log, w io.Writer) (*zap.Logger, zap.AtomicLevel, error) {
+// level can change on reload. Repeated messages are sampled; dropped
+// counts the lines left out.
+func newLogger(cfg config.Log, w io.Writer, dropped *atomic.Int64) (*zap.Logger, zap.AtomicLevel, error) {
 	parsed, err := zapcore.ParseLevel(cfg.Level)
 	if err != nil {
 		return nil, zap.AtomicLevel{}, fmt.Errorf("log.level: %w", err)
@@ -199,5 +206,5 @@ func newLogger(cfg config.Log, w io.Writer) (*zap.Logger, zap.AtomicLevel, error
 		encCfg.EncodeLevel = zapcore.CapitalLevelEncoder
 		enc = zapcore.NewConsoleEncoder(encCfg)
 	}
-	return zap.New(zapcore.NewCore(enc, zapcore.Lock(zapcore.AddSync(w)), level)), level, nil
+	return zap.New(sampled(zapcore.NewCore(enc, zapcore.Lock(zapcore.AddSync(w)), level), dropped)), level, nil
 }

@@ -21,7 +21,8 @@ type dialAddr func(ctx context.Context, addr netip.Addr) (net.Conn, error)
 // the whole race. addrs should already be interleaved by family.
 //
 // A failure that says the NIC itself cannot carry the dial (missing, down,
-// permission) ends the race: no other address would do better through it.
+// permission), or that the destination is refused, ends the race: no other
+// address would do better through it.
 // When every attempt fails, the first address's error is returned: it is
 // the one the client most likely meant, and it had the most time.
 //
@@ -105,9 +106,12 @@ func race(ctx context.Context, addrs []netip.Addr, delay time.Duration, dial dia
 	return nil, netip.Addr{}, ctx.Err()
 }
 
-// nicUnusable says the failure is the NIC's, not the address's.
+// nicUnusable says the failure is the NIC's, not the address's, or a
+// refusal of the destination itself (Options.CheckAddr): trying another
+// address would not help.
 func nicUnusable(err error) bool {
-	return errors.Is(err, bind.ErrNICMissing) || errors.Is(err, bind.ErrNICDown) || errors.Is(err, bind.ErrPermission)
+	return errors.Is(err, bind.ErrNICMissing) || errors.Is(err, bind.ErrNICDown) || errors.Is(err, bind.ErrPermission) ||
+		errors.As(err, new(checkFailed))
 }
 
 // interleave orders a name's addresses for racing (RFC 8305 §4): families

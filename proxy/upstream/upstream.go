@@ -80,8 +80,26 @@ type Dialer struct {
 	resolvers   *resolvers
 	system      Resolver // for via: system and loopback-free unpinned dials
 
+	checkAddr func(netip.AddrPort) error
+
 	mu      sync.Mutex // guards dynamic, NICs not named in the config (-i, default)
 	dynamic map[string]*nicDialer
+}
+
+// checkFailed marks an error from Options.CheckAddr, so no other address
+// or NIC is tried after it.
+type checkFailed struct{ error }
+
+func (e checkFailed) Unwrap() error { return e.error }
+
+func (d *Dialer) check(a netip.Addr, port uint16) error {
+	if d.checkAddr == nil {
+		return nil
+	}
+	if err := d.checkAddr(netip.AddrPortFrom(a, port)); err != nil {
+		return checkFailed{err}
+	}
+	return nil
 }
 
 type nicDialer struct {
@@ -103,6 +121,10 @@ type Options struct {
 	Previous *Dialer
 	// DNS receives the resolvers' query and cache-hit counts; nil drops them.
 	DNS DNSObserver
+	// CheckAddr, when set, is called with every address right before it
+	// is dialed, pinned or not; its error aborts the whole dial (no other
+	// address or NIC is tried) and is returned wrapped.
+	CheckAddr func(netip.AddrPort) error
 }
 
 // New builds a Dialer for cfg.
@@ -128,6 +150,7 @@ func New(cfg *config.Config, opts Options) *Dialer {
 		attemptWait: cfg.Timeouts.Attempt,
 		balancer:    bal,
 		resolvers:   newResolvers(cfg.Resolver, opts.DNS, prev),
+		checkAddr:   opts.CheckAddr,
 		dynamic:     map[string]*nicDialer{},
 	}
 	d.system = d.resolvers.system()
@@ -231,7 +254,7 @@ func (d *Dialer) Dial(ctx context.Context, network string, decision router.Decis
 			return conn, nil
 		}
 		lastErr = err
-		if !failoverWorthy(ctx, err) {
+		if !failoverWorthy(ctx, err) || errors.As(err, new(checkFailed)) {
 			break
 		}
 	}
@@ -288,6 +311,9 @@ func (d *Dialer) dialNIC(ctx context.Context, network, name string, t Target, kn
 		return nil, &bind.DialError{NIC: name, Network: network, Address: t.String(), Kind: ErrResolve, Err: err}
 	}
 	conn, addr, err := race(ctx, addrs, d.attemptWait, func(ctx context.Context, a netip.Addr) (net.Conn, error) {
+		if err := d.check(a, t.Port); err != nil {
+			return nil, err
+		}
 		if a.IsLoopback() {
 			// A name that resolved to loopback never leaves the host.
 			var direct net.Dialer
@@ -312,6 +338,9 @@ func (d *Dialer) dialSystem(ctx context.Context, network string, t Target, resol
 		return nil, &bind.DialError{NIC: System, Network: network, Address: t.String(), Kind: ErrResolve, Err: err}
 	}
 	conn, addr, err := race(ctx, addrs, d.attemptWait, func(ctx context.Context, a netip.Addr) (net.Conn, error) {
+		if err := d.check(a, t.Port); err != nil {
+			return nil, err
+		}
 		var dialer net.Dialer
 		conn, err := dialer.DialContext(ctx, network, netip.AddrPortFrom(a, t.Port).String())
 		if err != nil {
