@@ -128,8 +128,14 @@ func (p *httpProxy) close() {
 }
 
 // serve hands the session's connection to net/http and waits until
-// net/http has closed it or a tunnel on it has ended.
+// net/http has closed it or has handed a tunnel on it to the relay. A
+// connection that starts with CONNECT is served without net/http's
+// server (serveConnect).
 func (p *httpProxy) serve(ss *session) {
+	if startsWithConnect(ss.client) {
+		p.serveConnect(ss)
+		return
+	}
 	ss.protocol = "http"
 	_ = ss.client.SetDeadline(time.Time{}) // net/http sets its own
 	c := &httpConn{TCPConn: ss.client, ss: ss, done: make(chan struct{})}

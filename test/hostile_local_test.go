@@ -94,8 +94,12 @@ default: ens160
 				break // a tunnel: what follows is nicproxy again, nested
 			}
 		}
-		if statuses[http.StatusForbidden] != depth {
-			t.Errorf("answers %v, want %d × 403 and no tunnel", statuses, depth)
+		// A refused CONNECT closes the connection (the first request of a
+		// connection is served without net/http's keep-alive), so the
+		// client gets one 403 and then EOF; a keep-alive answer would be
+		// one 403 per request. Either way: no tunnel, only refusals.
+		if statuses[http.StatusForbidden] == 0 || len(statuses) != 1 {
+			t.Errorf("answers %v, want only 403s and no tunnel", statuses)
 		}
 		out, _, err := h.Curl("--fail", h.admin+"/metrics")
 		if err != nil {

@@ -54,18 +54,36 @@ func (p Protocol) String() string {
 // forever. A client that closes before sending anything yields io.EOF; a
 // deadline yields an error whose Timeout() is true (os.ErrDeadlineExceeded).
 func Peek(conn *net.TCPConn) (Protocol, error) {
+	var buf [1]byte
+	if _, err := PeekBytes(conn, buf[:]); err != nil {
+		return 0, err
+	}
+	switch buf[0] {
+	case 0x05:
+		return SOCKS5, nil
+	case 0x04:
+		return SOCKS4, nil
+	default:
+		return HTTP, nil
+	}
+}
+
+// PeekBytes waits until the client has sent something and copies up to
+// len(buf) of the bytes queued on conn into buf without consuming them:
+// the next reader still reads them. It returns how many it copied (at
+// least 1), or io.EOF if the client closed first.
+func PeekBytes(conn *net.TCPConn, buf []byte) (int, error) {
 	rc, err := conn.SyscallConn()
 	if err != nil {
 		return 0, fmt.Errorf("sniff: %w", err)
 	}
 	var (
-		buf  [1]byte
 		n    int
 		rerr error
 	)
 	err = rc.Read(func(fd uintptr) bool {
 		for {
-			n, _, rerr = unix.Recvfrom(int(fd), buf[:], unix.MSG_PEEK)
+			n, _, rerr = unix.Recvfrom(int(fd), buf, unix.MSG_PEEK)
 			// Retry EINTR here: returning false would wait for the
 			// next readiness edge, which may never come if the data is
 			// already queued.
@@ -88,12 +106,5 @@ func Peek(conn *net.TCPConn) (Protocol, error) {
 	if n == 0 {
 		return 0, io.EOF
 	}
-	switch buf[0] {
-	case 0x05:
-		return SOCKS5, nil
-	case 0x04:
-		return SOCKS4, nil
-	default:
-		return HTTP, nil
-	}
+	return n, nil
 }
