@@ -51,6 +51,7 @@ type Server struct {
 type serving struct {
 	connCtx   context.Context // ended when the shutdown grace period is over
 	accepting sync.WaitGroup
+	workers   *workers // run each client's handshake
 }
 
 // state is everything derived from one configuration. A connection takes
@@ -133,7 +134,8 @@ func (s *Server) Serve(ctx context.Context) error {
 	// open connections are only cut when the grace period runs out.
 	connCtx, cutConns := context.WithCancel(context.Background())
 	defer cutConns()
-	run := &serving{connCtx: connCtx}
+	run := &serving{connCtx: connCtx, workers: newWorkers(10 * time.Second)}
+	defer run.workers.close()
 
 	s.mu.Lock()
 	s.state.Load().http.start()
@@ -294,6 +296,13 @@ func (s *Server) accept(run *serving, l *listener) {
 		// serveConn's session uncounts the connection (s.active, s.conns)
 		// when it ends, or when a tunnel it handed to the relay ends.
 		s.conns.Add(1)
-		go s.serveConn(run.connCtx, *l.cfg.Load(), conn, &handshake{g: s.hs, on: true})
+		cfg := *l.cfg.Load()
+		if !run.workers.run(func() { s.serveConn(run.connCtx, cfg, conn, &handshake{g: s.hs, on: true}) }) {
+			conn.Close() // Serve is returning
+			s.hs.release()
+			s.active.Add(-1)
+			s.conns.Done()
+			return
+		}
 	}
 }
