@@ -17,6 +17,7 @@ type metrics struct {
 	connections *prometheus.CounterVec
 	bytes       *prometheus.CounterVec
 	dials       *prometheus.HistogramVec
+	reloads     *reloadMetrics
 }
 
 func newMetrics(s *Server) *metrics {
@@ -36,6 +37,7 @@ func newMetrics(s *Server) *metrics {
 			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
 		}, []string{"nic", "result"}),
 	}
+	m.reloads = newReloadMetrics(m.registry)
 	m.registry.MustRegister(
 		m.connections, m.bytes, m.dials,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{

@@ -29,6 +29,7 @@ Usage:
   nicproxy doctor [-c FILE] [--target HOST:PORT]
                                           diagnose the host for each NIC
   nicproxy hash-password                  read a password on stdin, print its bcrypt hash
+  nicproxy reload [-c FILE] PID           check the file, then tell nicproxy PID to re-read it
   nicproxy version                        (also --version)
 `
 
@@ -53,6 +54,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return route(rest, stdout, stderr)
 	case "doctor":
 		return doctor(rest, stdout, stderr)
+	case "reload":
+		return reloadCommand(rest, stdout, stderr)
 	case "version", "--version", "-version", "-V":
 		fmt.Fprintln(stdout, versionString())
 		return exitOK
