@@ -76,6 +76,8 @@ func TestCLI(t *testing.T) {
 	lab := netlab.New(t)
 	good := writeConfig(t, routeConfig)
 	bad := writeConfig(t, "rules:\n  - name: wan\n    dst: [198.51.100.0/24]\n    via: ens16O\n  - port: [70000]\n    via: ens33\nbogus: 1\n")
+	misindented := writeConfig(t, "rules:\n  - name: a\n   via: ens33\n")
+	tabbed := writeConfig(t, "rules:\n  - name: a\n\tvia: ens33\n")
 	loopbackFile := writeConfig(t, "interfaces: {lo: {}}\ndefault: lo\n")
 	var busy net.Listener
 	if err := lab.InHost(func() (err error) { busy, err = net.Listen("tcp4", "127.0.0.1:0"); return err }); err != nil {
@@ -100,6 +102,10 @@ func TestCLI(t *testing.T) {
 			bad + `:5:12: rules[1].port: port 70000 is out of range 1-65535`,
 			bad + `:7:1: bogus: unknown field`,
 		}},
+		{"a YAML syntax error names the line that is wrong, in words", []string{"check", "-c", misindented}, 2, nil,
+			[]string{misindented + `:3:4: "via" is indented 3 spaces, which lines up with nothing above it`}},
+		{"a tab in the indentation", []string{"check", "-c", tabbed}, 2, nil,
+			[]string{tabbed + `:3:1: a tab in the indentation: YAML indents with spaces only`}},
 		{"check a missing file", []string{"check", "-c", "/nonexistent/config.yaml"}, 2, nil, []string{"/nonexistent/config.yaml"}},
 		{"check without -c checks the embedded default", []string{"check"}, 0,
 			[]string{"(embedded default): OK", "127.0.0.1:1080  mixed", "default:   ens33 (the NIC of the default route)"}, nil},
