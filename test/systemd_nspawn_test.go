@@ -143,6 +143,17 @@ func TestSystemdUnitUnderSystemd(t *testing.T) {
 		if st := show("ActiveState"); st["ActiveState"] != "active" {
 			t.Errorf("after a failed reload: %v", st)
 		}
+		// A SIGHUP that goes around the check (kill -HUP) is logged and
+		// shown in systemctl status until the next good reload.
+		must("systemctl", "kill", "-s", "HUP", "--kill-whom=main", "nicproxy")
+		const want = `serving the previous configuration: reload failed: /etc/nicproxy/config.yaml:2:10: default: unknown interface "ens16O"`
+		deadline := time.Now().Add(10 * time.Second)
+		for st := show("StatusText"); !strings.HasPrefix(st["StatusText"], want); st = show("StatusText") {
+			if time.Now().After(deadline) {
+				t.Fatalf("status text %q, want it to start %q", st["StatusText"], want)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
 		flowVia(netlab.Ens33, netlab.Ens160)
 	})
 
