@@ -78,6 +78,10 @@ func sortErrors(es []*Error) {
 // drops "line N" when N would be 0; the corrections below follow its
 // parserc.go and scannerc.go.
 func syntaxError(file string, data []byte, err error) *Error {
+	// First, in words, the layout mistake that most often causes it.
+	if line, col, msg, ok := layoutProblem(data); ok {
+		return &Error{File: file, Line: line, Column: col, Msg: msg}
+	}
 	text, _ := strings.CutPrefix(err.Error(), "yaml: ")
 	line := 1
 	if rest, ok := strings.CutPrefix(text, "line "); ok {

@@ -29,6 +29,10 @@ type Options struct {
 	// InterfaceOverride is the -i flag: when set, every connection is pinned
 	// to this NIC: the file's rules are dropped and Default becomes this NIC.
 	InterfaceOverride string
+	// Loopback names the host's loopback interfaces ("lo"). Pinning to one
+	// is an error wherever a NIC is named (-i, via, default, interfaces):
+	// nothing pinned to it can leave the host.
+	Loopback []string
 }
 
 // Config is a decoded and checked configuration. Every value in it has been

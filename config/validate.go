@@ -22,10 +22,16 @@ func (d *decoder) validate(dr *draft, opts Options, embedded bool) {
 		return declared || slices.Contains(opts.Interfaces, nic)
 	}
 
+	loopback := func(nic string) string {
+		return fmt.Sprintf("%s is the loopback interface: nothing pinned to it leaves the host; name a NIC (have: %s)", nic, have)
+	}
+
 	keepRules := opts.InterfaceOverride == ""
 	switch nic := opts.InterfaceOverride; {
 	case nic == "system":
 		d.flagf("-i", `"system" is not a NIC; -i pins every connection to one NIC`)
+	case slices.Contains(opts.Loopback, nic):
+		d.flagf("-i", "%s", loopback(nic))
 	case nic != "" && !known(nic):
 		d.flagf("-i", "unknown interface %q (have: %s)", nic, have)
 	}
@@ -55,13 +61,19 @@ func (d *decoder) validate(dr *draft, opts Options, embedded bool) {
 	}
 	if keepRules {
 		for _, r := range dr.nicRefs {
-			if !known(r.name) {
+			switch {
+			case slices.Contains(opts.Loopback, r.name):
+				d.errorf(r.node, r.path, "%s", loopback(r.name))
+			case !known(r.name):
 				d.errorf(r.node, r.path, "unknown interface %q (have: %s)", r.name, have)
 			}
 		}
 	}
 	for _, k := range dr.ifaceKeys {
-		if !slices.Contains(opts.Interfaces, k.Value) {
+		switch {
+		case slices.Contains(opts.Loopback, k.Value):
+			d.errorf(k, "interfaces."+k.Value, "%s", loopback(k.Value))
+		case !slices.Contains(opts.Interfaces, k.Value):
 			d.warnf(k, "interfaces."+k.Value, "not present on this host now; it will be used when it appears")
 		}
 	}

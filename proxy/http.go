@@ -320,7 +320,7 @@ func (p *httpProxy) forward(w http.ResponseWriter, r *http.Request, rs *session)
 	})
 	rs.rule = decision.RuleName
 	if decision.Action == config.ActionReject {
-		rs.err = fmt.Errorf("%s: rule %s rejects it: %w", rs.dest, decision.RuleName, errRejected)
+		rs.err = fmt.Errorf("%s: %w by rule %s", rs.dest, errRejected, decision.RuleName)
 		http.Error(w, "nicproxy: "+rs.err.Error(), http.StatusForbidden)
 		return false
 	}

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"sync"
 	"sync/atomic"
+	"syscall"
 
 	"go.uber.org/zap"
 
@@ -89,11 +90,30 @@ func (s *Server) openNew(ctx context.Context, want []config.Listener) ([]*listen
 			for _, l := range opened {
 				l.close()
 			}
-			return nil, fmt.Errorf("listen %s (%s): %w", entry.Name, entry.Addr, err)
+			return nil, listenError(entry, err)
 		}
 		opened = append(opened, newListener(ln.(*net.TCPListener), entry))
 	}
 	return opened, nil
+}
+
+// listenError names the listener only when its name is not its address
+// (the net error already says the address), and says what to do about
+// the two failures an operator meets.
+func listenError(entry config.Listener, err error) error {
+	hint := ""
+	switch {
+	case errors.Is(err, syscall.EADDRINUSE):
+		hint = ": another process already listens there (ss -ltnp shows which); stop it or choose another address"
+	case errors.Is(err, syscall.EACCES):
+		hint = ": ports below 1024 need CAP_NET_BIND_SERVICE; choose a port above 1023"
+	case errors.Is(err, syscall.EADDRNOTAVAIL):
+		hint = ": no NIC of this host has that address"
+	}
+	if entry.Name != entry.Addr.String() {
+		return fmt.Errorf("listener %s: %w%s", entry.Name, err, hint)
+	}
+	return fmt.Errorf("%w%s", err, hint)
 }
 
 // listenNetwork keeps an IPv4 address IPv4-only and an IPv6 one IPv6-only,

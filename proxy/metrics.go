@@ -20,6 +20,7 @@ type metrics struct {
 	dnsQueries   *prometheus.CounterVec
 	dnsHits      *prometheus.CounterVec
 	authFailures prometheus.Counter
+	reloads      *reloadMetrics
 }
 
 func newMetrics(s *Server) *metrics {
@@ -51,6 +52,7 @@ func newMetrics(s *Server) *metrics {
 			Help: "Failed proxy authentications (SOCKS5 and HTTP), wrong names and passwords alike.",
 		}),
 	}
+	m.reloads = newReloadMetrics(m.registry)
 	m.registry.MustRegister(
 		m.connections, m.bytes, m.dials, m.dnsQueries, m.dnsHits, m.authFailures,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{

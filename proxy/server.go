@@ -196,7 +196,8 @@ func (s *Server) Serve(ctx context.Context) error {
 // keep the configuration they started with and are never cut; idle HTTP
 // keep-alive connections of the old configuration are closed, so their
 // clients' next request comes in under the new one.
-func (s *Server) Reload(ctx context.Context, cfg *config.Config) error {
+func (s *Server) Reload(ctx context.Context, cfg *config.Config) (err error) {
+	defer func() { s.metrics.reloads.observe(err == nil, time.Now()) }()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.stopped {

@@ -131,7 +131,7 @@ func (ss *session) connect(ctx context.Context, host string, port uint16) (*upst
 	})
 	ss.rule = decision.RuleName
 	if decision.Action == config.ActionReject {
-		return nil, fmt.Errorf("%s: rule %s rejects it: %w", ss.dest, decision.RuleName, errRejected)
+		return nil, fmt.Errorf("%s: %w by rule %s", ss.dest, errRejected, decision.RuleName)
 	}
 	start := time.Now()
 	conn, err := ss.st.dialer.Dial(ctx, "tcp", decision, ss.from,

@@ -245,7 +245,7 @@ func (a *association) decide(dest socks5udp.Destination) *udpRoute {
 	})
 	ss.rule = decision.RuleName
 	if decision.Action == config.ActionReject {
-		return &udpRoute{err: fmt.Errorf("rule %s rejects it: %w", decision.RuleName, errRejected)}
+		return &udpRoute{err: fmt.Errorf("%w by rule %s", errRejected, decision.RuleName)}
 	}
 	addr := dest.Addr
 	if !addr.IsValid() {

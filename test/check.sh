@@ -15,13 +15,13 @@ echo "== go vet (linux, darwin)"
 go vet ./...
 GOOS=darwin go vet ./...
 
-echo "== staticcheck"
+echo "== staticcheck (v0.8.2, fetched by go run from the Go module proxy)"
 go run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
 
 echo "== go test -race"
 go test -race -count=1 ./...
 
-echo "== short fuzz runs (corpus in testdata/fuzz)"
+echo "== short fuzz runs (proxy/socks4 starts from its committed corpus in testdata/fuzz)"
 go test -run='^$' -fuzz='^FuzzReadRequest$' -fuzztime=10s ./proxy/socks4
 go test -run='^$' -fuzz='^FuzzParse$' -fuzztime=10s ./config
 go test -run='^$' -fuzz='^FuzzParse$' -fuzztime=10s ./proxy/socks5udp

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -75,6 +76,14 @@ func TestCLI(t *testing.T) {
 	lab := netlab.New(t)
 	good := writeConfig(t, routeConfig)
 	bad := writeConfig(t, "rules:\n  - name: wan\n    dst: [198.51.100.0/24]\n    via: ens16O\n  - port: [70000]\n    via: ens33\nbogus: 1\n")
+	misindented := writeConfig(t, "rules:\n  - name: a\n   via: ens33\n")
+	tabbed := writeConfig(t, "rules:\n  - name: a\n\tvia: ens33\n")
+	loopbackFile := writeConfig(t, "interfaces: {lo: {}}\ndefault: lo\n")
+	var busy net.Listener
+	if err := lab.InHost(func() (err error) { busy, err = net.Listen("tcp4", "127.0.0.1:0"); return err }); err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
 
 	tests := []struct {
 		name       string
@@ -84,16 +93,29 @@ func TestCLI(t *testing.T) {
 		wantStderr []string
 	}{
 		{"version", []string{"version"}, 0, []string{"nicproxy "}, nil},
+		{"--version", []string{"--version"}, 0, []string{"nicproxy "}, nil},
 		{"unknown command", []string{"nosuch"}, 2, nil, []string{`unknown command "nosuch"`}},
 		{"check a good file", []string{"check", "-c", good}, 0,
-			[]string{"config.yaml: OK", "ens160  present", "ens33   present", "0  alice-wan  user alice", "-> ens160 -> ens33 (failover, in order)", "2  no-smtp    port 25", "-> reject", "default:   ens160"}, nil},
+			[]string{"config.yaml: OK", "ens160  up", "ens33   up", "0  alice-wan  user alice", "-> ens160 -> ens33 (failover, in order)", "2  no-smtp    port 25", "-> reject", "default:   ens160"}, nil},
 		{"check every error of a bad file with its position", []string{"check", "-c", bad}, 2, nil, []string{
 			bad + `:4:10: rules[0].via: unknown interface "ens16O" (have: ens33, ens160)`,
 			bad + `:5:12: rules[1].port: port 70000 is out of range 1-65535`,
 			bad + `:7:1: bogus: unknown field`,
 		}},
+		{"a YAML syntax error names the line that is wrong, in words", []string{"check", "-c", misindented}, 2, nil,
+			[]string{misindented + `:3:4: "via" is indented 3 spaces, which lines up with nothing above it`}},
+		{"a tab in the indentation", []string{"check", "-c", tabbed}, 2, nil,
+			[]string{tabbed + `:3:1: a tab in the indentation: YAML indents with spaces only`}},
 		{"check a missing file", []string{"check", "-c", "/nonexistent/config.yaml"}, 2, nil, []string{"/nonexistent/config.yaml"}},
-		{"check without -c", []string{"check"}, 2, nil, []string{"missing -c FILE"}},
+		{"check without -c checks the embedded default", []string{"check"}, 0,
+			[]string{"(embedded default): OK", "127.0.0.1:1080  mixed", "default:   ens33 (the NIC of the default route)"}, nil},
+		{"check -q prints no summary", []string{"check", "-q", "-c", good}, 0, nil, nil},
+		{"-i lo is refused as loopback", []string{"-i", "lo"}, 2, nil,
+			[]string{"-i: lo is the loopback interface: nothing pinned to it leaves the host; name a NIC (have: ens33, ens160)"}},
+		{"interfaces: {lo: {}} is refused the same way", []string{"check", "-c", loopbackFile}, 2, nil,
+			[]string{loopbackFile + ":1:14: interfaces.lo: lo is the loopback interface", loopbackFile + ":2:10: default: lo is the loopback interface"}},
+		{"a port in use is said once, with what to do", []string{"-l", busy.Addr().String(), "-i", "ens33"}, 1, nil,
+			[]string{"listen tcp4 " + busy.Addr().String() + ": bind: address already in use: another process already listens there"}},
 		{"check with an unknown flag", []string{"check", "-x"}, 2, nil, []string{"flag provided but not defined: -x"}},
 		{"route by user", []string{"route", "-c", good, "-u", "alice", "198.51.100.7:443"}, 0,
 			[]string{"rule      0 alice-wan", "via       ens160", "why       user alice"}, nil},
@@ -121,6 +143,12 @@ func TestCLI(t *testing.T) {
 				if !strings.Contains(res.stderr, want) {
 					t.Errorf("stderr lacks %q:\n%s", want, res.stderr)
 				}
+			}
+			if tt.wantStdout == nil && tt.wantCode == 0 && res.stdout != "" {
+				t.Errorf("stdout should be empty:\n%s", res.stdout)
+			}
+			if strings.Count(res.stderr, "address already in use") > 1 {
+				t.Errorf("the address is said more than once:\n%s", res.stderr)
 			}
 		})
 	}
@@ -150,5 +178,45 @@ func TestHashPassword(t *testing.T) {
 	empty.Stdin = strings.NewReader("\n")
 	if err := empty.Run(); err == nil {
 		t.Error("an empty password was hashed")
+	}
+}
+
+// TestNICDown: a NIC the config pins to that is down is called down by
+// `check` and warned about when serving starts, not called present.
+func TestNICDown(t *testing.T) {
+	lab := netlab.New(t)
+	path := writeConfig(t, "listen: [{addr: 127.0.0.1:1080}]\ndefault: [ens160, ens33]\n")
+	lab.SetDown("ens160")
+
+	res := nicproxy(t, lab, "check", "-c", path)
+	if res.code != 0 || !strings.Contains(res.stdout, "ens160  down (administratively: ip link set ens160 up)") || !strings.Contains(res.stdout, "ens33   up") {
+		t.Errorf("check with ens160 down: exit %d\n%s%s", res.code, res.stdout, res.stderr)
+	}
+	proc := lab.StartProxy(nicproxyBinary, "127.0.0.1:1080", "", "-c", path)
+	want := `NIC is down (administratively: ip link set ens160 up): connections pinned to it fail (or fail over) until it is up	{"nic": "ens160"}`
+	if out := proc.Output(); !strings.Contains(out, want) || strings.Contains(out, `{"nic": "ens33"}`) {
+		t.Errorf("start-up log lacks the warning for ens160 alone:\n%s", out)
+	}
+}
+
+// TestExamplesOnAnotherHost: every file in configs/ passes `check` on a
+// host that has none of its NICs: here a network namespace whose NIC,
+// eth0 (a veth, as this kernel may lack dummy), carries the default route.
+func TestExamplesOnAnotherHost(t *testing.T) {
+	netlab.New(t) // for its skip rules: root and iproute2
+	paths, err := filepath.Glob("../configs/*.yaml")
+	if err != nil || len(paths) < 4 {
+		t.Fatalf("configs: %v %v", paths, err)
+	}
+	setup := "ip link add eth0 type veth peer name peer0 && ip link set peer0 up && ip addr add 203.0.113.2/24 dev eth0 && ip link set eth0 up && ip route add default via 203.0.113.1"
+	for _, p := range paths {
+		t.Run(filepath.Base(p), func(t *testing.T) {
+			cmd := exec.Command("unshare", "-n", "sh", "-c", setup+` && exec "$0" check -c "$1"`, nicproxyBinary, p)
+			cmd.Env = append(os.Environ(), "GORACE=atexit_sleep_ms=0 halt_on_error=1")
+			out, err := cmd.CombinedOutput()
+			if err != nil || !strings.Contains(string(out), p+": OK") {
+				t.Errorf("check on a host with only eth0: %v\n%s", err, out)
+			}
+		})
 	}
 }

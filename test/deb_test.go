@@ -39,10 +39,15 @@ func TestDebianPackage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"./usr/bin/nicproxy", "./usr/lib/systemd/system/nicproxy.service", "./etc/nicproxy/config.yaml", "./usr/share/doc/nicproxy/README.md"} {
+	for _, want := range []string{"./usr/bin/nicproxy", "./usr/lib/systemd/system/nicproxy.service", "./etc/nicproxy/config.yaml",
+		"./usr/share/doc/nicproxy/README.Debian", "./usr/share/doc/nicproxy/copyright", "./usr/share/doc/nicproxy/changelog.gz",
+		"./usr/share/man/man1/nicproxy.1.gz", "./usr/share/doc/nicproxy/examples/two-nic.yaml"} {
 		if !strings.Contains(string(contents), want) {
 			t.Errorf("the package lacks %s", want)
 		}
+	}
+	if strings.Contains(string(contents), "README.md") {
+		t.Errorf("the package installs the repository's README, which speaks of ./nicproxy and configs/:\n%s", contents)
 	}
 	if first := strings.SplitN(string(contents), "\n", 2)[0]; !strings.HasPrefix(first, "drwxr-xr-x root/root") {
 		t.Errorf("the package's root directory: %q, want drwxr-xr-x root/root", first)
@@ -57,9 +62,92 @@ func TestDebianPackage(t *testing.T) {
 	if err != nil || !strings.Contains(string(version), "nicproxy 1.2.3~test") {
 		t.Errorf("packaged binary: %q, %v", version, err)
 	}
+	t.Run("lintian", func(t *testing.T) { lintian(t, deb) })
+	t.Run("man page", func(t *testing.T) { manPage(t, root, bin) })
+	t.Run("copyright and changelog", func(t *testing.T) {
+		copyright, err := os.ReadFile(filepath.Join(root, "usr/share/doc/nicproxy/copyright"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, want := range []string{"Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/",
+			"Files: *\nCopyright: 2026 The nicproxy authors\nLicense: Expat", " go.uber.org/zap v", ": Apache-2.0\n"} {
+			if !strings.Contains(string(copyright), want) {
+				t.Errorf("copyright lacks %q:\n%s", want, copyright)
+			}
+		}
+		log, err := exec.Command("zcat", filepath.Join(root, "usr/share/doc/nicproxy/changelog.gz")).Output()
+		if err != nil || !strings.HasPrefix(string(log), "nicproxy (1.2.3~test) unstable; urgency=medium\n") {
+			t.Errorf("changelog: %v\n%s", err, log)
+		}
+	})
+
 	lab := netlab.New(t)
 	check := lab.Command(bin, "check", "-c", filepath.Join(root, "etc/nicproxy/config.yaml"))
 	if out, err := check.CombinedOutput(); err != nil || !strings.Contains(string(out), "default:   ens33 (the NIC of the default route)") {
 		t.Errorf("the shipped config on the two-NIC host: %v\n%s", err, out)
+	}
+}
+
+// lintian reports no error and no warning on the package. Its one
+// override, with its reason, is in deploy/build-deb.sh.
+func lintian(t *testing.T, deb string) {
+	if _, err := exec.LookPath("lintian"); err != nil {
+		if os.Getenv("NICPROXY_REQUIRE_NETNS") == "1" {
+			t.Fatal("lintian is required in CI")
+		}
+		t.Skip("skipping: lintian is not installed")
+	}
+	cmd := exec.Command("lintian", "--fail-on", "error,warning", deb)
+	out, err := cmd.CombinedOutput()
+	for _, line := range strings.Split(string(out), "\n") {
+		if strings.HasPrefix(line, "E: ") || strings.HasPrefix(line, "W: ") {
+			t.Errorf("lintian: %s", line)
+		}
+	}
+	if err != nil {
+		t.Errorf("lintian: %v\n%s", err, out)
+	}
+	t.Logf("lintian:\n%s", out)
+}
+
+// manPage renders nicproxy(1) with man -l, as `man nicproxy` would once
+// installed: no groff warning, and every command `nicproxy help` lists is
+// in its synopsis, so the page cannot fall behind the binary.
+func manPage(t *testing.T, root, bin string) {
+	if _, err := exec.LookPath("man"); err != nil {
+		if os.Getenv("NICPROXY_REQUIRE_NETNS") == "1" {
+			t.Fatal("man (man-db) is required in CI")
+		}
+		t.Skip("skipping: man is not installed")
+	}
+	cmd := exec.Command("man", "--warnings", "-l", filepath.Join(root, "usr/share/man/man1/nicproxy.1.gz"))
+	cmd.Env = append(os.Environ(), "MANWIDTH=80", "MANPAGER=cat", "LANG=C.UTF-8")
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	page, err := cmd.Output()
+	if err != nil || stderr.Len() > 0 {
+		t.Errorf("man -l: %v\n%s", err, stderr.String())
+	}
+	text := string(page)
+	words := strings.Join(strings.Fields(text), " ") // man justifies lines with extra spaces
+	for _, want := range []string{"NICPROXY(1)", "NAME nicproxy - local SOCKS5, SOCKS4a and HTTP proxy that pins connections to a NIC SYNOPSIS",
+		"EXIT STATUS", "/etc/nicproxy/config.yaml"} {
+		if !strings.Contains(words, want) {
+			t.Errorf("the rendered page lacks %q:\n%s", want, text)
+		}
+	}
+	help, err := exec.Command(bin, "help").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	synopsis, _, _ := strings.Cut(text, "DESCRIPTION")
+	for _, line := range strings.Split(string(help), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 || f[0] != "nicproxy" || f[1][0] < 'a' || f[1][0] > 'z' {
+			continue
+		}
+		if !strings.Contains(synopsis, "nicproxy "+f[1]) {
+			t.Errorf("the synopsis lacks the command %q that nicproxy help lists:\n%s", f[1], synopsis)
+		}
 	}
 }

@@ -36,7 +36,7 @@ func TestSystemdUnitVerifies(t *testing.T) {
 	if err != nil || len(strings.TrimSpace(string(out))) > 0 {
 		t.Errorf("systemd-analyze verify: %v\n%s", err, out)
 	}
-	for _, want := range []string{"Type=notify", "ExecReload=/bin/kill -HUP $MAINPID", "DynamicUser=yes", "/etc/nicproxy/config.yaml"} {
+	for _, want := range []string{"Type=notify", "ExecReload=/usr/bin/nicproxy reload -c /etc/nicproxy/config.yaml $MAINPID", "StartLimitBurst=", "DynamicUser=yes", "/etc/nicproxy/config.yaml"} {
 		if !strings.Contains(string(unit), want) {
 			t.Errorf("the unit lacks %q", want)
 		}

@@ -4,7 +4,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"slices"
 	"strings"
 	"text/tabwriter"
 
@@ -15,13 +14,11 @@ import (
 // nicproxy would do with it.
 func check(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("check", flag.ContinueOnError)
-	file := fs.String("c", "", "config `FILE` to check")
+	file := fs.String("c", "", "config `FILE` to check (default: the embedded default)")
+	quiet := fs.Bool("q", false, "print only errors and warnings, no summary")
 	positional, err := parseFlags(fs, args)
 	if err == nil && len(positional) > 0 {
 		err = usageError{fmt.Sprintf("unexpected argument %q", positional[0])}
-	}
-	if err == nil && *file == "" {
-		err = usageError{"missing -c FILE"}
 	}
 	if err != nil {
 		return reportUsage(stderr, "check", fs, err)
@@ -38,11 +35,13 @@ func check(args []string, stdout, stderr io.Writer) int {
 	for _, w := range cfg.Warnings {
 		fmt.Fprintf(stderr, "warning: %s\n", w)
 	}
-	printSummary(stdout, cfg, opts.Interfaces)
+	if !*quiet {
+		printSummary(stdout, cfg)
+	}
 	return exitOK
 }
 
-func printSummary(w io.Writer, cfg *config.Config, present []string) {
+func printSummary(w io.Writer, cfg *config.Config) {
 	fmt.Fprintf(w, "%s: OK\n\n", cfg.Source)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 
@@ -60,10 +59,7 @@ func printSummary(w io.Writer, cfg *config.Config, present []string) {
 
 	fmt.Fprintln(tw, "interfaces:")
 	for _, nic := range cfg.NICs() {
-		state := "present"
-		if !slices.Contains(present, nic) {
-			state = "absent (used when it appears)"
-		}
+		state, _ := nicState(nic)
 		extra := interfaceOptions(cfg.Interfaces[nic])
 		fmt.Fprintf(tw, "  %s\t%s\t%s\n", nic, state, extra)
 	}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 
 	"nicproxy/bind"
 	"nicproxy/config"
@@ -17,7 +18,38 @@ func hostOptions() (config.Options, error) {
 	}
 	// No default route is not an error here: the config may name its NICs.
 	defaultNIC, _ := bind.DefaultRouteInterface()
-	return config.Options{Interfaces: nics, DefaultRouteInterface: defaultNIC}, nil
+	return config.Options{Interfaces: nics, DefaultRouteInterface: defaultNIC, Loopback: loopbacks()}, nil
+}
+
+// loopbacks names the host's loopback interfaces, so that pinning to one
+// is refused the same way on the command line and in a file.
+func loopbacks() []string {
+	ifis, err := net.Interfaces()
+	if err != nil {
+		return nil // Interfaces already succeeded; a second failure only loses the hint
+	}
+	var names []string
+	for _, ifi := range ifis {
+		if ifi.Flags&net.FlagLoopback != 0 {
+			names = append(names, ifi.Name)
+		}
+	}
+	return names
+}
+
+// nicState says what `check` and the start-up log call a NIC now: up,
+// down (administratively, or without carrier), or absent.
+func nicState(name string) (state string, usable bool) {
+	ifi, err := net.InterfaceByName(name)
+	switch {
+	case err != nil:
+		return "absent (used when it appears)", false
+	case ifi.Flags&net.FlagUp == 0:
+		return "down (administratively: ip link set " + name + " up)", false
+	case ifi.Flags&net.FlagRunning == 0:
+		return "down (no carrier)", false
+	}
+	return "up", true
 }
 
 // loadConfig reads path, or the embedded default when path is "".

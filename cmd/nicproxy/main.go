@@ -23,7 +23,7 @@ const usage = `nicproxy — a local SOCKS5/SOCKS4a/HTTP proxy that pins connecti
 
 Usage:
   nicproxy [run] [-c FILE] [-i NIC] [-l ADDR]   serve (default: 127.0.0.1:1080, default-route NIC)
-  nicproxy check -c FILE                  validate a config, print a summary
+  nicproxy check [-c FILE]                validate a config (default: the embedded one), print a summary
   nicproxy route [-c FILE] [-u USER] [-s SRC] [--listener NAME] [--udp] DEST[:PORT]
                                           which rule and NIC would carry DEST
   nicproxy doctor [-c FILE] [--target HOST:PORT]
@@ -34,7 +34,8 @@ Usage:
                                           pin an existing cgroup (a systemd unit's)
   nicproxy exec --unpin DIR               remove programs pinned with --pin
   nicproxy hash-password                  read a password on stdin, print its bcrypt hash
-  nicproxy version
+  nicproxy reload [-c FILE] PID           check the file, then tell nicproxy PID to re-read it
+  nicproxy version                        (also --version)
 `
 
 func main() {
@@ -43,7 +44,7 @@ func main() {
 
 // run is main without the process: it returns the exit status.
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	if len(args) == 0 || strings.HasPrefix(args[0], "-") && !isHelp(args[0]) {
+	if len(args) == 0 || strings.HasPrefix(args[0], "-") && !isHelp(args[0]) && !isVersion(args[0]) {
 		return serve(args, stderr)
 	}
 	cmd, rest := args[0], args[1:]
@@ -60,7 +61,9 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return doctor(rest, stdout, stderr)
 	case "exec":
 		return execCmd(rest, stdout, stderr)
-	case "version", "--version", "-version":
+	case "reload":
+		return reloadCommand(rest, stdout, stderr)
+	case "version", "--version", "-version", "-V":
 		fmt.Fprintln(stdout, versionString())
 		return exitOK
 	case "help", "-h", "-help", "--help":
@@ -73,6 +76,11 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 
 func isHelp(arg string) bool {
 	return arg == "-h" || arg == "-help" || arg == "--help"
+}
+
+// isVersion accepts the spellings scripts and package tools try first.
+func isVersion(arg string) bool {
+	return arg == "--version" || arg == "-version" || arg == "-V"
 }
 
 // usageError is a command-line mistake: it exits 2 with a one-line hint.

@@ -66,6 +66,7 @@ func serve(args []string, stderr io.Writer) int {
 	for _, w := range cfg.Warnings {
 		log.Warn(w.Error())
 	}
+	warnDown(log, cfg)
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -104,8 +105,14 @@ func serve(args []string, stderr io.Writer) int {
 					return // shutting down: a reload would open what nothing serves
 				}
 				notify(log, daemon.SdNotifyReloading)
-				running = reload(ctx, srv, running, *file, *nic, *listen, level, log)
-				notify(log, daemon.SdNotifyReady, "STATUS=serving")
+				next, err := reload(ctx, srv, running, *file, *nic, *listen, level, log)
+				status := "STATUS=serving"
+				if err != nil {
+					// systemctl status shows this until the next reload.
+					status = "STATUS=serving the previous configuration: reload failed: " + firstLine(err)
+				}
+				running = next
+				notify(log, daemon.SdNotifyReady, status)
 			}
 		}
 	}()
@@ -150,29 +157,42 @@ func notify(log *zap.Logger, states ...string) {
 }
 
 // reload re-reads the configuration on SIGHUP. A file that does not load is
-// reported and the running configuration keeps serving.
-func reload(ctx context.Context, srv *proxy.Server, running *config.Config, file, nic, listen string, level zap.AtomicLevel, log *zap.Logger) *config.Config {
+// reported, each problem once, and the running configuration keeps serving;
+// the error returned (nil when the new configuration serves) is for the
+// caller's metrics and systemd status. Failures Reload itself meets count
+// in its own metrics.
+func reload(ctx context.Context, srv *proxy.Server, running *config.Config, file, nic, listen string, level zap.AtomicLevel, log *zap.Logger) (*config.Config, error) {
 	log.Info("SIGHUP: reloading", zap.String("config", running.Source))
+	const failed = "reload failed; still serving the previous configuration"
 	opts, err := hostOptions()
-	if err != nil {
-		log.Error("reload failed; still serving the previous configuration", zap.Error(err))
-		return running
-	}
-	opts.InterfaceOverride, opts.ListenOverride = nic, listen
-	next, err := loadConfig(file, opts)
-	if err != nil {
-		var errs config.Errors
-		if errors.As(err, &errs) {
-			for _, e := range errs {
-				log.Error("reload: " + e.Error())
-			}
+	if err == nil {
+		opts.InterfaceOverride, opts.ListenOverride = nic, listen
+		var next *config.Config
+		next, err = loadConfig(file, opts)
+		if err == nil {
+			return applyReload(ctx, srv, running, next, level, log)
 		}
-		log.Error("reload failed; still serving the previous configuration", zap.Error(err))
-		return running
 	}
+	// Each problem is a message of its own, unescaped, as `check` prints
+	// it; the summary after them does not repeat them.
+	var errs config.Errors
+	if errors.As(err, &errs) {
+		for _, e := range errs {
+			log.Error("reload: " + e.Error())
+		}
+		log.Error(failed, zap.Int("problems", len(errs)))
+	} else {
+		log.Error(failed, zap.Error(err))
+	}
+	srv.ReloadFailed()
+	return running, err
+}
+
+// applyReload hands a configuration that loaded to the server.
+func applyReload(ctx context.Context, srv *proxy.Server, running, next *config.Config, level zap.AtomicLevel, log *zap.Logger) (*config.Config, error) {
 	if err := srv.Reload(ctx, next); err != nil {
 		log.Error("reload failed; still serving the previous configuration", zap.Error(err))
-		return running
+		return running, err
 	}
 	if l, err := zapcore.ParseLevel(next.Log.Level); err == nil {
 		level.SetLevel(l)
@@ -183,8 +203,29 @@ func reload(ctx context.Context, srv *proxy.Server, running *config.Config, file
 	for _, w := range next.Warnings {
 		log.Warn(w.Error())
 	}
+	warnDown(log, next)
 	log.Info("reloaded", zap.String("default_via", next.Default.String()), zap.Int("rules", len(next.Rules)))
-	return next
+	return next, nil
+}
+
+// warnDown names each NIC the configuration pins to that cannot carry
+// traffic now, so the operator learns it before the first failed dial.
+// A NIC that is absent is already a warning of the config itself.
+func warnDown(log *zap.Logger, cfg *config.Config) {
+	for _, nic := range cfg.NICs() {
+		state, usable := nicState(nic)
+		if usable || strings.HasPrefix(state, "absent") {
+			continue
+		}
+		log.Warn("NIC is "+state+": connections pinned to it fail (or fail over) until it is up",
+			zap.String("nic", nic))
+	}
+}
+
+// firstLine is an error's first line, for one-line status texts.
+func firstLine(err error) string {
+	line, _, _ := strings.Cut(err.Error(), "\n")
+	return line
 }
 
 // newLogger builds the zap logger the config asks for, writing to w; its
