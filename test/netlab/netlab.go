@@ -86,6 +86,20 @@ func New(t testing.TB) *Lab {
 	return lab
 }
 
+// With returns a view of the lab that reports to t, the test or subtest
+// that calls it, so that a helper that fails (a netlink read, an ip
+// command, a server that will not start) fails the test that called it:
+// called through the lab of a parent test, FailNow would end the
+// subtest's goroutine on the parent's behalf, which testing reports as
+// "subtest may have called FailNow on a parent test" against the wrong
+// test. The view shares the lab's namespaces; what it starts (servers,
+// processes, a resolv.conf) is stopped when t ends, not when the lab does.
+func (l *Lab) With(t testing.TB) *Lab {
+	view := *l
+	view.t = t
+	return &view
+}
+
 func unavailable() string {
 	if os.Geteuid() != 0 {
 		return "not root"

@@ -292,6 +292,7 @@ func TestStartProcess(t *testing.T) {
 	in := func(argv ...string) []string { return append([]string{"ip", "netns", "exec", lab.Host}, argv...) }
 
 	t.Run("ready, then SIGTERM", func(t *testing.T) {
+		lab := lab.With(t)
 		p := lab.startProcess(in("python3", "-m", "http.server", "--bind", "127.0.0.1", "18080"), "127.0.0.1:18080")
 		out, errOut, err := lab.Curl("-o", "/dev/null", "-w", "%{http_code}", "http://127.0.0.1:18080/")
 		if err != nil || out != "200" {
@@ -318,6 +319,7 @@ func TestStartProcess(t *testing.T) {
 	})
 
 	t.Run("exit before ready", func(t *testing.T) {
+		lab := lab.With(t)
 		p, err := lab.launch(in("sh", "-c", "echo boom; echo bang >&2; exit 3"), "127.0.0.1:18081")
 		if err == nil || !strings.Contains(err.Error(), "exited before") {
 			t.Fatalf("launch: %v, want exited before ready", err)
@@ -331,6 +333,7 @@ func TestStartProcess(t *testing.T) {
 	})
 
 	t.Run("still running", func(t *testing.T) {
+		lab := lab.With(t)
 		p := lab.startProcess(in("sleep", "30"), "")
 		if code, err := p.Wait(50 * time.Millisecond); code != -1 || err == nil {
 			t.Errorf("Wait = %d, %v; want a timeout", code, err)
@@ -338,11 +341,14 @@ func TestStartProcess(t *testing.T) {
 	})
 
 	t.Run("SIGTERM ignored, group killed", func(t *testing.T) {
+		lab := lab.With(t)
 		defer func(d time.Duration) { termTimeout = d }(termTimeout)
 		termTimeout = 300 * time.Millisecond
 		p := lab.startProcess(in("sh", "-c", `trap "" TERM; sleep 30 & echo started; wait`), "")
-		for !strings.Contains(p.Output(), "started") {
-			time.Sleep(10 * time.Millisecond)
+		for deadline := time.Now().Add(10 * time.Second); !strings.Contains(p.Output(), "started"); time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("the shell did not start within 10s; output %q", p.Output())
+			}
 		}
 		start := time.Now()
 		p.stop(lab)
