@@ -179,11 +179,18 @@ func TestReloadKeepsAcceptedHTTPClient(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	time.Sleep(100 * time.Millisecond) // accepted and sniffing
+	eventually(t, 5*time.Second, func() bool { return srv.active.Load() == 1 },
+		func() string { return "the client was not accepted" })
 	if err := srv.Reload(context.Background(), reloadConfig(t, yaml)); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(100 * time.Millisecond)
+	// The old configuration's HTTP server has shut down: a client it still
+	// held would have been closed by now.
+	eventually(t, 5*time.Second, func() bool {
+		srv.mu.Lock()
+		defer srv.mu.Unlock()
+		return len(srv.retired) == 0
+	}, func() string { return "the old configuration's HTTP server did not finish shutting down" })
 	fmt.Fprintf(conn, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
 	_ = conn.SetReadDeadline(time.Now().Add(3 * time.Second))
 	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
@@ -198,9 +205,13 @@ func TestReloadAfterServeOpensNothing(t *testing.T) {
 	srv, _, cancel, done := startServer(t, yaml)
 	cancel()
 	<-done
-	cfg := reloadConfig(t, yaml+"admin: {addr: \"127.0.0.1:1\"}\n")
-	if err := srv.Reload(context.Background(), cfg); err == nil {
-		t.Fatal("a reload after shutdown succeeded")
+	// A free port (0) can always be bound, so only the guard can make this
+	// fail (port 1 failed with EACCES when not root, guard or not).
+	cfg := reloadConfig(t, yaml+"admin: {addr: \"127.0.0.1:9090\"}\n")
+	cfg.Admin.Addr = netip.MustParseAddrPort("127.0.0.1:0")
+	err := srv.Reload(context.Background(), cfg)
+	if err == nil || !strings.Contains(err.Error(), "shutting down") {
+		t.Fatalf("a reload after shutdown: %v, want it refused as shutting down", err)
 	}
 	srv.mu.Lock()
 	defer srv.mu.Unlock()
