@@ -19,35 +19,51 @@ import (
 // CONNECT to host:port. It returns the reply code; on 0x00 the conn is the
 // tunnel. An authentication failure returns errAuthFailed.
 func socks5Dial(conn net.Conn, user, password, host string, port uint16) (byte, error) {
+	rep, _, err := socks5Request(conn, user, password, socks5Connect, host, port)
+	return rep, err
+}
+
+// SOCKS5 commands (RFC 1928).
+const (
+	socks5Connect      byte = 0x01
+	socks5Bind         byte = 0x02
+	socks5UDPAssociate byte = 0x03
+)
+
+// socks5Request performs a SOCKS5 handshake on conn (user "" = no auth)
+// and sends command cmd for host:port. It returns the reply code and the
+// address the reply names (for UDP ASSOCIATE, the relay). An
+// authentication failure returns errAuthFailed.
+func socks5Request(conn net.Conn, user, password string, cmd byte, host string, port uint16) (byte, netip.AddrPort, error) {
 	method := byte(0x00)
 	if user != "" {
 		method = 0x02
 	}
 	if _, err := conn.Write([]byte{0x05, 0x01, method}); err != nil {
-		return 0, err
+		return 0, netip.AddrPort{}, err
 	}
 	var choice [2]byte
 	if _, err := io.ReadFull(conn, choice[:]); err != nil {
-		return 0, fmt.Errorf("method reply: %w", err)
+		return 0, netip.AddrPort{}, fmt.Errorf("method reply: %w", err)
 	}
 	if choice[1] != method {
-		return 0, fmt.Errorf("server chose method %#x, want %#x", choice[1], method)
+		return 0, netip.AddrPort{}, fmt.Errorf("server chose method %#x, want %#x", choice[1], method)
 	}
 	if user != "" {
 		msg := append([]byte{0x01, byte(len(user))}, user...)
 		msg = append(append(msg, byte(len(password))), password...)
 		if _, err := conn.Write(msg); err != nil {
-			return 0, err
+			return 0, netip.AddrPort{}, err
 		}
 		var status [2]byte
 		if _, err := io.ReadFull(conn, status[:]); err != nil {
-			return 0, fmt.Errorf("auth reply: %w", err)
+			return 0, netip.AddrPort{}, fmt.Errorf("auth reply: %w", err)
 		}
 		if status[1] != 0x00 {
-			return 0, errAuthFailed
+			return 0, netip.AddrPort{}, errAuthFailed
 		}
 	}
-	req := []byte{0x05, 0x01, 0x00}
+	req := []byte{0x05, cmd, 0x00}
 	if a, err := netip.ParseAddr(host); err == nil && a.Is4() {
 		req = append(append(req, 0x01), a.AsSlice()...)
 	} else if err == nil {
@@ -57,24 +73,29 @@ func socks5Dial(conn net.Conn, user, password, host string, port uint16) (byte, 
 	}
 	req = binary.BigEndian.AppendUint16(req, port)
 	if _, err := conn.Write(req); err != nil {
-		return 0, err
+		return 0, netip.AddrPort{}, err
 	}
 	var head [4]byte
 	if _, err := io.ReadFull(conn, head[:]); err != nil {
-		return 0, fmt.Errorf("connect reply: %w", err)
+		return 0, netip.AddrPort{}, fmt.Errorf("reply: %w", err)
 	}
-	skip := map[byte]int{0x01: 4 + 2, 0x04: 16 + 2}[head[3]]
+	size := map[byte]int{0x01: 4, 0x04: 16}[head[3]]
 	if head[3] == 0x03 {
 		var n [1]byte
 		if _, err := io.ReadFull(conn, n[:]); err != nil {
-			return 0, err
+			return 0, netip.AddrPort{}, err
 		}
-		skip = int(n[0]) + 2
+		size = int(n[0])
 	}
-	if _, err := io.ReadFull(conn, make([]byte, skip)); err != nil {
-		return 0, fmt.Errorf("bound address: %w", err)
+	bound := make([]byte, size+2)
+	if _, err := io.ReadFull(conn, bound); err != nil {
+		return 0, netip.AddrPort{}, fmt.Errorf("bound address: %w", err)
 	}
-	return head[1], nil
+	var addr netip.AddrPort
+	if ip, ok := netip.AddrFromSlice(bound[:size]); ok && head[3] != 0x03 {
+		addr = netip.AddrPortFrom(ip, binary.BigEndian.Uint16(bound[size:]))
+	}
+	return head[1], addr, nil
 }
 
 var errAuthFailed = errors.New("socks5 authentication failed")

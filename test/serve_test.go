@@ -32,6 +32,12 @@ func newServingLab(t *testing.T) *servingLab {
 	return s
 }
 
+// with is the lab as seen from t, a subtest: what fails reports to t, and
+// what t starts stops when t ends (netlab.Lab.With).
+func (s *servingLab) with(t *testing.T) *servingLab {
+	return &servingLab{Lab: s.Lab.With(t), web: s.web, echo: s.echo}
+}
+
 func (s *servingLab) url(scheme, host, path string) string {
 	port := s.web.HTTP.Port()
 	if scheme == "https" {

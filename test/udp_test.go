@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"nicproxy/proxy/socks5udp"
 	"nicproxy/test/netlab"
 )
 
@@ -30,14 +31,10 @@ func udpAssociateOn(t *testing.T, lab *netlab.Lab, proxy string) (net.Conn, neti
 	}
 	t.Cleanup(func() { control.Close() })
 	_ = control.SetDeadline(time.Now().Add(20 * time.Second))
-	if _, err := control.Write([]byte{0x05, 0x01, 0x00, 0x05, 0x03, 0x00, 0x01, 0, 0, 0, 0, 0, 0}); err != nil {
-		t.Fatal(err)
+	rep, relay, err := socks5Request(control, "", "", socks5UDPAssociate, "0.0.0.0", 0)
+	if err != nil || rep != 0x00 {
+		t.Fatalf("UDP ASSOCIATE: reply %#x, %v", rep, err)
 	}
-	reply := make([]byte, 2+4+4+2)
-	if _, err := io.ReadFull(control, reply); err != nil || reply[3] != 0x00 {
-		t.Fatalf("UDP ASSOCIATE reply %v %v", reply, err)
-	}
-	relay := netip.AddrPortFrom(netip.AddrFrom4([4]byte(reply[6:10])), binary.BigEndian.Uint16(reply[10:12]))
 	var udp *net.UDPConn
 	if err := lab.InHost(func() (err error) {
 		udp, err = net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
@@ -49,66 +46,113 @@ func udpAssociateOn(t *testing.T, lab *netlab.Lab, proxy string) (net.Conn, neti
 	return control, relay, udp
 }
 
-// udpExchange sends payload to dest (an address or a name) through the
-// relay and returns the reply's source and data.
-func udpExchange(t *testing.T, udp *net.UDPConn, relay netip.AddrPort, host string, port uint16, payload []byte) (string, string) {
-	t.Helper()
-	hdr := []byte{0, 0, 0}
+// udpDatagram is payload for host:port (an address or a name) with its
+// SOCKS5 UDP header.
+func udpDatagram(host string, port uint16, payload []byte) []byte {
+	var hdr []byte
 	if a, err := netip.ParseAddr(host); err == nil {
-		hdr = append(append(hdr, 0x01), a.AsSlice()...)
-	} else {
-		hdr = append(append(hdr, 0x03, byte(len(host))), host...)
+		hdr = socks5udp.AppendHeader(nil, netip.AddrPortFrom(a, port))
+	} else { // AppendHeader writes addresses only
+		hdr = append([]byte{0, 0, 0, 0x03, byte(len(host))}, host...)
+		hdr = binary.BigEndian.AppendUint16(hdr, port)
 	}
-	hdr = binary.BigEndian.AppendUint16(hdr, port)
-	if _, err := udp.WriteToUDPAddrPort(append(hdr, payload...), relay); err != nil {
+	return append(hdr, payload...)
+}
+
+// udpSend sends payload to host:port through the relay.
+func udpSend(t *testing.T, udp *net.UDPConn, relay netip.AddrPort, host string, port uint16, payload []byte) {
+	t.Helper()
+	if _, err := udp.WriteToUDPAddrPort(udpDatagram(host, port, payload), relay); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// udpReceive reads one datagram from the relay and returns its source and
+// data.
+func udpReceive(t *testing.T, udp *net.UDPConn) (netip.AddrPort, []byte) {
+	t.Helper()
 	_ = udp.SetReadDeadline(time.Now().Add(5 * time.Second))
 	buf := make([]byte, 64<<10)
 	n, err := udp.Read(buf)
 	if err != nil {
 		t.Fatalf("no reply through the relay: %v", err)
 	}
-	if n < 10 || buf[3] != 0x01 {
-		t.Fatalf("reply header %x", buf[:min(n, 10)])
+	from, data, err := socks5udp.Parse(buf[:n])
+	if err != nil || !from.Addr.IsValid() {
+		t.Fatalf("reply header %x: %v, want one that names an address", buf[:min(n, 10)], err)
 	}
-	from := netip.AddrPortFrom(netip.AddrFrom4([4]byte(buf[4:8])), binary.BigEndian.Uint16(buf[8:10]))
-	return from.String(), string(buf[10:n])
+	return netip.AddrPortFrom(from.Addr, from.Port), data
+}
+
+// udpExchange sends payload to dest (an address or a name) through the
+// relay and returns the reply's source and data.
+func udpExchange(t *testing.T, udp *net.UDPConn, relay netip.AddrPort, host string, port uint16, payload []byte) (string, string) {
+	t.Helper()
+	udpSend(t, udp, relay, host, port, payload)
+	from, data := udpReceive(t, udp)
+	return from.String(), string(data)
+}
+
+// echoed splits an Echo server's UDP reply into the address it saw and the
+// datagram it echoed.
+func echoed(t *testing.T, reply string) (netip.Addr, string) {
+	t.Helper()
+	seen, data, _ := strings.Cut(reply, " ")
+	ap, err := netip.ParseAddrPort(seen)
+	if err != nil {
+		t.Fatalf("echo reply %.40q does not start with the address the server saw: %v", reply, err)
+	}
+	return ap.Addr(), data
+}
+
+// relayClosed reports whether the relay's UDP port is free again, that is,
+// whether nicproxy has closed the association's client-facing socket: a
+// positive sign the association ended, where "no reply came" is only the
+// absence of one.
+func relayClosed(lab *netlab.Lab, relay netip.AddrPort) bool {
+	return lab.InHost(func() error {
+		pc, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(relay))
+		if err == nil {
+			pc.Close()
+		}
+		return err
+	}) == nil
 }
 
 // TestUDPAssociate: datagrams relayed by SOCKS5 UDP ASSOCIATE leave through
 // the rule's NIC, names included, and the reply comes back with its source.
 func TestUDPAssociate(t *testing.T) {
 	lab := newServingLab(t)
-	lab.StartProxy(nicproxyBinary, "127.0.0.1:1080", `
+	rejected := lab.StartEcho() // a server that would answer, behind a reject rule
+	const idle = 2 * time.Second
+	lab.StartProxy(nicproxyBinary, "127.0.0.1:1080", fmt.Sprintf(`
 rules:
-  - {name: no-udp-25, network: udp, port: [25], action: reject}
+  - {name: no-udp-there, network: udp, port: [%d], action: reject}
 default: ens160
-timeouts: {idle: 2s}
-`)
+timeouts: {idle: %v}
+`, rejected.UDP.Port(), idle))
 	payload := []byte(strings.Repeat("datagram ", 100))
 	server := netlab.Server.String()
 	udpPort := lab.echo.UDP.Port()
 
 	for _, dest := range []string{server, "web.test"} {
 		t.Run("to "+dest, func(t *testing.T) {
+			lab := lab.with(t)
 			_, relay, udp := udpAssociate(t, lab.Lab)
 			before := lab.Snapshot()
 			from, reply := udpExchange(t, udp, relay, dest, udpPort, payload)
 			if from != lab.echo.UDP.String() {
 				t.Errorf("reply from %s, want %s", from, lab.echo.UDP)
 			}
-			seen, echoed, _ := strings.Cut(reply, " ")
-			if got := netip.MustParseAddrPort(seen).Addr(); got != netlab.Ens160.Addr {
-				t.Errorf("echo server saw %v, want ens160", got)
+			seen, data := echoed(t, reply)
+			if data != string(payload) {
+				t.Errorf("echo %d bytes, want the %d-byte payload", len(data), len(payload))
 			}
-			if echoed != string(payload) {
-				t.Errorf("echo %d bytes, want the %d-byte payload", len(echoed), len(payload))
-			}
-			checkPinned(t, before, flow{seen: netlab.Ens160.Addr, sent: len(payload)}, netlab.Ens160, netlab.Ens33)
+			checkPinned(t, before, flow{seen: seen, sent: len(payload)}, netlab.Ens160, netlab.Ens33)
 		})
 	}
 	t.Run("a network: udp rule picks the NIC", func(t *testing.T) {
+		lab := lab.with(t)
 		lab.StartProxy(nicproxyBinary, "127.0.0.1:1081", fmt.Sprintf(`
 listen: [{addr: "127.0.0.1:1081"}]
 rules:
@@ -118,30 +162,36 @@ default: ens160
 `, udpPort))
 		_, relay, udp := udpAssociateOn(t, lab.Lab, "127.0.0.1:1081")
 		before := lab.Snapshot()
-		_, echoed := udpExchange(t, udp, relay, "web.test", udpPort, payload)
-		seen, _, _ := strings.Cut(echoed, " ")
-		if got := netip.MustParseAddrPort(seen).Addr(); got != netlab.Ens33.Addr {
-			t.Errorf("echo server saw %v, want ens33", got)
-		}
-		checkPinned(t, before, flow{seen: netlab.Ens33.Addr, sent: len(payload)}, netlab.Ens33, netlab.Ens160)
+		_, reply := udpExchange(t, udp, relay, "web.test", udpPort, payload)
+		seen, _ := echoed(t, reply)
+		checkPinned(t, before, flow{seen: seen, sent: len(payload)}, netlab.Ens33, netlab.Ens160)
 	})
 	t.Run("a reject rule drops the datagram", func(t *testing.T) {
+		lab := lab.with(t)
 		_, relay, udp := udpAssociate(t, lab.Lab)
 		before := lab.Snapshot()
-		hdr := append([]byte{0, 0, 0, 0x01}, netlab.Server.AsSlice()...)
-		hdr = binary.BigEndian.AppendUint16(hdr, 25)
-		if _, err := udp.WriteToUDPAddrPort(append(hdr, "smtp?"...), relay); err != nil {
-			t.Fatal(err)
+		big := []byte(strings.Repeat("rejected ", 200))
+		udpSend(t, udp, relay, server, rejected.UDP.Port(), big)
+		// The fence: a permitted datagram sent after it, through the same
+		// association. Its reply proves the rejected one was handled by then.
+		udpSend(t, udp, relay, server, udpPort, []byte("fence"))
+		from, data := udpReceive(t, udp)
+		if from == rejected.UDP {
+			t.Fatalf("the rejected datagram got a reply: %.40q", data)
 		}
-		_ = udp.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
-		if _, err := udp.Read(make([]byte, 100)); err == nil {
-			t.Error("a datagram to a rejected port got a reply")
+		if _, echo := echoed(t, string(data)); echo != "fence" {
+			t.Errorf("the fence's reply echoed %.40q", echo)
 		}
-		if tx := before.TxSince("ens33") + before.TxSince("ens160"); tx != 0 {
-			t.Errorf("a rejected datagram moved %d bytes", tx)
+		// ens160 carried the small fence, not the big rejected datagram.
+		if tx := before.TxSince("ens160"); tx == 0 || tx >= uint64(len(big)) {
+			t.Errorf("ens160 sent %d bytes, want the fence's (under the %d-byte rejected datagram)", tx, len(big))
+		}
+		if tx := before.TxSince("ens33"); tx != 0 {
+			t.Errorf("ens33 sent %d bytes, want 0", tx)
 		}
 	})
 	t.Run("only the client's own address may use its association", func(t *testing.T) {
+		lab := lab.with(t)
 		_, relay, udp := udpAssociate(t, lab.Lab)
 		udpExchange(t, udp, relay, server, udpPort, []byte("mine")) // fixes the client's address
 		var intruder *net.UDPConn
@@ -152,31 +202,45 @@ default: ens160
 			t.Fatal(err)
 		}
 		defer intruder.Close()
-		hdr := append([]byte{0, 0, 0, 0x01}, netlab.Server.AsSlice()...)
-		hdr = binary.BigEndian.AppendUint16(hdr, udpPort)
-		if _, err := intruder.WriteToUDPAddrPort(append(hdr, "intruder"...), relay); err != nil {
+		if _, err := intruder.WriteToUDPAddrPort(udpDatagram(server, udpPort, []byte("intruder")), relay); err != nil {
 			t.Fatal(err)
 		}
-		_ = intruder.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
-		if _, err := intruder.Read(make([]byte, 100)); err == nil {
-			t.Error("another socket used the association and got a reply")
+		// The fence: had the intruder's datagram been relayed, its echo
+		// would reach the client before this one's.
+		_, data := udpExchange(t, udp, relay, server, udpPort, []byte("fence"))
+		if _, echo := echoed(t, data); echo != "fence" {
+			t.Errorf("the client's next reply echoed %q, want its own fence", echo)
 		}
-		_ = udp.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
-		if n, err := udp.Read(make([]byte, 100)); err == nil {
-			t.Errorf("the client got a reply to a datagram it did not send (%d bytes)", n)
+		_ = intruder.SetReadDeadline(time.Now().Add(50 * time.Millisecond)) // anything would be queued by now
+		if n, err := intruder.Read(make([]byte, 100)); err == nil {
+			t.Errorf("another socket used the association and got a %d-byte reply", n)
 		}
 	})
 	t.Run("the association ends with its TCP connection", func(t *testing.T) {
+		lab := lab.with(t)
 		control, relay, udp := udpAssociate(t, lab.Lab)
 		udpExchange(t, udp, relay, server, udpPort, []byte("x"))
-		control.Close()
-		time.Sleep(200 * time.Millisecond)
-		hdr := append([]byte{0, 0, 0, 0x01}, netlab.Server.AsSlice()...)
-		hdr = binary.BigEndian.AppendUint16(hdr, udpPort)
-		_, _ = udp.WriteToUDPAddrPort(append(hdr, 'y'), relay)
-		_ = udp.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
-		if _, err := udp.Read(make([]byte, 100)); err == nil {
-			t.Error("the relay still answered after the TCP connection closed")
+		if relayClosed(lab.Lab, relay) {
+			t.Fatal("the relay's port is free while the association is open: the check cannot tell")
 		}
+		control.Close()
+		eventually(t, 5*time.Second, func() bool { return relayClosed(lab.Lab, relay) },
+			func() string { return "the relay socket stayed open after the TCP connection closed" })
+	})
+	t.Run("the association ends after timeouts.idle", func(t *testing.T) {
+		lab := lab.with(t)
+		control, relay, udp := udpAssociate(t, lab.Lab)
+		udpExchange(t, udp, relay, server, udpPort, []byte("x"))
+		last := time.Now()
+		_ = control.SetReadDeadline(time.Now().Add(idle + 10*time.Second))
+		n, err := control.Read(make([]byte, 1))
+		if err != io.EOF {
+			t.Fatalf("control connection: read %d bytes, %v; want it closed (EOF) by the idle timeout", n, err)
+		}
+		if d := time.Since(last); d < idle-100*time.Millisecond {
+			t.Errorf("closed %v after the last datagram, before timeouts.idle (%v)", d, idle)
+		}
+		eventually(t, 5*time.Second, func() bool { return relayClosed(lab.Lab, relay) },
+			func() string { return "the relay socket stayed open after the idle timeout" })
 	})
 }
