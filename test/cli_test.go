@@ -220,3 +220,16 @@ func TestExamplesOnAnotherHost(t *testing.T) {
 		})
 	}
 }
+
+// exitCode is the exit code of a command that returned err from Run: 0 for
+// nil, -1 when it did not run or died of a signal.
+func exitCode(err error) int {
+	var exit *exec.ExitError
+	switch {
+	case err == nil:
+		return 0
+	case errors.As(err, &exit):
+		return exit.ExitCode()
+	}
+	return -1
+}

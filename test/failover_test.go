@@ -1,6 +1,7 @@
 package test
 
 import (
+	"fmt"
 	"testing"
 
 	"nicproxy/test/netlab"
@@ -24,10 +25,11 @@ default: [ens160, ens33]
 `)
 	url := lab.url("http", "web.test", "/echo")
 	other := map[string]netlab.NIC{"ens33": netlab.Ens160, "ens160": netlab.Ens33}
-	flow := func(t *testing.T, proxy string) netlab.NIC {
+	flow := func(t *testing.T, url, proxy string, args ...string) netlab.NIC {
 		t.Helper()
+		lab := lab.with(t)
 		before := lab.Snapshot()
-		f := lab.curlUpload(t, nil, url, "--proxy", proxy)
+		f := lab.curlUpload(t, nil, url, append([]string{"--proxy", proxy}, args...)...)
 		var carrier netlab.NIC
 		switch f.seen {
 		case netlab.Ens33.Addr:
@@ -42,7 +44,8 @@ default: [ens160, ens33]
 	}
 
 	t.Run("failover skips a down NIC and comes back", func(t *testing.T) {
-		if got := flow(t, "socks5h://127.0.0.1:1080"); got != netlab.Ens160 {
+		lab := lab.with(t)
+		if got := flow(t, url, "socks5h://127.0.0.1:1080"); got != netlab.Ens160 {
 			t.Errorf("with both up, carried by %s, want ens160", got.Name)
 		}
 		lab.SetDown("ens160")
@@ -56,25 +59,38 @@ default: [ens160, ens33]
 			t.Errorf("ens33 sent %d bytes", tx)
 		}
 		lab.SetUp(netlab.Ens160)
-		if got := flow(t, "http://127.0.0.1:1080"); got != netlab.Ens160 {
+		if got := flow(t, url, "http://127.0.0.1:1080"); got != netlab.Ens160 {
 			t.Errorf("after ens160 came back, carried by %s", got.Name)
 		}
 	})
 	t.Run("round-robin alternates", func(t *testing.T) {
 		var seq []string
 		for range 4 {
-			seq = append(seq, flow(t, "socks5h://127.0.0.1:1081").Name)
+			seq = append(seq, flow(t, url, "socks5h://127.0.0.1:1081").Name)
 		}
 		if seq[0] == seq[1] || seq[0] != seq[2] || seq[1] != seq[3] {
 			t.Errorf("NICs in turn: %v", seq)
 		}
 	})
 	t.Run("sticky keeps a client and site on one NIC", func(t *testing.T) {
-		first := flow(t, "socks5h://127.0.0.1:1082")
-		for range 3 {
-			if got := flow(t, "socks5h://127.0.0.1:1082"); got != first {
-				t.Fatalf("sticky moved from %s to %s", first.Name, got.Name)
+		// Always the first NIC would also keep each pair on one NIC: vary
+		// the client address and the site until both NICs have carried a
+		// pair (a pair lands on either with even odds, so 16 pairs all on
+		// one NIC is a 1 in 32,768 chance), and show each pair stays.
+		carried := map[string]bool{}
+		for i := range 16 {
+			client := fmt.Sprintf("127.0.0.%d", 1+i/2)
+			site := []string{url, lab.url("http", netlab.Server.String(), "/echo")}[i%2]
+			first := flow(t, site, "socks5h://127.0.0.1:1082", "--interface", client)
+			for range 2 {
+				if got := flow(t, site, "socks5h://127.0.0.1:1082", "--interface", client); got != first {
+					t.Fatalf("client %s, site %s: sticky moved from %s to %s", client, site, first.Name, got.Name)
+				}
+			}
+			if carried[first.Name] = true; len(carried) == 2 {
+				return
 			}
 		}
+		t.Errorf("16 client and site pairs all on %v: not balanced", carried)
 	})
 }

@@ -129,11 +129,27 @@ func TestServeErrors(t *testing.T) {
 		}
 	})
 	t.Run("socks4 refused when users are configured", func(t *testing.T) {
-		_, stderr, err := lab.Curl("--proxy", "socks4a://127.0.0.1:1080", lab.url("http", "web.test", "/whoami"))
-		if err == nil {
-			t.Fatal("socks4a succeeded although users are configured")
+		lab := lab.with(t)
+		before := lab.Snapshot()
+		// SOCKS4a CONNECT web.test:80 as user carol: SOCKS4 has no password.
+		conn := dialProxy(t, lab.Lab)
+		req := append([]byte{0x04, 0x01, 0, 80, 0, 0, 0, 1}, "carol\x00web.test\x00"...)
+		if _, err := conn.Write(req); err != nil {
+			t.Fatal(err)
 		}
-		t.Logf("curl: %s", strings.TrimSpace(stderr))
+		reply, err := io.ReadAll(conn)
+		if want := []byte{0x00, 0x5B, 0, 0, 0, 0, 0, 0}; err != nil || !bytes.Equal(reply, want) {
+			t.Errorf("reply %#v then %v, want %#v (rejected) then the close", reply, err, want)
+		}
+		_, stderr, err := lab.Curl("--proxy", "socks4a://127.0.0.1:1080", lab.url("http", "web.test", "/whoami"))
+		if code := exitCode(err); code != 97 || !strings.Contains(stderr, "(91)") {
+			t.Errorf("curl: exit %d (%v), %s; want 97, CURLE_PROXY, for reply 91 (0x5B)", code, err, stderr)
+		}
+		for _, nic := range []string{"ens33", "ens160"} {
+			if tx := before.TxSince(nic); tx != 0 {
+				t.Errorf("%s sent %d bytes for a refused request", nic, tx)
+			}
+		}
 	})
 	t.Run("hop-by-hop headers and credentials are not forwarded", func(t *testing.T) {
 		out, stderr, err := lab.Curl("--proxy", "http://alice:s3cret@127.0.0.1:1080",
@@ -176,9 +192,10 @@ timeouts: {idle: 1s}
 	}
 	for _, proxy := range []string{"socks5h://127.0.0.1:1080", "http://127.0.0.1:1080"} {
 		t.Run("100 MiB through "+proxy, func(t *testing.T) {
+			lab := lab.with(t)
 			before := lab.Snapshot()
-			file := filepath.Join(t.TempDir(), "download")
-			args := []string{"--proxy", proxy, "-o", file, "--max-time", "120", lab.url("http", "web.test", fmt.Sprintf("/bytes?n=%d", size))}
+			file, head := filepath.Join(t.TempDir(), "download"), filepath.Join(t.TempDir(), "head")
+			args := []string{"--proxy", proxy, "-o", file, "-D", head, "--max-time", "120", lab.url("http", "web.test", fmt.Sprintf("/bytes?n=%d", size))}
 			if strings.HasPrefix(proxy, "http:") {
 				args = append([]string{"--proxytunnel"}, args...)
 			}
@@ -195,6 +212,10 @@ timeouts: {idle: 1s}
 			if n != size || !bytes.Equal(got.Sum(nil), want.Sum(nil)) {
 				t.Errorf("downloaded %d bytes, hash match %v; want %d byte-exact", n, bytes.Equal(got.Sum(nil), want.Sum(nil)), size)
 			}
+			headers, _ := os.ReadFile(head)
+			if seen := seenHeader(t, string(headers)); seen != netlab.Ens160.Addr {
+				t.Errorf("server saw %v, want ens160's %v", seen, netlab.Ens160.Addr)
+			}
 			if rx := before.RxSince("ens160"); rx < size {
 				t.Errorf("ens160 received %d bytes, want at least the %d downloaded", rx, size)
 			}
@@ -205,6 +226,8 @@ timeouts: {idle: 1s}
 	}
 
 	t.Run("half-closed upload still gets the full reply", func(t *testing.T) {
+		lab := lab.with(t)
+		before := lab.Snapshot()
 		conn := dialProxy(t, lab.Lab)
 		if rep, err := socks5Dial(conn, "", "", netlab.Server.String(), lab.echo.TCP.Port()); err != nil || rep != 0 {
 			t.Fatalf("connect: reply %#x, %v", rep, err)
@@ -212,9 +235,6 @@ timeouts: {idle: 1s}
 		payload := bytes.Repeat([]byte("half-close "), 100000)
 		r := bufio.NewReader(conn)
 		seen := netlab.MustSeen(t, r)
-		if seen.Addr() != netlab.Ens160.Addr {
-			t.Errorf("echo server saw %v, want ens160", seen.Addr())
-		}
 		go func() {
 			_, _ = conn.Write(payload)
 			_ = conn.(*net.TCPConn).CloseWrite()
@@ -223,6 +243,7 @@ timeouts: {idle: 1s}
 		if err != nil || !bytes.Equal(got, payload) {
 			t.Errorf("got %d bytes back (err %v), want the %d-byte payload", len(got), err, len(payload))
 		}
+		checkPinned(t, before, flow{seen: seen.Addr(), sent: len(payload)}, netlab.Ens160, netlab.Ens33)
 	})
 
 	t.Run("idle tunnel is closed after timeouts.idle", func(t *testing.T) {
@@ -254,6 +275,8 @@ timeouts: {idle: 1s}
 	})
 
 	t.Run("websocket upgrade through the http proxy", func(t *testing.T) {
+		lab := lab.with(t)
+		before := lab.Snapshot()
 		conn := dialProxy(t, lab.Lab)
 		target := lab.web.HTTP.String()
 		fmt.Fprintf(conn, "GET http://%s/ws HTTP/1.1\r\nHost: %s\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n", target, target)
@@ -266,14 +289,13 @@ timeouts: {idle: 1s}
 			t.Fatalf("status %d, want 101", resp.StatusCode)
 		}
 		seen := netlab.MustSeen(t, r)
-		if seen.Addr() != netlab.Ens160.Addr {
-			t.Errorf("server saw %v, want ens160", seen.Addr())
+		ping := strings.Repeat("ping over the upgraded connection ", 1000)
+		fmt.Fprint(conn, ping)
+		got := make([]byte, len(ping))
+		if _, err := io.ReadFull(r, got); err != nil || string(got) != ping {
+			t.Errorf("echo %.40q, %v", got, err)
 		}
-		fmt.Fprint(conn, "ping over the upgraded connection")
-		got := make([]byte, len("ping over the upgraded connection"))
-		if _, err := io.ReadFull(r, got); err != nil || string(got) != "ping over the upgraded connection" {
-			t.Errorf("echo %q, %v", got, err)
-		}
+		checkPinned(t, before, flow{seen: seen.Addr(), sent: len(ping)}, netlab.Ens160, netlab.Ens33)
 	})
 }
 

@@ -32,6 +32,7 @@ rules:
   - {name: walled-off, listener: [walled], src: [192.0.2.0/24], via: ens33}
   - {name: walled-rest, listener: [walled], action: reject}
 default: ens160
+timeouts: {handshake: 1s}
 `)
 	url := lab.url("http", "web.test", "/echo")
 
@@ -40,14 +41,37 @@ default: ens160
 		f := lab.curlUpload(t, nil, url, "--proxy", "http://[::1]:8080")
 		checkPinned(t, before, f, netlab.Ens160, netlab.Ens33)
 	})
+	// What a listener answers a protocol it does not speak, up to the close.
+	wrongProtocol := func(t *testing.T, listener string, request []byte) string {
+		t.Helper()
+		conn, err := lab.DialHost("tcp", listener)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+		if _, err := conn.Write(request); err != nil {
+			t.Fatal(err)
+		}
+		reply, err := io.ReadAll(conn)
+		if err != nil {
+			t.Errorf("read the answer: %v, want it followed by the close", err)
+		}
+		return string(reply)
+	}
 	t.Run("a socks5 listener does not speak http", func(t *testing.T) {
-		if _, _, err := lab.Curl("--proxy", "http://127.0.0.1:1080", url); err == nil {
-			t.Error("an HTTP proxy request succeeded on a socks5-only listener")
+		// As curl sends it: long enough that the bytes read as a SOCKS5
+		// greeting ("G", then 'E' = 69 methods) are all there.
+		request := "GET " + url + " HTTP/1.1\r\nHost: web.test\r\nUser-Agent: curl/7.88.1\r\nAccept: */*\r\n\r\n"
+		if reply := wrongProtocol(t, "127.0.0.1:1080", []byte(request)); reply != "" {
+			t.Errorf("a socks5-only listener answered an HTTP request with %q, want the close alone", reply)
 		}
 	})
 	t.Run("an http listener does not speak socks5", func(t *testing.T) {
-		if _, _, err := lab.Curl("--proxy", "socks5h://[::1]:8080", url); err == nil {
-			t.Error("a SOCKS5 request succeeded on an http-only listener")
+		// net/http waits for the end of a request line that never comes;
+		// the handshake timeout ends it with a 400.
+		if reply := wrongProtocol(t, "[::1]:8080", []byte{0x05, 0x01, 0x00}); !strings.HasPrefix(reply, "HTTP/1.1 400 Bad Request\r\n") {
+			t.Errorf("an http-only listener answered a SOCKS5 greeting with %q, want 400", reply)
 		}
 	})
 	t.Run("socks4 user id matches a user rule", func(t *testing.T) {
@@ -101,10 +125,8 @@ log: {format: json}
 			t.Errorf("wrong password from outside allow: reply %#x, %v; want 0x02", rep, err)
 		}
 		conn = dialFrom(t, lab.Lab, "127.0.0.2", "127.0.0.1:1081")
-		conn.Write([]byte{0x05, 0x01, 0x00, 0x05, 0x02, 0x00, 0x01, 198, 51, 100, 10, 0, 80})
-		reply := make([]byte, 4)
-		if _, err := io.ReadFull(conn, reply); err != nil || reply[3] != 0x02 {
-			t.Errorf("BIND from outside allow: reply %v, %v; want 0x02", reply, err)
+		if rep, _, err := socks5Request(conn, "", "", socks5Bind, netlab.Server.String(), 80); err != nil || rep != 0x02 {
+			t.Errorf("BIND from outside allow: reply %#x, %v; want 0x02", rep, err)
 		}
 		conn = dialFrom(t, lab.Lab, "127.0.0.2", "127.0.0.1:1081")
 		resp, _, err := httpConnect(conn, "web.test", lab.web.HTTP.Port(), nil)
@@ -113,21 +135,17 @@ log: {format: json}
 		}
 	})
 	t.Run("the access log is JSON, names NIC and user, never the password", func(t *testing.T) {
-		time.Sleep(100 * time.Millisecond) // the last line is written as the connection closes
-		out := proc.Output()
+		// The last line is written as the connection closes.
+		var out string
+		eventually(t, 5*time.Second, func() bool {
+			out = proc.Output()
+			return len(accessLines(t, out, "ok")) >= 2
+		}, func() string { return "fewer than 2 successful access lines:\n" + out })
 		if strings.Contains(out, "bob-pw") {
 			t.Errorf("the log contains a password:\n%s", out)
 		}
-		var access int
-		for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
-			var entry map[string]any
-			if err := json.Unmarshal([]byte(line), &entry); err != nil {
-				t.Fatalf("log line is not JSON: %q", line)
-			}
-			if entry["msg"] != "access" || entry["result"] != "ok" {
-				continue
-			}
-			access++
+		for _, entry := range accessLines(t, out, "ok") {
+			line, _ := json.Marshal(entry)
 			for key, want := range map[string]any{"user": "bob", "nic": "ens160", "rule": "default"} {
 				if entry[key] != want {
 					t.Errorf("access %s = %v, want %v in %s", key, entry[key], want, line)
@@ -139,10 +157,27 @@ log: {format: json}
 				}
 			}
 		}
-		if access < 2 {
-			t.Errorf("%d successful access lines, want at least 2:\n%s", access, out)
-		}
 	})
+}
+
+// accessLines parses a JSON log and returns its access lines with the
+// given result ("" for any); every line must be JSON.
+func accessLines(t *testing.T, log, result string) []map[string]any {
+	t.Helper()
+	var lines []map[string]any
+	for _, line := range strings.Split(strings.TrimSpace(log), "\n") {
+		if line == "" {
+			continue
+		}
+		var entry map[string]any
+		if err := json.Unmarshal([]byte(line), &entry); err != nil {
+			t.Fatalf("log line is not JSON: %q", line)
+		}
+		if entry["msg"] == "access" && (result == "" || entry["result"] == result) {
+			lines = append(lines, entry)
+		}
+	}
+	return lines
 }
 
 // dialFrom connects from a chosen local address inside the host namespace.
@@ -235,25 +270,21 @@ limits: {max_connections: 2}
 		for _, c := range held {
 			c.Close()
 		}
-		// Slots are given back: a new client is served again.
-		deadline := time.Now().Add(3 * time.Second)
-		for {
-			// Until the relays notice their clients left, a new client may
-			// still be refused at once: try again.
-			var rep byte
-			conn, err := lab.DialHost("tcp", "127.0.0.1:1080")
+		// Slots are given back: a new client is served again. Until the
+		// relays notice their clients left, a new client may still be
+		// refused at once: try again.
+		var rep byte
+		eventually(t, 10*time.Second, func() bool {
+			var conn net.Conn
+			conn, err = lab.DialHost("tcp", "127.0.0.1:1080")
 			if err == nil {
 				_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
 				rep, err = socks5Dial(conn, "", "", netlab.Server.String(), lab.echo.TCP.Port())
 				conn.Close()
 			}
-			if err == nil && rep == 0 {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("no slot came back after closing the held tunnels: %#x %v", rep, err)
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
+			return err == nil && rep == 0
+		}, func() string {
+			return fmt.Sprintf("no slot came back after closing the held tunnels: %#x %v", rep, err)
+		})
 	})
 }

@@ -155,6 +155,7 @@ func sizedBody(w http.ResponseWriter, r *http.Request) (int64, bool) {
 		http.Error(w, fmt.Sprintf("want n=0..%d", MaxBytes), http.StatusBadRequest)
 		return 0, false
 	}
+	w.Header().Set("X-Seen", r.RemoteAddr) // downloads prove their NIC as uploads do
 	w.Header().Set("Content-Type", "application/octet-stream")
 	w.Header().Set("Content-Length", strconv.FormatInt(n, 10))
 	return n, r.Method != http.MethodHead
