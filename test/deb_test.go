@@ -15,7 +15,7 @@ import (
 // shipped config checks on the two-NIC host, the unit verifies.
 func TestDebianPackage(t *testing.T) {
 	if _, err := exec.LookPath("dpkg-deb"); err != nil {
-		t.Skip("skipping: dpkg-deb is not installed (not a Debian host)")
+		netlab.SkipOrFail(t, "dpkg-deb is not installed (not a Debian host)")
 	}
 	out := t.TempDir()
 	build := exec.Command("../deploy/build-deb.sh")
@@ -92,10 +92,7 @@ func TestDebianPackage(t *testing.T) {
 // override, with its reason, is in deploy/build-deb.sh.
 func lintian(t *testing.T, deb string) {
 	if _, err := exec.LookPath("lintian"); err != nil {
-		if os.Getenv("NICPROXY_REQUIRE_NETNS") == "1" {
-			t.Fatal("lintian is required in CI")
-		}
-		t.Skip("skipping: lintian is not installed")
+		netlab.SkipOrFail(t, "lintian is not installed")
 	}
 	cmd := exec.Command("lintian", "--fail-on", "error,warning", deb)
 	out, err := cmd.CombinedOutput()
@@ -115,10 +112,7 @@ func lintian(t *testing.T, deb string) {
 // in its synopsis, so the page cannot fall behind the binary.
 func manPage(t *testing.T, root, bin string) {
 	if _, err := exec.LookPath("man"); err != nil {
-		if os.Getenv("NICPROXY_REQUIRE_NETNS") == "1" {
-			t.Fatal("man (man-db) is required in CI")
-		}
-		t.Skip("skipping: man is not installed")
+		netlab.SkipOrFail(t, "man is not installed (Debian: man-db)")
 	}
 	cmd := exec.Command("man", "--warnings", "-l", filepath.Join(root, "usr/share/man/man1/nicproxy.1.gz"))
 	cmd.Env = append(os.Environ(), "MANWIDTH=80", "MANPAGER=cat", "LANG=C.UTF-8")

@@ -237,7 +237,13 @@ func TestRelayIdle(t *testing.T) {
 	if !sweepSupported {
 		t.Skip("idle tunnels are only closed on Linux")
 	}
-	const idle = 200 * time.Millisecond
+	// Margins that hold under -race on two busy cores: a trickling tunnel
+	// is quiet for a tenth of the timeout between bytes, and a silent one
+	// may be closed up to a second after it.
+	const (
+		idle    = 600 * time.Millisecond
+		trickle = idle / 10
+	)
 	s := NewIdleSweeper(idle)
 	ctx := t.Context()
 	var wg sync.WaitGroup
@@ -255,7 +261,7 @@ func TestRelayIdle(t *testing.T) {
 		}
 		// The sockets were made just before Relay, so the kernel's idle
 		// clock started then; allow for the sweep interval on top.
-		if d < idle-50*time.Millisecond || d > idle+time.Second {
+		if d < idle-50*time.Millisecond || d > idle+s.Interval()+time.Second {
 			t.Errorf("closed after %v, want about %v", d, idle)
 		}
 		// Both peers see the tunnel end.
@@ -280,12 +286,12 @@ func TestRelayIdle(t *testing.T) {
 			src, dst := tt.src(e), tt.dst(e)
 			got := make(chan int, 1)
 			go func() { n, _ := io.Copy(io.Discard, dst); got <- int(n) }()
-			const n = 20 // a byte every 50ms for 1s: 5× the idle timeout
+			const n = 30 // a byte every trickle for 3× the idle timeout
 			for range n {
 				if _, err := src.Write([]byte{'x'}); err != nil {
 					t.Fatalf("write: %v (tunnel closed while active)", err)
 				}
-				time.Sleep(50 * time.Millisecond)
+				time.Sleep(trickle) // the interval between bytes is what is tested
 			}
 			select {
 			case r := <-done:
@@ -312,6 +318,12 @@ func procIO(tb testing.TB) int64 {
 	tb.Helper()
 	b, err := os.ReadFile("/proc/self/io")
 	if err != nil {
+		// NICPROXY_NO_SKIP=1 (check.sh, CI): the splice proof may not
+		// silently go missing (test/netlab.SkipOrFail, which this package
+		// does not import).
+		if os.Getenv("NICPROXY_NO_SKIP") == "1" {
+			tb.Fatalf("no I/O accounting (required: NICPROXY_NO_SKIP=1): %v", err)
+		}
 		tb.Skipf("no I/O accounting: %v", err)
 	}
 	var sum int64

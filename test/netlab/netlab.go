@@ -66,16 +66,29 @@ type Lab struct {
 	Upstream string // name of the upstream namespace
 }
 
+// NoSkip is the environment variable that turns every skip for a missing
+// requirement (root, network namespaces, a tool such as curl, Chromium or
+// lintian) into a failure: test/check.sh sets it unless told
+// NICPROXY_ALLOW_SKIP=1, so CI is never green with the proofs skipped.
+const NoSkip = "NICPROXY_NO_SKIP"
+
+// SkipOrFail skips the test for a missing requirement, saying which, or
+// fails it when NICPROXY_NO_SKIP=1.
+func SkipOrFail(t testing.TB, format string, args ...any) {
+	t.Helper()
+	if os.Getenv(NoSkip) == "1" {
+		t.Fatalf("required (%s=1): "+format, append([]any{NoSkip}, args...)...)
+	}
+	t.Skipf("skipping: "+format, args...)
+}
+
 // New builds the lab and removes it when the test ends, even on failure.
-// It skips the test, saying why, where namespaces cannot be made, unless
-// NICPROXY_REQUIRE_NETNS=1 (set by CI), where that is a failure.
+// Where namespaces cannot be made it skips the test, saying why, or fails
+// it (SkipOrFail).
 func New(t testing.TB) *Lab {
 	t.Helper()
 	if reason := unavailable(); reason != "" {
-		if os.Getenv("NICPROXY_REQUIRE_NETNS") == "1" {
-			t.Fatalf("network namespaces required but unavailable: %s", reason)
-		}
-		t.Skipf("skipping: network namespaces unavailable: %s", reason)
+		SkipOrFail(t, "network namespaces unavailable: %s", reason)
 	}
 	suffix := make([]byte, 4)
 	_, _ = rand.Read(suffix)

@@ -17,8 +17,9 @@ import (
 // does not override goes to the real test.
 type recordingTB struct {
 	testing.TB
-	mu     sync.Mutex
-	failed []string
+	mu      sync.Mutex
+	failed  []string
+	skipped string
 }
 
 func (r *recordingTB) Helper() {}
@@ -35,6 +36,13 @@ func (r *recordingTB) Fatalf(format string, args ...any) {
 }
 
 func (r *recordingTB) Fatal(args ...any) { r.Fatalf("%s", fmt.Sprint(args...)) }
+
+func (r *recordingTB) Skipf(format string, args ...any) {
+	r.mu.Lock()
+	r.skipped = fmt.Sprintf(format, args...)
+	r.mu.Unlock()
+	runtime.Goexit()
+}
 
 func (r *recordingTB) Failed() bool {
 	r.mu.Lock()
@@ -91,5 +99,32 @@ func TestWithStopsWhatItStartedWithTheSubtest(t *testing.T) {
 	})
 	if !errors.Is(err, syscall.ECONNREFUSED) {
 		t.Errorf("after its subtest: dial %v: %v, want the connection refused", echo.TCP, err)
+	}
+}
+
+// TestSkipOrFail: a missing requirement skips the test and says why,
+// unless NICPROXY_NO_SKIP=1, where it fails it.
+func TestSkipOrFail(t *testing.T) {
+	for _, noSkip := range []string{"", "1"} {
+		t.Run(NoSkip+"="+noSkip, func(t *testing.T) {
+			t.Setenv(NoSkip, noSkip)
+			rec := &recordingTB{TB: t}
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				SkipOrFail(rec, "frobnicate is not installed")
+				rec.Errorf("SkipOrFail returned")
+			}()
+			<-done
+			if noSkip == "1" {
+				if len(rec.failed) != 1 || !strings.Contains(rec.failed[0], "frobnicate is not installed") || rec.skipped != "" {
+					t.Errorf("failed %q, skipped %q; want one failure that says why", rec.failed, rec.skipped)
+				}
+				return
+			}
+			if len(rec.failed) != 0 || rec.skipped != "skipping: frobnicate is not installed" {
+				t.Errorf("failed %q, skipped %q; want a skip that says why", rec.failed, rec.skipped)
+			}
+		})
 	}
 }
