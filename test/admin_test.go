@@ -42,7 +42,7 @@ admin: {addr: "127.0.0.1:9090"}
 interfaces: {ens33: {}}
 default: ens160
 `)
-	get := func(path string, extra ...string) string {
+	get := func(t *testing.T, path string, extra ...string) string {
 		t.Helper()
 		out, stderr, err := lab.Curl(append(extra, "--fail", "http://127.0.0.1:9090"+path)...)
 		if err != nil {
@@ -51,15 +51,15 @@ default: ens160
 		return out
 	}
 
-	if got := get("/healthz"); got != "ok\n" {
+	if got := get(t, "/healthz"); got != "ok\n" {
 		t.Errorf("/healthz = %q", got)
 	}
 
-	headers := get("/proxy.pac", "-D", "/dev/stdout", "-o", "/dev/null")
+	headers := get(t, "/proxy.pac", "-D", "/dev/stdout", "-o", "/dev/null")
 	if !strings.Contains(headers, "application/x-ns-proxy-autoconfig") {
 		t.Errorf("PAC content type:\n%s", headers)
 	}
-	pac := get("/proxy.pac")
+	pac := get(t, "/proxy.pac")
 	if !strings.Contains(pac, `return "PROXY 127.0.0.1:1080";`) || strings.Contains(pac, "DIRECT\";\n}") {
 		t.Errorf("the PAC does not send everything to the first mixed listener, fail-closed:\n%s", pac)
 	}
@@ -67,10 +67,14 @@ default: ens160
 	before := lab.Snapshot()
 	f := lab.curlUpload(t, nil, lab.url("http", "web.test", "/echo"), "--proxy", "socks5h://127.0.0.1:1080")
 	checkPinned(t, before, f, netlab.Ens160, netlab.Ens33)
-	time.Sleep(100 * time.Millisecond) // counted as the connection closes
-
-	m := get("/metrics")
-	if n := metric(t, m, `nicproxy_connections_total{nic="ens160",protocol="socks5",result="ok",rule="default"}`); n != 1 {
+	// Counted as the connection closes.
+	const okOnEns160 = `nicproxy_connections_total{nic="ens160",protocol="socks5",result="ok",rule="default"}`
+	var m string
+	eventually(t, 5*time.Second, func() bool {
+		m = get(t, "/metrics")
+		return strings.Contains(m, okOnEns160+" ")
+	}, func() string { return "the connection was not counted:\n" + m })
+	if n := metric(t, m, okOnEns160); n != 1 {
 		t.Errorf("connections on ens160 = %v, want 1", n)
 	}
 	if up := metric(t, m, `nicproxy_bytes_total{direction="up",nic="ens160"}`); up < float64(f.sent) {
@@ -87,10 +91,14 @@ default: ens160
 			t.Errorf("nic_up %s = %v, want %v", nic, got, want)
 		}
 	}
-	metric(t, m, "nicproxy_active_connections")
+	active := func(t *testing.T) float64 { return metric(t, get(t, "/metrics"), "nicproxy_active_connections") }
+	eventually(t, 5*time.Second, func() bool { return active(t) == 0 },
+		func() string {
+			return fmt.Sprintf("nicproxy_active_connections = %v after the only client left, want 0", active(t))
+		})
 
 	t.Run("status page and /api/status", func(t *testing.T) {
-		if page := get("/"); !strings.Contains(page, "<title>nicproxy</title>") || !strings.Contains(page, `fetch("api/status"`) {
+		if page := get(t, "/"); !strings.Contains(page, "<title>nicproxy</title>") || !strings.Contains(page, `fetch("api/status"`) {
 			t.Errorf("/ is not the self-refreshing status page:\n%.300s", page)
 		}
 		// An open tunnel counts as active on its NIC while it streams.
@@ -102,8 +110,11 @@ default: ens160
 		if _, err := io.ReadFull(conn, make([]byte, 4<<20)); err != nil {
 			t.Fatal(err)
 		}
+		if n := active(t); n != 1 {
+			t.Errorf("nicproxy_active_connections = %v with one tunnel open, want 1", n)
+		}
 		var s status
-		if err := json.Unmarshal([]byte(get("/api/status")), &s); err != nil {
+		if err := json.Unmarshal([]byte(get(t, "/api/status")), &s); err != nil {
 			t.Fatal(err)
 		}
 		ens160 := s.nic(t, "ens160")
@@ -121,21 +132,28 @@ default: ens160
 		}
 		// The throughput chart shows the download once a sample has passed.
 		_, _ = io.Copy(io.Discard, conn)
-		time.Sleep(2500 * time.Millisecond)
-		if err := json.Unmarshal([]byte(get("/api/status")), &s); err != nil {
-			t.Fatal(err)
+		peak := func() float64 {
+			if err := json.Unmarshal([]byte(get(t, "/api/status")), &s); err != nil {
+				t.Fatal(err)
+			}
+			peak := 0.0
+			for _, sample := range s.nic(t, "ens160").Throughput {
+				peak = max(peak, sample.Down)
+			}
+			return peak
 		}
-		peak := 0.0
-		for _, sample := range s.nic(t, "ens160").Throughput {
-			peak = max(peak, sample.Down)
-		}
-		if peak <= 0 {
-			t.Errorf("no download throughput sampled on ens160: %+v", s.nic(t, "ens160").Throughput)
-		}
+		eventually(t, 10*time.Second, func() bool { return peak() > 0 }, func() string {
+			return fmt.Sprintf("no download throughput sampled on ens160: %+v", s.nic(t, "ens160").Throughput)
+		})
+		conn.Close()
+		eventually(t, 5*time.Second, func() bool { return active(t) == 0 },
+			func() string {
+				return fmt.Sprintf("nicproxy_active_connections = %v after the tunnel closed, want 0", active(t))
+			})
 	})
 
 	lab.SetDown("ens33")
-	if got := metric(t, get("/metrics"), `nicproxy_nic_up{nic="ens33"}`); got != 0 {
+	if got := metric(t, get(t, "/metrics"), `nicproxy_nic_up{nic="ens33"}`); got != 0 {
 		t.Errorf("nic_up ens33 = %v after it went down, want 0", got)
 	}
 }

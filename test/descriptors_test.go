@@ -7,7 +7,6 @@ import (
 	"os"
 	"strings"
 	"testing"
-	"time"
 
 	"nicproxy/test/netlab"
 )
@@ -31,22 +30,33 @@ func TestIdleTunnelDescriptors(t *testing.T) {
 	}
 	// One tunnel that has carried data first, so pools and the runtime
 	// have settled before the baseline.
-	open := func() net.Conn {
+	// Each tunnel is open once the echo server's greeting has come back
+	// through it; a round trip shows its relay has moved bytes both ways
+	// (and made whatever a splice makes).
+	open := func() (net.Conn, *bufio.Reader) {
 		conn := dialProxy(t, lab.Lab)
 		if rep, err := socks5Dial(conn, "", "", netlab.Server.String(), lab.echo.TCP.Port()); err != nil || rep != 0 {
 			t.Fatalf("connect: %#x %v", rep, err)
 		}
-		netlab.MustSeen(t, bufio.NewReader(conn))
-		return conn
+		r := bufio.NewReader(conn)
+		netlab.MustSeen(t, r)
+		return conn, r
 	}
-	warm := open()
-	fmt.Fprint(warm, "warm up the splice path")
-	time.Sleep(100 * time.Millisecond)
+	roundTrip := func(conn net.Conn, r *bufio.Reader) {
+		const msg = "warm up the splice path\n"
+		fmt.Fprint(conn, msg)
+		if got, err := r.ReadString('\n'); err != nil || got != msg {
+			t.Fatalf("round trip: %q, %v", got, err)
+		}
+	}
+	roundTrip(open())
 	base := fds()
+	var last net.Conn
+	var lastR *bufio.Reader
 	for range tunnels {
-		open()
+		last, lastR = open()
 	}
-	time.Sleep(200 * time.Millisecond)
+	roundTrip(last, lastR)
 	perTunnel := float64(fds()-base) / tunnels
 	t.Logf("%d idle tunnels: %.2f descriptors each (baseline %d)", tunnels, perTunnel, base)
 	if perTunnel > 2.1 {

@@ -2,6 +2,7 @@ package test
 
 import (
 	"encoding/json"
+	"fmt"
 	"net"
 	"net/netip"
 	"strings"
@@ -66,13 +67,8 @@ default: [ens160, ens33]
 	}
 	waitCheck := func(prefix string) {
 		t.Helper()
-		deadline := time.Now().Add(5 * time.Second)
-		for !strings.HasPrefix(checkState(), prefix) {
-			if time.Now().After(deadline) {
-				t.Fatalf("ens160's check is %q, want %s…", checkState(), prefix)
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
+		eventually(t, 5*time.Second, func() bool { return strings.HasPrefix(checkState(), prefix) },
+			func() string { return fmt.Sprintf("ens160's check is %q, want %s…", checkState(), prefix) })
 	}
 
 	waitCheck("passing")

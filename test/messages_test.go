@@ -34,12 +34,8 @@ default: ens33
 		t.Errorf("CONNECT: %d %q", resp.StatusCode, body)
 	}
 	// Access lines are written as the connections close.
-	for deadline := time.Now().Add(5 * time.Second); strings.Count(proc.Output(), "rejected by rule no-9999") < 2; {
-		if time.Now().After(deadline) {
-			t.Fatalf("no access line for each of the two rejected flows within 5s:\n%s", proc.Output())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	eventually(t, 5*time.Second, func() bool { return strings.Count(proc.Output(), "rejected by rule no-9999") >= 2 },
+		func() string { return "no access line for each of the two rejected flows:\n" + proc.Output() })
 	if out := proc.Output(); strings.Contains(out, "rejects it") {
 		t.Errorf("the log still says it twice:\n%s", out)
 	}

@@ -47,15 +47,9 @@ func TestReloadCommandAndMetrics(t *testing.T) {
 		t.Helper()
 		return metric(t, metrics(), "nicproxy_config_last_reload_success_timestamp_seconds")
 	}
-	eventually := func(what string, cond func() bool) {
+	waitFor := func(t *testing.T, what string, cond func() bool) {
 		t.Helper()
-		deadline := time.Now().Add(5 * time.Second)
-		for !cond() {
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: not within 5s\n%s", what, proc.Output())
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
+		eventually(t, 5*time.Second, cond, func() string { return what + "\n" + proc.Output() })
 	}
 
 	started := lastGood()
@@ -83,7 +77,7 @@ func TestReloadCommandAndMetrics(t *testing.T) {
 		if err := proc.Signal(syscall.SIGHUP); err != nil {
 			t.Fatal(err)
 		}
-		eventually("a failure counted", func() bool { return reloads("failure") == 1 })
+		waitFor(t, "a failure counted", func() bool { return reloads("failure") == 1 })
 		out := proc.Output()
 		if n := strings.Count(out, badError); n != 1 {
 			t.Errorf("the error is logged %d times, want once:\n%s", n, out)
@@ -103,7 +97,7 @@ func TestReloadCommandAndMetrics(t *testing.T) {
 		if res.code != 0 || !strings.Contains(res.stdout, path+": OK; pid "+pid+" is reloading it") {
 			t.Errorf("exit %d:\n%s%s", res.code, res.stdout, res.stderr)
 		}
-		eventually("a success counted", func() bool { return reloads("success") == 1 })
+		waitFor(t, "a success counted", func() bool { return reloads("success") == 1 })
 		if !strings.Contains(proc.Output(), `reloaded	{"default_via": "ens160"`) {
 			t.Errorf("not reloaded:\n%s", proc.Output())
 		}

@@ -2,6 +2,7 @@ package test
 
 import (
 	"bufio"
+	"fmt"
 	"io"
 	"os"
 	"strings"
@@ -36,13 +37,7 @@ func TestServeReload(t *testing.T) {
 	}
 	waitFor := func(t *testing.T, what string, cond func() bool) {
 		t.Helper()
-		deadline := time.Now().Add(5 * time.Second)
-		for !cond() {
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: not within 5s\n%s", what, proc.Output())
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
+		eventually(t, 5*time.Second, cond, func() string { return what + "\n" + proc.Output() })
 	}
 	accepts := func(addr string) bool {
 		conn, err := lab.DialHost("tcp", addr)
@@ -63,6 +58,7 @@ func TestServeReload(t *testing.T) {
 	}
 	stillOpen := func(t *testing.T) {
 		t.Helper()
+		before := lab.With(t).Snapshot()
 		if _, err := io.WriteString(tunnel, "ping"); err != nil {
 			t.Fatal(err)
 		}
@@ -70,6 +66,13 @@ func TestServeReload(t *testing.T) {
 		if _, err := io.ReadFull(r, got); err != nil || string(got) != "ping" {
 			t.Fatalf("the open tunnel broke: %q %v", got, err)
 		}
+		// The upstream socket acknowledges the echo up to 40 ms later
+		// (delayed ACK): wait for that 66-byte frame after the 70 of the
+		// ping, or it lands in the next flow's count of ens33.
+		eventually(t, 5*time.Second, func() bool { return before.TxSince("ens33") >= 70+66 },
+			func() string {
+				return fmt.Sprintf("ens33 sent %d bytes for the ping and its ACK", before.TxSince("ens33"))
+			})
 	}
 
 	t.Run("new rules and a new listener", func(t *testing.T) {
