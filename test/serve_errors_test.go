@@ -166,11 +166,19 @@ func TestServeErrors(t *testing.T) {
 	})
 }
 
+// dialProxy connects to the proxy on 127.0.0.1:1080 in the host namespace.
 func dialProxy(t *testing.T, lab *netlab.Lab) net.Conn {
 	t.Helper()
-	conn, err := lab.DialHost("tcp", "127.0.0.1:1080")
+	return dialProxyAt(t, lab, "127.0.0.1:1080")
+}
+
+// dialProxyAt connects to the proxy listening on addr in the host
+// namespace, closes the connection when the test ends, and gives it 20 s.
+func dialProxyAt(t *testing.T, lab *netlab.Lab, addr string) net.Conn {
+	t.Helper()
+	conn, err := lab.DialHost("tcp", addr)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("dial %s: %v", addr, err)
 	}
 	t.Cleanup(func() { conn.Close() })
 	_ = conn.SetDeadline(time.Now().Add(20 * time.Second))
