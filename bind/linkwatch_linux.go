@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"net"
+	"runtime"
 	"sync/atomic"
 
 	"github.com/vishvananda/netlink"
@@ -38,11 +39,17 @@ type linkTable struct {
 // NewLinkWatcher lists the NICs of the calling thread's network namespace
 // and returns a watcher serving that list. Run keeps it current.
 func NewLinkWatcher() (*LinkWatcher, error) {
+	// The namespace and the handle from one thread. The handle is made in
+	// the current namespace rather than with NewHandleAt(ns), which enters
+	// ns even when it is the current one, and entering a namespace needs
+	// CAP_SYS_ADMIN: the unit runs with CAP_NET_RAW alone.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
 	ns, err := netns.Get()
 	if err != nil {
 		return nil, fmt.Errorf("watch links: current network namespace: %w", err)
 	}
-	handle, err := netlink.NewHandleAt(ns)
+	handle, err := netlink.NewHandle()
 	if err != nil {
 		ns.Close()
 		return nil, fmt.Errorf("watch links: %w", err)
@@ -65,6 +72,28 @@ func (w *LinkWatcher) Link(name string) (Link, error) {
 	return w.kernel.Link(name)
 }
 
+// subscribe starts link notifications from the watcher's namespace. It
+// names the namespace only when the calling thread is in another one (a
+// watcher made inside a test's namespace, run from elsewhere): naming it
+// makes netlink enter it, which needs CAP_SYS_ADMIN even when it is the
+// current namespace.
+func (w *LinkWatcher) subscribe(updates chan netlink.LinkUpdate, done chan struct{}) error {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	opts := netlink.LinkSubscribeOptions{
+		ErrorCallback: func(error) {}, // the closed channel in Run is the signal
+	}
+	current, err := netns.Get()
+	if err != nil {
+		return fmt.Errorf("current network namespace: %w", err)
+	}
+	defer current.Close()
+	if !current.Equal(w.ns) {
+		opts.Namespace = &w.ns
+	}
+	return netlink.LinkSubscribeWithOptions(updates, done, opts)
+}
+
 // Run follows link notifications until ctx ends, then releases the
 // watcher's netlink sockets. Once it has returned, Link asks the kernel
 // again: a list nobody keeps current would go stale. It returns ctx's
@@ -78,11 +107,7 @@ func (w *LinkWatcher) Run(ctx context.Context) error {
 		// it, and the newer ones that follow it correct it.
 		updates := make(chan netlink.LinkUpdate, 64)
 		done := make(chan struct{})
-		err := netlink.LinkSubscribeWithOptions(updates, done, netlink.LinkSubscribeOptions{
-			Namespace:     &w.ns,
-			ErrorCallback: func(error) {}, // the closed channel below is the signal
-		})
-		if err != nil {
+		if err := w.subscribe(updates, done); err != nil {
 			close(done)
 			return fmt.Errorf("watch links: subscribe: %w", err)
 		}
