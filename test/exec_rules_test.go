@@ -46,6 +46,7 @@ for host, port in [("%s", %d), ("%s", %d)]:
     s.close()'`, python, viaRule.TCP.Addr(), viaRule.TCP.Port(), viaDefault.TCP.Addr(), viaDefault.TCP.Port())
 
 	t.Run("TCP", func(t *testing.T) {
+		lab := lab.With(t)
 		before := lab.Snapshot()
 		res := nicproxy(t, lab, "exec", "-c", config, "--", "sh", "-c", tcpBoth)
 		if res.code != 0 {
@@ -74,6 +75,7 @@ for host, port in [("%s", %d), ("%s", %d)]:
 	})
 
 	t.Run("unconnected UDP to the default's destination", func(t *testing.T) {
+		lab := lab.With(t)
 		before := lab.Snapshot()
 		out := mustRun(t, lab, "exec", "-c", config, "--", python, "-c", udpClient, viaDefault.UDP.Addr().String(), fmt.Sprint(viaDefault.UDP.Port()))
 		execPinned(t, before, seenIn(t, out), 1, netlab.Ens160, netlab.Ens33)
@@ -85,6 +87,7 @@ for host, port in [("%s", %d), ("%s", %d)]:
 	// is refused (EPERM) rather than sent the wrong way, and the socket
 	// is re-pinned for the next.
 	t.Run("unconnected UDP to a rule's NIC: first refused, then via ens33", func(t *testing.T) {
+		lab := lab.With(t)
 		retry := fmt.Sprintf(`import socket
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 s.settimeout(5)
@@ -109,6 +112,7 @@ print(s.recvfrom(1024)[0].decode())
 	})
 
 	t.Run("TCP to a rejected destination fails and sends nothing", func(t *testing.T) {
+		lab := lab.With(t)
 		before := lab.Snapshot()
 		res := nicproxy(t, lab, "exec", "-c", config, "--", python, "-c", tcpClient, netlab.Blackhole.String(), "80")
 		if res.code == 0 {

@@ -99,6 +99,7 @@ func TestExecPins(t *testing.T) {
 	whoami := fmt.Sprintf("http://%s/whoami", web.HTTP)
 
 	t.Run("control: without exec, the routing table picks ens33", func(t *testing.T) {
+		lab := lab.With(t)
 		before := lab.Snapshot()
 		cmd := lab.Command(python, "-c", udpClient, echo.UDP.Addr().String(), fmt.Sprint(echo.UDP.Port()))
 		out, err := cmd.Output()
@@ -108,16 +109,19 @@ func TestExecPins(t *testing.T) {
 		execPinned(t, before, seenIn(t, string(out)), 1, netlab.Ens33, netlab.Ens160)
 	})
 	t.Run("curl", func(t *testing.T) {
+		lab := lab.With(t)
 		before := lab.Snapshot()
 		out := mustRun(t, lab, "exec", "-i", "ens160", "--", "curl", "-sS", "--max-time", "10", whoami)
 		execPinned(t, before, seenIn(t, out), 100, netlab.Ens160, netlab.Ens33)
 	})
 	t.Run("grandchild", func(t *testing.T) {
+		lab := lab.With(t)
 		before := lab.Snapshot()
 		out := mustRun(t, lab, "exec", "-i", "ens160", "--", "sh", "-c", fmt.Sprintf(`sh -c "curl -sS --max-time 10 %s"`, whoami))
 		execPinned(t, before, seenIn(t, out), 100, netlab.Ens160, netlab.Ens33)
 	})
 	t.Run("unconnected UDP from its first datagram", func(t *testing.T) {
+		lab := lab.With(t)
 		before := lab.Snapshot()
 		out := mustRun(t, lab, "exec", "-i", "ens160", "--", python, "-c", udpClient, echo.UDP.Addr().String(), fmt.Sprint(echo.UDP.Port()))
 		if !strings.HasSuffix(strings.TrimSpace(out), "exec datagram") {
@@ -126,11 +130,13 @@ func TestExecPins(t *testing.T) {
 		execPinned(t, before, seenIn(t, out), uint64(len("exec datagram")), netlab.Ens160, netlab.Ens33)
 	})
 	t.Run("unconnected UDP as an unprivileged user", func(t *testing.T) {
+		lab := lab.With(t)
 		before := lab.Snapshot()
 		out := mustRun(t, lab, "exec", "-i", "ens160", "--user", "nobody", "--", python, "-c", udpClient, echo.UDP.Addr().String(), fmt.Sprint(echo.UDP.Port()))
 		execPinned(t, before, seenIn(t, out), uint64(len("exec datagram")), netlab.Ens160, netlab.Ens33)
 	})
 	t.Run("DNS lookup, then HTTP by name", func(t *testing.T) {
+		lab := lab.With(t)
 		// getent asks the lab's nameserver (resolv.conf) with glibc's
 		// resolver; curl resolves web.test the same way, then connects.
 		before := lab.Snapshot()
@@ -149,6 +155,7 @@ func TestExecPins(t *testing.T) {
 		execPinned(t, before, seenIn(t, out), 100, netlab.Ens160, netlab.Ens33)
 	})
 	t.Run("loopback is left alone", func(t *testing.T) {
+		lab := lab.With(t)
 		var ln net.Listener
 		if err := lab.InHost(func() (err error) { ln, err = net.Listen("tcp4", "127.0.0.1:0"); return err }); err != nil {
 			t.Fatal(err)

@@ -79,6 +79,7 @@ func TestIPv6Pinned(t *testing.T) {
 	}
 
 	t.Run("unpinned dial follows the lowest metric", func(t *testing.T) {
+		lab := lab.with(t)
 		before := lab.Snapshot()
 		seen := dialExchange(t, unpinned)
 		if !strings.HasPrefix(seen, "["+netlab.Ens33.Addr6.String()+"]:") || before.TxSince("ens160") != 0 {
@@ -86,10 +87,12 @@ func TestIPv6Pinned(t *testing.T) {
 		}
 	})
 	t.Run("bound dial", func(t *testing.T) {
+		lab := lab.with(t)
 		before := lab.Snapshot()
 		check(t, dialExchange(t, pinnedTo("ens160")), before)
 	})
 	t.Run("through nicproxy", func(t *testing.T) {
+		lab := lab.with(t)
 		lab.StartProxy(nicproxyBinary, "127.0.0.1:1080", "", "-i", "ens160", "-l", "127.0.0.1:1080")
 		before := lab.Snapshot()
 		conn := dialProxy(t, lab.Lab)

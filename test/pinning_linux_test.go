@@ -32,6 +32,7 @@ func TestPinnedExtras(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			lab := lab.With(t)
 			before := lab.Snapshot()
 			var seen netip.AddrPort
 			var mark int

@@ -47,6 +47,7 @@ func TestPinnedTCP(t *testing.T) {
 	payload := strings.Repeat("nicproxy pins this flow. ", 4096) // ~100 KiB
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			lab := lab.With(t)
 			before := lab.Snapshot()
 			var seen netip.AddrPort
 			var echoed string
@@ -99,7 +100,7 @@ func TestPinnedUDP(t *testing.T) {
 
 	exchange := func(t *testing.T, send func() (string, error), want, silent netlab.NIC) {
 		t.Helper()
-		before := lab.Snapshot()
+		before := lab.With(t).Snapshot()
 		var reply string
 		err := lab.InHost(func() (err error) {
 			reply, err = send()
@@ -195,6 +196,7 @@ func TestPinnedDialErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			lab := lab.With(t)
 			before := lab.Snapshot()
 			start := time.Now()
 			err := lab.InHost(func() error {

@@ -68,6 +68,7 @@ func TestServeErrors(t *testing.T) {
 			}
 		}
 		t.Run(tt.name+" over socks5", func(t *testing.T) {
+			lab := lab.with(t)
 			before := lab.Snapshot()
 			defer checkNoLeak(t, before)
 			conn := dialProxy(t, lab.Lab)
@@ -84,6 +85,7 @@ func TestServeErrors(t *testing.T) {
 			}
 		})
 		t.Run(tt.name+" over http CONNECT", func(t *testing.T) {
+			lab := lab.with(t)
 			before := lab.Snapshot()
 			defer checkNoLeak(t, before)
 			conn := dialProxy(t, lab.Lab)

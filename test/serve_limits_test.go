@@ -37,6 +37,7 @@ timeouts: {handshake: 1s}
 	url := lab.url("http", "web.test", "/echo")
 
 	t.Run("http on an IPv6 listener", func(t *testing.T) {
+		lab := lab.with(t)
 		before := lab.Snapshot()
 		f := lab.curlUpload(t, nil, url, "--proxy", "http://[::1]:8080")
 		checkPinned(t, before, f, netlab.Ens160, netlab.Ens33)
@@ -75,6 +76,7 @@ timeouts: {handshake: 1s}
 		}
 	})
 	t.Run("socks4 user id matches a user rule", func(t *testing.T) {
+		lab := lab.with(t)
 		lab.StartProxy(nicproxyBinary, "127.0.0.1:1081", "", "-l", "127.0.0.1:1081", "-c", writeConfig(t, "rules: [{user: [carol], via: ens33}]\ndefault: ens160\n"))
 		before := lab.Snapshot()
 		f := lab.curlUpload(t, nil, url, "--proxy", "socks4a://carol@127.0.0.1:1081")
@@ -105,6 +107,7 @@ log: {format: json}
 	url := lab.url("http", "web.test", "/echo")
 
 	t.Run("bcrypt user over socks5 and http, same keep-alive", func(t *testing.T) {
+		lab := lab.with(t)
 		for _, proxy := range []string{"socks5h://bob:bob-pw@127.0.0.1:1080", "http://bob:bob-pw@127.0.0.1:1080"} {
 			before := lab.Snapshot()
 			f := lab.curlUpload(t, nil, url, "--proxy", proxy)

@@ -31,6 +31,7 @@ func TestServeReload(t *testing.T) {
 	}
 	flowVia := func(t *testing.T, proxy string, want, other netlab.NIC) {
 		t.Helper()
+		lab := lab.with(t)
 		before := lab.Snapshot()
 		f := lab.curlUpload(t, nil, lab.url("http", "web.test", "/echo"), "--proxy", proxy)
 		checkPinned(t, before, f, want, other)

@@ -133,6 +133,7 @@ default: ens160
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			lab := lab.with(t)
 			before := lab.Snapshot()
 			f := lab.curlUpload(t, tt.env, tt.url, tt.args...)
 			checkPinned(t, before, f, netlab.Ens160, netlab.Ens33)
@@ -140,6 +141,7 @@ default: ens160
 	}
 
 	t.Run("Go net/http with ProxyFromEnvironment", func(t *testing.T) {
+		lab := lab.with(t)
 		// ProxyFromEnvironment reads the environment once per process; no
 		// other test in this binary calls it.
 		t.Setenv("HTTPS_PROXY", "http://alice:s3cret@127.0.0.1:1081")
@@ -192,6 +194,7 @@ default: ens160
 	} {
 		for _, scheme := range []string{"socks5h", "http"} {
 			t.Run(tt.user+" over "+scheme, func(t *testing.T) {
+				lab := lab.with(t)
 				before := lab.Snapshot()
 				proxy := fmt.Sprintf("%s://%s:%s@127.0.0.1:1080", scheme, tt.user, tt.password)
 				f := lab.curlUpload(t, nil, url, "--proxy", proxy)
@@ -216,6 +219,7 @@ default: ens33
 `, netlab.Server))
 	for _, proxy := range []string{"socks5h://127.0.0.1:1080", "http://127.0.0.1:1080"} {
 		t.Run(proxy, func(t *testing.T) {
+			lab := lab.with(t)
 			before := lab.Snapshot()
 			f := lab.curlUpload(t, nil, lab.url("http", "web.test", "/echo"), "--proxy", proxy)
 			checkPinned(t, before, f, netlab.Ens160, netlab.Ens33)
@@ -236,6 +240,7 @@ default: ens160
 `)
 	for _, proxy := range []string{"socks5h://127.0.0.1:1080", "http://127.0.0.1:1080"} {
 		t.Run(proxy, func(t *testing.T) {
+			lab := lab.with(t)
 			before := lab.Snapshot()
 			f := lab.curlUpload(t, nil, lab.url("http", "web.test", "/echo"), "--proxy", proxy)
 			checkPinned(t, before, f, netlab.Ens160, netlab.Ens33)

@@ -44,6 +44,11 @@ func newSpeedLab(t testing.TB, ttl uint32) *speedLab {
 	return &speedLab{Lab: lab, dns: dns, echo: lab.StartEcho()}
 }
 
+// with is the lab as seen from t, a subtest (netlab.Lab.With).
+func (s *speedLab) with(t testing.TB) *speedLab {
+	return &speedLab{Lab: s.Lab.With(t), dns: s.dns, echo: s.echo}
+}
+
 // queries counts the questions the DNS server got for name (A and AAAA).
 func (s *speedLab) queries(name string) (a, aaaa int) {
 	return s.dns.Queries(name, dnsmessage.TypeA), s.dns.Queries(name, dnsmessage.TypeAAAA)
@@ -188,6 +193,7 @@ func TestHappyEyeballs(t *testing.T) {
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			lab := lab.with(t)
 			lab.connectSOCKS5(t, "hole.example.test") // resolve once, so the time below is the race alone
 			before := lab.Snapshot()
 			start := time.Now()
