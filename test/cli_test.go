@@ -28,7 +28,7 @@ func nicproxy(t *testing.T, lab *netlab.Lab, args ...string) result {
 	t.Helper()
 	cmd := lab.Command(nicproxyBinary, args...)
 	// The race runtime otherwise sleeps a second at every exit.
-	cmd.Env = append(os.Environ(), "GORACE=atexit_sleep_ms=0 halt_on_error=1")
+	cmd.Env = append(cmd.Env, "GORACE=atexit_sleep_ms=0 halt_on_error=1")
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
@@ -79,6 +79,18 @@ func TestCLI(t *testing.T) {
 	misindented := writeConfig(t, "rules:\n  - name: a\n   via: ens33\n")
 	tabbed := writeConfig(t, "rules:\n  - name: a\n\tvia: ens33\n")
 	loopbackFile := writeConfig(t, "interfaces: {lo: {}}\ndefault: lo\n")
+	// One rule each for -s, --listener and --udp; without them, the
+	// default: each flag is what moves the route.
+	flags := writeConfig(t, `
+listen:
+  - {name: front, addr: 127.0.0.1:1080}
+  - {name: back, addr: 127.0.0.1:1081}
+rules:
+  - {name: lan-clients, src: [10.0.0.0/8], via: ens33}
+  - {name: back-door, listener: [back], via: ens33}
+  - {name: udp-out, network: udp, via: ens33}
+default: ens160
+`)
 	var busy net.Listener
 	if err := lab.InHost(func() (err error) { busy, err = net.Listen("tcp4", "127.0.0.1:0"); return err }); err != nil {
 		t.Fatal(err)
@@ -125,6 +137,18 @@ func TestCLI(t *testing.T) {
 		{"route by IPv4 dst", []string{"route", "-c", good, "192.0.2.33:80"}, 0, []string{"rule      3 lan", "via       ens33", "address 192.0.2.33 in dst 192.0.2.0/24"}, nil},
 		{"route to the default", []string{"route", "-c", good, "[2001:db8::1]:80"}, 0, []string{"rule      default", "via       ens160", "no rule matched"}, nil},
 		{"route with the embedded default uses the default-route NIC", []string{"route", "198.51.100.7:80"}, 0, []string{"rule      default", "via       ens33"}, nil},
+		{"route without -s, --listener or --udp", []string{"route", "-c", flags, "198.51.100.7:80"}, 0,
+			[]string{"dest      198.51.100.7:80 (tcp)", "rule      default", "via       ens160"}, nil},
+		{"route -s picks a src rule", []string{"route", "-c", flags, "-s", "10.1.2.3", "198.51.100.7:80"}, 0,
+			[]string{"rule      0 lan-clients", "via       ens33", "why       client 10.1.2.3 in src 10.0.0.0/8"}, nil},
+		{"route --listener picks a listener rule", []string{"route", "-c", flags, "--listener", "back", "198.51.100.7:80"}, 0,
+			[]string{"rule      1 back-door", "via       ens33", "why       listener back"}, nil},
+		{"route --udp picks a network rule", []string{"route", "-c", flags, "--udp", "198.51.100.7:80"}, 0,
+			[]string{"dest      198.51.100.7:80 (udp)", "rule      2 udp-out", "why       network udp"}, nil},
+		{"route --listener that does not exist", []string{"route", "-c", flags, "--listener", "nosuch", "198.51.100.7:80"}, 2, nil,
+			[]string{`--listener: no listener named "nosuch"`}},
+		{"route -s that is not an address", []string{"route", "-c", flags, "-s", "notanip", "198.51.100.7:80"}, 2, nil,
+			[]string{`-s "notanip" is not an IP address`}},
 		{"route with a bad port", []string{"route", "-c", good, "example.com:99999"}, 2, nil, []string{"port must be 1-65535"}},
 		{"route without DEST", []string{"route", "-c", good}, 2, nil, []string{"want exactly one DEST[:PORT]"}},
 	}

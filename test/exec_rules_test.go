@@ -190,7 +190,7 @@ rmdir "$unit"
 umount "$BPFFS"
 `
 	cmd := lab.Command("sh", "-c", script)
-	cmd.Env = append(os.Environ(), "BPFFS="+bpffs, "PINS="+pins, "DIR="+dir, "NICPROXY="+nicproxyBinary,
+	cmd.Env = append(cmd.Env, "BPFFS="+bpffs, "PINS="+pins, "DIR="+dir, "NICPROXY="+nicproxyBinary,
 		"URL="+fmt.Sprintf("http://%s/whoami", web.HTTP), "GORACE=atexit_sleep_ms=0 halt_on_error=1")
 	before := lab.Snapshot()
 	outb, err := cmd.CombinedOutput()

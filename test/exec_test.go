@@ -214,7 +214,7 @@ func TestExecNotAllowed(t *testing.T) {
 	marker := filepath.Join(dir, "ran")
 	run := func(argv ...string) (string, int) {
 		cmd := lab.Command("setpriv", append([]string{"--reuid", "nobody", "--regid", "nogroup", "--clear-groups", "--inh-caps=-all", "--bounding-set=-all"}, argv...)...)
-		cmd.Env = append(os.Environ(), "GORACE=atexit_sleep_ms=0 halt_on_error=1")
+		cmd.Env = append(cmd.Env, "GORACE=atexit_sleep_ms=0 halt_on_error=1")
 		out, _ := cmd.CombinedOutput()
 		return string(out), cmd.ProcessState.ExitCode()
 	}

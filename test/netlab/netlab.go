@@ -309,9 +309,13 @@ func (s Snapshot) RxSince(nic string) uint64 {
 func (l *Lab) SetDown(nic string) { l.ip("-n", l.Host, "link", "set", nic, "down") }
 
 // Command returns a command that runs inside the host namespace, for real
-// clients (curl) and the nicproxy binary.
+// clients (curl) and the nicproxy binary, in the test's environment
+// without its *_proxy variables (no client in the lab is proxied by
+// accident); add to cmd.Env rather than replace it.
 func (l *Lab) Command(name string, args ...string) *exec.Cmd {
-	return exec.Command("ip", append([]string{"netns", "exec", l.Host, name}, args...)...)
+	cmd := exec.Command("ip", append([]string{"netns", "exec", l.Host, name}, args...)...)
+	cmd.Env = withoutProxyEnv(os.Environ())
+	return cmd
 }
 
 // AddAddress gives a host NIC one more IPv4 address on the lab's /24, with a

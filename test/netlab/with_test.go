@@ -128,3 +128,21 @@ func TestSkipOrFail(t *testing.T) {
 		})
 	}
 }
+
+// TestCommandDropsProxyEnv: a command run in the lab gets the test's
+// environment without its *_proxy variables, so no client is proxied by
+// accident.
+func TestCommandDropsProxyEnv(t *testing.T) {
+	lab := New(t)
+	t.Setenv("http_proxy", "http://198.51.100.99:3128")
+	t.Setenv("ALL_PROXY", "socks5h://198.51.100.99:1080")
+	t.Setenv("NICPROXY_TEST_KEPT", "yes")
+	out, err := lab.Command("env").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := string(out)
+	if strings.Contains(env, "198.51.100.99") || !strings.Contains(env, "NICPROXY_TEST_KEPT=yes") {
+		t.Errorf("the command's environment:\n%s\nwant the test's without its *_proxy variables", env)
+	}
+}
