@@ -2,6 +2,7 @@ package test
 
 import (
 	"bufio"
+	"fmt"
 	"net/netip"
 	"strings"
 	"syscall"
@@ -172,4 +173,55 @@ log: {format: json, access: false}
 		eventually(t, 5*time.Second, func() bool { return len(accessLines(t, proc.Output(), "")) > before },
 			func() string { return "no access line with the default log.access:\n" + proc.Output() })
 	})
+}
+
+// TestInterfaceOptions: interfaces.NIC.source is the source address of the
+// NIC's flows, and interfaces.NIC.mark reaches the kernel as SO_MARK: a
+// policy rule for the mark gives marked flows a route with another
+// source, which the server sees; flows without the mark keep the NIC's
+// own address.
+func TestInterfaceOptions(t *testing.T) {
+	lab := newServingLab(t)
+	source, marked := netip.MustParseAddr("192.0.2.49"), netip.MustParseAddr("192.0.2.81")
+	lab.AddAddress("ens160", source)
+	lab.AddAddress("ens33", marked)
+	for _, args := range [][]string{
+		{"rule", "add", "fwmark", "42", "lookup", "142"},
+		{"route", "add", "default", "via", netlab.Gateway.String(), "dev", "ens33", "src", marked.String(), "table", "142"},
+	} {
+		if out, err := lab.Command("ip", args...).CombinedOutput(); err != nil {
+			t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
+		}
+	}
+	lab.StartProxy(nicproxyBinary, "127.0.0.1:1080", fmt.Sprintf(`
+listen: [{addr: "127.0.0.1:1080"}, {name: marked, addr: "127.0.0.1:1081"}]
+interfaces:
+  ens160: {source: %s}
+  ens33: {mark: 42}
+rules: [{listener: [marked], via: ens33}]
+default: ens160
+`, source))
+	lab.StartProxy(nicproxyBinary, "127.0.0.1:1082", "", "-i", "ens33", "-l", "127.0.0.1:1082") // no mark
+	for _, tt := range []struct {
+		name  string
+		proxy string
+		seen  netip.Addr
+		nic   netlab.NIC
+	}{
+		{"source", "127.0.0.1:1080", source, netlab.Ens160},
+		{"mark", "127.0.0.1:1081", marked, netlab.Ens33},
+		{"no mark, the NIC's own address", "127.0.0.1:1082", netlab.Ens33.Addr, netlab.Ens33},
+	} {
+		for _, scheme := range []string{"socks5h", "http"} {
+			t.Run(tt.name+" over "+scheme, func(t *testing.T) {
+				lab := lab.with(t)
+				before := lab.Snapshot()
+				f := lab.curlUpload(t, nil, lab.url("http", "web.test", "/echo"), "--proxy", scheme+"://"+tt.proxy)
+				if f.seen != tt.seen {
+					t.Errorf("server saw %v, want %v", f.seen, tt.seen)
+				}
+				checkCounters(t, before, f.sent, tt.nic, otherNIC(tt.nic))
+			})
+		}
+	}
 }
