@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"fmt"
 	"io"
+	"net/http"
+	"net/netip"
 	"os"
 	"strings"
 	"syscall"
@@ -107,5 +109,69 @@ func TestServeReload(t *testing.T) {
 	}
 	if code, err := proc.Wait(5 * time.Second); err != nil || code != 0 {
 		t.Errorf("exit %d %v after SIGTERM\n%s", code, err, proc.Output())
+	}
+}
+
+// TestReloadClosesIdleKeepAliveAndSetsLogLevel: SIGHUP closes an idle HTTP
+// keep-alive connection, so its next request would follow the new rules,
+// and log.level changes with the reload: at warn no access line is
+// written, at info it is.
+func TestReloadClosesIdleKeepAliveAndSetsLogLevel(t *testing.T) {
+	lab := newServingLab(t)
+	config := func(nic, level string) string {
+		return fmt.Sprintf("listen: [{addr: 127.0.0.1:1080}]\ndefault: %s\nlog: {level: %s, format: json}\n", nic, level)
+	}
+	path := writeConfig(t, config("ens33", "warn"))
+	proc := lab.StartProxy(nicproxyBinary, "127.0.0.1:1080", "", "-c", path)
+
+	// A kept-alive connection that has served one request through ens33.
+	before := lab.Snapshot()
+	keep := dialProxy(t, lab.Lab)
+	fmt.Fprintf(keep, "GET http://web.test:%d/whoami HTTP/1.1\r\nHost: web.test:%d\r\n\r\n", lab.web.HTTP.Port(), lab.web.HTTP.Port())
+	r := bufio.NewReader(keep)
+	resp, err := http.ReadResponse(r, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK || resp.Close {
+		t.Fatalf("first request: %d %q %v (close %v), want 200 on a kept-alive connection", resp.StatusCode, body, err, resp.Close)
+	}
+	seen, err := netip.ParseAddrPort(strings.TrimSpace(string(body)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkPinned(t, before, flow{seen: seen.Addr(), sent: 1}, netlab.Ens33, netlab.Ens160)
+	// And a flow that ends, at level warn.
+	before = lab.Snapshot()
+	checkPinned(t, before, lab.curlUpload(t, nil, lab.url("http", "web.test", "/echo"), "--proxy", "socks5h://127.0.0.1:1080"), netlab.Ens33, netlab.Ens160)
+
+	if err := os.WriteFile(path, []byte(config("ens160", "info")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := proc.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	// The idle keep-alive connection is closed by the reload.
+	_ = keep.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if n, err := r.Read(make([]byte, 1)); err != io.EOF {
+		t.Fatalf("the idle keep-alive connection after SIGHUP: read %d bytes, %v; want it closed (EOF)", n, err)
+	}
+	before = lab.Snapshot()
+	checkPinned(t, before, lab.curlUpload(t, nil, lab.url("http", "web.test", "/echo"), "--proxy", "socks5h://127.0.0.1:1080"), netlab.Ens160, netlab.Ens33)
+	eventually(t, 5*time.Second, func() bool { return len(accessLines(t, proc.Output(), "")) > 0 },
+		func() string { return "no access line at level info:\n" + proc.Output() })
+
+	// Once the process has exited its log is complete: the one access line
+	// is the flow after the reload; the two before it, at warn, wrote none.
+	if err := proc.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if code, err := proc.Wait(15 * time.Second); code != 0 || err != nil {
+		t.Fatalf("exit %d, %v after SIGTERM", code, err)
+	}
+	lines := accessLines(t, proc.Output(), "")
+	if len(lines) != 1 || lines[0]["nic"] != "ens160" {
+		t.Errorf("access lines %v, want the one flow after the reload (ens160):\n%s", lines, proc.Output())
 	}
 }
