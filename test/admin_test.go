@@ -192,3 +192,31 @@ func (s status) nic(t *testing.T, name string) nicStatus {
 	t.Fatalf("no NIC %s in the status", name)
 	return nicStatus{}
 }
+
+// TestPACForEveryAddressListener: a listener on :PORT (every address) is
+// named in the PAC by the address the browser fetched the PAC from, so a
+// browser on another host is sent to an address it can reach.
+func TestPACForEveryAddressListener(t *testing.T) {
+	lab := newServingLab(t)
+	lab.StartProxy(nicproxyBinary, "127.0.0.1:1080", `
+listen: [{addr: ":1080"}]
+allow: [127.0.0.0/8, 192.0.2.0/24]
+admin: {addr: ":9090"}
+default: ens160
+`)
+	for _, host := range []string{"127.0.0.1", netlab.Ens160.Addr.String(), netlab.Ens33.Addr.String()} {
+		t.Run("fetched from "+host, func(t *testing.T) {
+			out, stderr, err := lab.Curl("--fail", "http://"+host+":9090/proxy.pac")
+			if err != nil {
+				t.Fatalf("GET /proxy.pac: %v: %s", err, stderr)
+			}
+			if want := `return "PROXY ` + host + `:1080";`; !strings.Contains(out, want) {
+				t.Errorf("the PAC lacks %s:\n%s", want, out)
+			}
+		})
+	}
+	// The address the PAC names serves, pinned.
+	before := lab.Snapshot()
+	f := lab.curlUpload(t, nil, lab.url("http", "web.test", "/echo"), "--proxy", "http://"+netlab.Ens33.Addr.String()+":1080")
+	checkPinned(t, before, f, netlab.Ens160, netlab.Ens33)
+}

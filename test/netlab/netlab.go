@@ -305,6 +305,13 @@ func (s Snapshot) RxSince(nic string) uint64 {
 	return s.lab.Counters(nic).Rx - s.at[nic].Rx
 }
 
+// Sysctl writes /proc/sys values in the host namespace; keys are paths
+// under /proc/sys ("net/ipv4/conf/all/rp_filter").
+func (l *Lab) Sysctl(values map[string]string) {
+	l.t.Helper()
+	l.sysctl(l.Host, values)
+}
+
 // SetDown takes a host NIC administratively down.
 func (l *Lab) SetDown(nic string) { l.ip("-n", l.Host, "link", "set", nic, "down") }
 
