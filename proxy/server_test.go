@@ -17,6 +17,7 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"nicproxy/config"
+	"nicproxy/internal/loopback"
 )
 
 // These tests serve on loopback with loopback destinations, which are
@@ -45,26 +46,7 @@ func startServer(t *testing.T, yaml string) (*Server, netip.AddrPort, context.Ca
 }
 
 // echoServer accepts on loopback and echoes until the test ends.
-func echoServer(t *testing.T) netip.AddrPort {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	stop := make(chan struct{})
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				close(stop)
-				return
-			}
-			go func() { defer c.Close(); _, _ = io.Copy(c, c) }()
-		}
-	}()
-	t.Cleanup(func() { ln.Close(); <-stop })
-	return ln.Addr().(*net.TCPAddr).AddrPort()
-}
+func echoServer(t *testing.T) netip.AddrPort { return loopback.Echo(t) }
 
 func TestServeStopsCleanly(t *testing.T) {
 	echo := echoServer(t)

@@ -3,38 +3,17 @@ package relay
 import (
 	"bufio"
 	"net"
-	"os"
-	"runtime"
 	"testing"
 	"time"
+
+	"go.uber.org/goleak"
+
+	"nicproxy/internal/loopback"
 )
 
 // TestMain fails the package when a test leaves goroutines behind: the relay
 // and the sweeper must stop every goroutine they start.
-func TestMain(m *testing.M) {
-	before := runtime.NumGoroutine()
-	code := m.Run()
-	if code == 0 && !goroutinesSettle(before, 5*time.Second) {
-		buf := make([]byte, 1<<20)
-		n := runtime.Stack(buf, true)
-		os.Stderr.Write([]byte("goroutine leak:\n"))
-		os.Stderr.Write(buf[:n])
-		code = 1
-	}
-	os.Exit(code)
-}
-
-// goroutinesSettle waits until at most want goroutines remain.
-func goroutinesSettle(want int, wait time.Duration) bool {
-	deadline := time.Now().Add(wait)
-	for runtime.NumGoroutine() > want {
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	return true
-}
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // ends are the four sockets of one relayed tunnel over loopback:
 // client ⇄ relayClient [Relay] relayUp ⇄ upstream.
@@ -46,24 +25,7 @@ type ends struct {
 }
 
 // connPair returns both sides of one loopback TCP connection.
-func connPair(tb testing.TB) (dialed, accepted *net.TCPConn) {
-	tb.Helper()
-	ln, err := net.ListenTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer ln.Close()
-	dialed, err = net.DialTCP("tcp", nil, ln.Addr().(*net.TCPAddr))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	accepted, err = ln.AcceptTCP()
-	if err != nil {
-		dialed.Close()
-		tb.Fatal(err)
-	}
-	return dialed, accepted
-}
+func connPair(tb testing.TB) (dialed, accepted *net.TCPConn) { return loopback.TCPPair(tb) }
 
 // newEnds builds a tunnel whose four sockets are closed when the test ends,
 // so a failing test cannot leave Relay blocked.

@@ -8,27 +8,15 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"nicproxy/internal/loopback"
 )
 
 // connPair returns both sides of one loopback TCP connection, closed when
 // the test ends.
 func connPair(t *testing.T) (client, server *net.TCPConn) {
 	t.Helper()
-	ln, err := net.ListenTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	client, err = net.DialTCP("tcp", nil, ln.Addr().(*net.TCPAddr))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { client.Close() })
-	server, err = ln.AcceptTCP()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { server.Close() })
+	client, server = loopback.TCPPair(t)
 	server.SetReadDeadline(time.Now().Add(5 * time.Second))
 	return client, server
 }
