@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/netip"
@@ -49,47 +50,57 @@ func TestPinnedTCP(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			lab := lab.With(t)
 			before := lab.Snapshot()
-			var seen netip.AddrPort
-			var echoed string
-			err := lab.InHost(func() error {
-				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-				defer cancel()
-				conn, err := tt.dial(ctx, "tcp", echo.TCP.String())
-				if err != nil {
-					return err
-				}
-				defer conn.Close()
-				r := bufio.NewReader(conn)
-				if seen, err = netlab.ReadSeen(r); err != nil {
-					return err
-				}
-				if _, err := io.WriteString(conn, payload); err != nil {
-					return err
-				}
-				if err := conn.(*net.TCPConn).CloseWrite(); err != nil {
-					return err
-				}
-				b, err := io.ReadAll(r)
-				echoed = string(b)
-				return err
-			})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if seen.Addr() != tt.want.Addr {
-				t.Errorf("server saw %v, want %s's address %v", seen.Addr(), tt.want.Name, tt.want.Addr)
-			}
-			if echoed != payload {
-				t.Errorf("echo returned %d bytes, want %d byte-exact", len(echoed), len(payload))
-			}
-			if tx := before.TxSince(tt.want.Name); tx < uint64(len(payload)) {
-				t.Errorf("%s sent %d bytes, want at least the %d-byte payload", tt.want.Name, tx, len(payload))
-			}
-			if tx := before.TxSince(tt.silent.Name); tx != 0 {
-				t.Errorf("%s sent %d bytes, want 0", tt.silent.Name, tx)
-			}
+			seen := dialExchange(t, lab, tt.dial, echo.TCP, payload)
+			checkPinned(t, before, flow{seen: seen.Addr(), sent: len(payload)}, tt.want, tt.silent)
 		})
 	}
+}
+
+// dialExchange dials the echo server at echo from the host namespace and
+// runs one echoExchange, returning the address the server saw.
+func dialExchange(t *testing.T, lab *netlab.Lab, dial dialer, echo netip.AddrPort, payload string) netip.AddrPort {
+	t.Helper()
+	var seen netip.AddrPort
+	err := lab.InHost(func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		conn, err := dial(ctx, "tcp", echo.String())
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		seen, err = echoExchange(conn, payload)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return seen
+}
+
+// echoExchange runs one exchange with a netlab Echo server over conn (a
+// direct connection or a tunnel): it reads the address the server saw,
+// sends payload, half-closes and reads the echo to EOF, so the whole TCP
+// exchange, FINs and last ACK included, is over before counters are read.
+func echoExchange(conn net.Conn, payload string) (netip.AddrPort, error) {
+	r := bufio.NewReader(conn)
+	seen, err := netlab.ReadSeen(r)
+	if err != nil {
+		return seen, err
+	}
+	if _, err := io.WriteString(conn, payload); err != nil {
+		return seen, err
+	}
+	if cw, ok := conn.(interface{ CloseWrite() error }); ok {
+		if err := cw.CloseWrite(); err != nil {
+			return seen, err
+		}
+	}
+	got, err := io.ReadAll(r)
+	if err == nil && string(got) != payload {
+		err = fmt.Errorf("echo returned %d bytes, want the %d-byte payload", len(got), len(payload))
+	}
+	return seen, err
 }
 
 // TestPinnedUDP does the same for connected and unconnected UDP sockets.
