@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/net/dns/dnsmessage"
+
 	"nicproxy/test/netlab"
 )
 
@@ -223,5 +225,39 @@ default: ens160
 				checkCounters(t, before, f.sent, tt.nic, otherNIC(tt.nic))
 			})
 		}
+	}
+}
+
+// TestInterfaceDNS: interfaces.NIC.dns is where names for that NIC are
+// asked, through that NIC. The system's nameserver here is black-holed,
+// so a NIC without dns cannot resolve (the control), and one with it can.
+func TestInterfaceDNS(t *testing.T) {
+	lab := netlab.New(t)
+	s := &servingLab{Lab: lab, web: lab.StartWeb(), echo: lab.StartEcho()}
+	dns := lab.StartDNSZone(netlab.Zone{Records: map[string][]netip.Addr{
+		"web.test":   {netlab.Server},
+		"other.test": {netlab.Server},
+	}})
+	lab.UseDNS(netip.AddrPortFrom(netlab.Blackhole, 53))
+	lab.StartProxy(nicproxyBinary, "127.0.0.1:1080", fmt.Sprintf(`
+interfaces: {ens160: {dns: ["%s"]}}
+rules: [{name: system-dns, domain: [other.test], via: ens33}]
+default: ens160
+`, dns.Addr()))
+
+	before := lab.Snapshot()
+	f := s.curlUpload(t, nil, s.url("http", "web.test", "/echo"), "--proxy", "socks5h://127.0.0.1:1080")
+	checkPinned(t, before, f, netlab.Ens160, netlab.Ens33)
+	if seen := dns.Seen(); len(seen) != 1 || seen[0] != netlab.Ens160.Addr {
+		t.Errorf("the DNS server was asked from %v, want ens160's %v alone", seen, netlab.Ens160.Addr)
+	}
+
+	// ens33 has no dns: it asks the system's nameserver, which never answers.
+	conn := dialProxy(t, lab)
+	if rep, err := socks5Dial(conn, "", "", "other.test", s.web.HTTP.Port()); err != nil || rep != 0x04 {
+		t.Errorf("other.test via ens33 with the system's dead nameserver: reply %#x, %v; want 0x04", rep, err)
+	}
+	if n := dns.Queries("other.test", dnsmessage.TypeA); n != 0 {
+		t.Errorf("the lab's DNS server was asked for other.test %d times: ens33 has no dns", n)
 	}
 }
