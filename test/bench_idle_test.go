@@ -144,16 +144,15 @@ func idleTunnelCost(b *testing.B, lab *netlab.Lab, pid int, listen string, n int
 	// status page, goroutines parking) before reading its figures.
 	wantFDs := baseFDs + 2*n
 	deadline := time.Now().Add(30 * time.Second)
-	var rss, nowOpen int
 	for {
-		rss, nowOpen = procStat(b, pid)
+		_, nowOpen := procStat(b, pid)
 		if nowOpen >= wantFDs || time.Now().After(deadline) {
 			break
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
 	time.Sleep(2 * time.Second)
-	rss, nowOpen = procStat(b, pid)
+	rss, nowOpen := procStat(b, pid)
 	b.Logf("%d tunnels: RSS %d -> %d KiB, descriptors %d -> %d", n, baseRSS, rss, baseFDs, nowOpen)
 	return float64(rss-baseRSS) / float64(n), float64(nowOpen-baseFDs) / float64(n)
 }
