@@ -191,6 +191,12 @@ func echo(w http.ResponseWriter, r *http.Request) {
 	// Stream: reading the body while the response is being written needs
 	// full duplex on HTTP/1.
 	_ = http.NewResponseController(w).EnableFullDuplex()
+	// One connection per upload: a connection a proxy kept alive would
+	// acknowledge the response's last segment up to 40 ms later (delayed
+	// ACK), and that frame would land in the next flow's count, perhaps of
+	// the other NIC. Closing makes the client's side send its last frames
+	// as it finishes.
+	w.Header().Set("Connection", "close")
 	w.Header().Set("X-Seen", r.RemoteAddr)
 	w.Header().Set("Content-Type", "application/octet-stream")
 	if r.ContentLength >= 0 {
