@@ -75,7 +75,7 @@ func FuzzSOCKS5(f *testing.F) {
 	}
 	guard := newAuthGuard(nil)
 	guard.sleep = func(time.Duration) {} // no throttling between inputs
-	u := newUsers([]config.User{{Name: "alice", Password: "pw"}}, guard)
+	u := newUsers([]config.User{{Name: "alice", Password: "pw"}}, guard, nil)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		var reached []string
 		lib := socks5.NewServer(

@@ -111,11 +111,18 @@ func (s *Server) newState(cfg *config.Config, prev *state) *state {
 		cfg:    cfg,
 		router: router.New(cfg, dialer.Resolver(cfg.Resolver.Via)),
 		dialer: dialer,
-		users:  newUsers(cfg.Users, s.auth),
+		users:  newUsers(cfg.Users, s.auth, prevUsers(prev)),
 	}
 	st.socks5 = newSOCKS5Server(s, st)
 	st.http = newHTTPProxy(s, st)
 	return st
+}
+
+func prevUsers(prev *state) *users {
+	if prev == nil {
+		return nil
+	}
+	return prev.users
 }
 
 // Serve accepts on every listener until ctx ends, then stops accepting and
