@@ -1,9 +1,9 @@
 package proxy
 
 import (
-	"fmt"
 	"crypto/sha256"
 	"crypto/subtle"
+	"fmt"
 	"net/netip"
 	"runtime"
 	"sync"
