@@ -173,14 +173,16 @@ func (a *association) fromClient() {
 			a.ss.srv.log.Debug("udp: bad datagram from client", zap.Stringer("client", from), zap.Error(err))
 			continue
 		}
-		if !a.relay(dest, payload) {
-			continue
-		}
-		// The first datagram taken for relaying fixes the client's
-		// address; replies go there and nowhere else.
-		if a.clientAddr.Load() == nil {
-			a.clientAddr.CompareAndSwap(nil, &from)
-		}
+		a.relay(dest, payload, from)
+	}
+}
+
+// fixClient makes from the client's address if none is fixed yet: the
+// first datagram taken for relaying fixes it, before it is sent, so the
+// reply finds it; replies go there and nowhere else.
+func (a *association) fixClient(from netip.AddrPort) {
+	if a.clientAddr.Load() == nil {
+		a.clientAddr.CompareAndSwap(nil, &from)
 	}
 }
 

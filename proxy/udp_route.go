@@ -65,11 +65,11 @@ type udpDecision struct {
 	err error
 }
 
-// relay sends one datagram of the client, queues it while its destination
-// is decided, or drops it; it reports whether the datagram was taken.
-// A new destination is decided on a goroutine of its own, so the client's
-// other datagrams keep flowing meanwhile.
-func (a *association) relay(dest socks5udp.Destination, payload []byte) bool {
+// relay sends one datagram of the client (from), queues it while its
+// destination is decided, or drops it. A new destination is decided on a
+// goroutine of its own, so the client's other datagrams keep flowing
+// meanwhile.
+func (a *association) relay(dest socks5udp.Destination, payload []byte, from netip.AddrPort) {
 	a.mu.Lock()
 	r := a.routes[dest]
 	if r != nil && r.state == routeFailed && !time.Now().Before(r.retryAt) {
@@ -79,7 +79,7 @@ func (a *association) relay(dest socks5udp.Destination, payload []byte) bool {
 	if r == nil {
 		if a.closed {
 			a.mu.Unlock()
-			return false
+			return
 		}
 		if len(a.routes) >= maxDestinations {
 			a.summary.refused++
@@ -90,8 +90,9 @@ func (a *association) relay(dest socks5udp.Destination, payload []byte) bool {
 					zap.Stringer("client", a.ss.from), zap.Stringer("dest", dest),
 					zap.Int("max_destinations", maxDestinations))
 			}
-			return false
+			return
 		}
+		a.fixClient(from)
 		r = &udpRoute{queue: [][]byte{bytes.Clone(payload)}}
 		a.routes[dest] = r
 		// fromClient, the caller, is a worker: the count cannot be zero
@@ -102,23 +103,24 @@ func (a *association) relay(dest socks5udp.Destination, payload []byte) bool {
 			defer a.workers.Done()
 			a.settle(dest, r)
 		}()
-		return true
+		return
 	}
 	switch r.state {
 	case routeFailed:
 		a.mu.Unlock()
-		return false
+		return
 	case routeReady:
 		via, to := r.via, r.to
 		a.mu.Unlock()
+		a.fixClient(from)
 		a.send(via, to, payload)
-		return true
+		return
 	}
+	a.fixClient(from)
 	if len(r.queue) < maxQueued {
 		r.queue = append(r.queue, bytes.Clone(payload))
 	}
 	a.mu.Unlock()
-	return true
 }
 
 // settle decides dest, then sends what queued for it meanwhile, or drops
