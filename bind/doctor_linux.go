@@ -55,6 +55,7 @@ func doctor(ctx context.Context, opts DoctorOptions) []NICReport {
 		checkRoutes(link, name, defaultNIC, add)
 		checkRPFilter(name, defaultNIC, add)
 		checkARPFlux(name, addrs, subnets, add)
+		checkSourceRule(link, name, addrs, add)
 		checkPin(name, attrs.Index, nicOpts.Options, add)
 
 		if opts.Target != "" {
