@@ -191,7 +191,7 @@ func (p *httpProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if p.st.users.required() {
 		user, ok := p.authenticate(r, rs.from)
 		if !ok {
-			rs.dest = r.Host
+			rs.dest, rs.user = r.Host, user // the name tried, if any
 			rs.err = errAuth
 			w.Header().Set("Proxy-Authenticate", `Basic realm="nicproxy"`)
 			http.Error(w, "nicproxy: proxy authentication required", http.StatusProxyAuthRequired)
@@ -219,7 +219,8 @@ func (p *httpProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// authenticate checks Basic proxy credentials.
+// authenticate checks Basic proxy credentials. It returns the user name
+// the client gave, right or wrong, so a failed login says whom it tried.
 func (p *httpProxy) authenticate(r *http.Request, client netip.AddrPort) (string, bool) {
 	scheme, encoded, ok := strings.Cut(r.Header.Get("Proxy-Authorization"), " ")
 	if !ok || subtle.ConstantTimeCompare([]byte(strings.ToLower(scheme)), []byte("basic")) != 1 {
@@ -230,8 +231,11 @@ func (p *httpProxy) authenticate(r *http.Request, client netip.AddrPort) (string
 		return "", false
 	}
 	user, password, ok := strings.Cut(string(raw), ":")
-	if !ok || !p.st.users.valid(client.Addr().Unmap(), user, password) {
+	if !ok {
 		return "", false
+	}
+	if !p.st.users.valid(client.Addr().Unmap(), user, password) {
+		return user, false
 	}
 	return user, true
 }
