@@ -33,6 +33,7 @@ import (
 type httpProxy struct {
 	st     *state
 	log    *zap.Logger
+	report reporter
 	server *http.Server
 	conns  *connQueue
 
@@ -84,6 +85,7 @@ func newHTTPProxy(s *Server, st *state) *httpProxy {
 	p := &httpProxy{
 		st:         st,
 		log:        s.log,
+		report:     s.report,
 		conns:      newConnQueue(),
 		transports: map[string]*http.Transport{},
 	}
@@ -208,9 +210,9 @@ func (p *httpProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if hijacked := p.forward(w, r, rs); hijacked {
-			// An upgraded (WebSocket) connection left net/http's hands and
-			// has now been closed by ReverseProxy: net/http will not report
-			// it closed, so say so here.
+			// An upgraded (WebSocket) connection left net/http's hands:
+			// to the relay, or closed by ReverseProxy. net/http will not
+			// report it closed, so say so here.
 			c.finish()
 		}
 	default:
@@ -328,11 +330,20 @@ func (p *httpProxy) forward(w http.ResponseWriter, r *http.Request, rs *session)
 		http.Error(w, "nicproxy: "+rs.err.Error(), http.StatusForbidden)
 		return false
 	}
+	if r.URL.Scheme == "http" && isUpgrade(r) {
+		return p.upgrade(w, r, rs, decision, host, port)
+	}
+	// Bytes are counted on the upstream connection, as they cross the
+	// NIC: the request as sent (line, headers, body) up, the response as
+	// received down. An error page nicproxy writes itself crosses no NIC.
+	counts := &flowBytes{}
+	defer func() { rs.up, rs.down = counts.up.Load(), counts.down.Load() }()
 	ctx := context.WithValue(r.Context(), forwardedKey{}, &forwarded{rs: rs, decision: decision, host: host, port: port})
 	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
 		GotConn: func(info httptrace.GotConnInfo) {
 			if up, ok := info.Conn.(*idleConn); ok {
 				rs.nic = up.NIC
+				up.attach(counts)
 			}
 		},
 	})
@@ -340,9 +351,8 @@ func (p *httpProxy) forward(w http.ResponseWriter, r *http.Request, rs *session)
 	// response; without full duplex, net/http would drain the unread body
 	// itself as the response starts, racing the transport for it.
 	_ = http.NewResponseController(w).EnableFullDuplex()
-	body := &countingBody{ReadCloser: r.Body, conn: rs.client, idle: p.st.cfg.Timeouts.Idle}
-	r.Body = body
-	counter := &countingWriter{ResponseWriter: w}
+	r.Body = &idleBody{ReadCloser: r.Body, conn: rs.client, idle: p.st.cfg.Timeouts.Idle}
+	counter := &upgradeWriter{ResponseWriter: w}
 	rp := &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			// The client's absolute URI is already the destination. No
@@ -354,12 +364,13 @@ func (p *httpProxy) forward(w http.ResponseWriter, r *http.Request, rs *session)
 		ErrorLog:  zap.NewStdLog(p.log.WithOptions(zap.IncreaseLevel(zap.WarnLevel))),
 		ErrorHandler: func(w http.ResponseWriter, _ *http.Request, err error) {
 			rs.err = err
+			if rs.nic == "" {
+				rs.nic = failedNIC(err) // the dial failed: on this NIC
+			}
 			http.Error(w, "nicproxy: "+err.Error(), httpStatus(err))
 		},
 	}
 	rp.ServeHTTP(counter, r.WithContext(ctx))
-	rs.down = counter.n
-	rs.up = body.n.Load()
 	return counter.hijacked
 }
 
@@ -390,11 +401,14 @@ func (p *httpProxy) transport(d router.Decision, client netip.AddrPort) *http.Tr
 			}
 			// The transport pools connections by the URL's spelling of the
 			// host; it always names the same destination as f.host.
+			start := time.Now()
 			up, err := p.st.dialer.Dial(ctx, "tcp", f.decision, f.rs.from,
 				upstream.Target{Host: f.host, Port: f.port, Addr: f.decision.Addr})
 			if err != nil {
+				p.report.Dialed(failedNIC(err), resultOf(err), time.Since(start))
 				return nil, err
 			}
+			p.report.Dialed(up.NIC, resultOf(nil), time.Since(start))
 			// The NIC reaches the access log through GotConn, on the
 			// handler's goroutine: the transport may finish this dial after
 			// the request has gone.
@@ -415,45 +429,69 @@ func (p *httpProxy) transport(d router.Decision, client netip.AddrPort) *http.Tr
 }
 
 // idleConn is an upstream connection of the HTTP transport that is closed
-// after timeouts.idle without a byte either way. Forwarded requests do not
-// splice, so a deadline per read and write costs nothing the relay avoids;
-// it also bounds WebSocket upgrades, which ReverseProxy relays over it.
+// after timeouts.idle without a byte either way, and that counts the bytes
+// it moves for the request using it. Forwarded requests do not splice, so
+// a deadline per read and write costs nothing the relay avoids.
 type idleConn struct {
 	*upstream.Conn
 	idle time.Duration
+
+	// flow counts for the request the transport gave this connection
+	// to; nil until the first. Bytes moved while none is attached (a TLS
+	// handshake in the dial) wait in unclaimed for the next one.
+	flow      atomic.Pointer[flowBytes]
+	unclaimed flowBytes
+}
+
+// flowBytes are the bytes one forwarded request moved upstream.
+type flowBytes struct{ up, down atomic.Int64 }
+
+// attach makes f count this connection's bytes from now on, with those
+// no request has claimed yet. The transport uses a connection for one
+// request at a time and attaches (GotConn) before it writes the request,
+// so every byte lands on the request it belongs to.
+func (c *idleConn) attach(f *flowBytes) {
+	c.flow.Store(f)
+	f.up.Add(c.unclaimed.up.Swap(0))
+	f.down.Add(c.unclaimed.down.Swap(0))
+}
+
+func (c *idleConn) counts() *flowBytes {
+	if f := c.flow.Load(); f != nil {
+		return f
+	}
+	return &c.unclaimed
 }
 
 func (c *idleConn) Read(b []byte) (int, error) {
 	_ = c.Conn.SetDeadline(time.Now().Add(c.idle))
-	return c.Conn.Read(b)
+	n, err := c.Conn.Read(b)
+	c.counts().down.Add(int64(n))
+	return n, err
 }
 
 func (c *idleConn) Write(b []byte) (int, error) {
 	_ = c.Conn.SetDeadline(time.Now().Add(c.idle))
-	return c.Conn.Write(b)
-}
-
-// countingWriter counts response body bytes for the access log. It keeps
-// Hijack and Flush reachable: ReverseProxy needs them for upgrades and
-// streaming.
-type countingWriter struct {
-	http.ResponseWriter
-	n        int64
-	hijacked bool
-}
-
-func (c *countingWriter) Write(b []byte) (int, error) {
-	n, err := c.ResponseWriter.Write(b)
-	c.n += int64(n)
+	n, err := c.Conn.Write(b)
+	c.counts().up.Add(int64(n))
 	return n, err
 }
 
-func (c *countingWriter) Unwrap() http.ResponseWriter { return c.ResponseWriter }
+// upgradeWriter passes the response on and records whether ReverseProxy
+// hijacked the client for an upgrade (an https:// upgrade, which the
+// relay cannot splice). It keeps Hijack and Flush reachable: ReverseProxy
+// needs them for upgrades and streaming.
+type upgradeWriter struct {
+	http.ResponseWriter
+	hijacked bool
+}
+
+func (c *upgradeWriter) Unwrap() http.ResponseWriter { return c.ResponseWriter }
 
 // WriteHeader passes the origin's status on, except its 100 Continue:
 // net/http already sent the client one when the body was first read, and
 // a client must see one (RFC 9110 §15.2.1).
-func (c *countingWriter) WriteHeader(code int) {
+func (c *upgradeWriter) WriteHeader(code int) {
 	if code == http.StatusContinue {
 		return
 	}
@@ -461,7 +499,7 @@ func (c *countingWriter) WriteHeader(code int) {
 }
 
 // Hijack records that ReverseProxy took the connection for an upgrade.
-func (c *countingWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+func (c *upgradeWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	conn, brw, err := http.NewResponseController(c.ResponseWriter).Hijack()
 	if err == nil {
 		c.hijacked = true
@@ -469,22 +507,19 @@ func (c *countingWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	return conn, brw, err
 }
 
-// countingBody counts request body bytes for the access log; the transport
-// reads it from its own goroutine.
-type countingBody struct {
+// idleBody drops a client that stops sending its request body for
+// timeouts.idle; the transport reads it from its own goroutine.
+type idleBody struct {
 	io.ReadCloser
-	n    atomic.Int64
 	conn net.Conn      // the client connection the body arrives on
 	idle time.Duration // a client that sends nothing for this long is dropped
 }
 
-func (c *countingBody) Read(b []byte) (int, error) {
+func (c *idleBody) Read(b []byte) (int, error) {
 	// net/http sets no deadline while a handler reads the body; without
 	// one, a client that stops mid-body would hold its slot forever.
 	_ = c.conn.SetReadDeadline(time.Now().Add(c.idle))
-	n, err := c.ReadCloser.Read(b)
-	c.n.Add(int64(n))
-	return n, err
+	return c.ReadCloser.Read(b)
 }
 
 // splitHostPort splits "host:port", or takes a bare host with defaultPort.
