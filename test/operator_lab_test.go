@@ -23,6 +23,7 @@ import (
 // out headers is off by kilobytes, not by a few bytes of TCP overhead:
 //
 //	/big?n=N     N bytes, and a 4 KiB X-Pad response header
+//	/whoami      the client address the origin saw
 //	/echo        the request body back
 //	/ws          101 Switching Protocols, then a raw byte echo
 type origin struct {
@@ -47,6 +48,9 @@ func startBigOrigin(t *testing.T, lab *netlab.Lab) origin {
 		w.Header().Set("X-Pad", strings.Repeat("d", padding))
 		w.Header().Set("Content-Length", strconv.Itoa(n))
 		_, _ = io.CopyN(w, zeros{}, int64(n))
+	})
+	mux.HandleFunc("/whoami", func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, r.RemoteAddr)
 	})
 	mux.HandleFunc("/echo", func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)

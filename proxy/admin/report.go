@@ -22,8 +22,19 @@ type Report struct {
 	Unpinned NICStatus `json:"unpinned"`
 	// Scale is the highest throughput (bytes/s) any chart shows, so
 	// every chart is drawn on one scale and the NICs compare at a glance.
-	Scale  float64          `json:"scale"`
+	Scale float64 `json:"scale"`
+	// Window is the time every chart spans, the same for all.
+	Window Window           `json:"window"`
 	Recent []ConnectionInfo `json:"recent"`
+}
+
+// Window is the span of the throughput charts: statusSamples seconds up
+// to the latest sample.
+type Window struct {
+	End     int64  `json:"end"`     // Unix seconds of the latest sample
+	Seconds int    `json:"seconds"` // how long the window is
+	From    string `json:"from"`    // its start, on the server's clock
+	To      string `json:"to"`      // its end, on the server's clock
 }
 
 // NICStatus is one NIC (or the unpinned traffic) on the status page.
@@ -75,11 +86,16 @@ func (a *Admin) Report(now time.Time) Report {
 		Name: Unpinned, Addresses: []string{}, Active: active[Unpinned],
 		BytesUp: up[Unpinned], BytesDown: down[Unpinned], Throughput: history[Unpinned],
 	}
+	end := now.Unix()
 	for _, n := range append(slices.Clone(r.NICs), r.Unpinned) {
 		for _, s := range n.Throughput {
 			r.Scale = max(r.Scale, s.Up, s.Down)
+			end = s.Time
 		}
 	}
+	span := time.Duration(statusSamples-1) * statusInterval
+	to := time.Unix(end, 0)
+	r.Window = Window{End: end, Seconds: int(span.Seconds()), From: to.Add(-span).Format(clockFormat), To: to.Format(clockFormat)}
 	return r
 }
 
