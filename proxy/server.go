@@ -126,10 +126,10 @@ func (s *Server) Serve(ctx context.Context) error {
 	sweepCtx, stopSweep := context.WithCancel(context.Background())
 	defer stopSweep()
 	go s.sweeper.Run(sweepCtx)
-	go s.ops.Run(sweepCtx)
-	healthDone := make(chan struct{})
+	sampling, healthDone := make(chan struct{}), make(chan struct{})
+	go func() { defer close(sampling); s.ops.Run(sweepCtx) }()
 	go func() { defer close(healthDone); s.health.run(sweepCtx, s) }()
-	defer func() { stopSweep(); <-healthDone }()
+	defer func() { stopSweep(); <-healthDone; <-sampling }()
 
 	// Connections get their own context: ending ctx stops accepting, while
 	// open connections are only cut when the grace period runs out.
