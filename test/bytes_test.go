@@ -60,7 +60,7 @@ log: {format: json}
 	var sumUp, sumDown int64
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			logged := len(accessLines(t, p))
+			logged := len(accessEntries(t, p))
 			before33, before160 := nicStats(t, lab, "ens33"), nicStats(t, lab, "ens160")
 			c.run(t)
 			entry := nextAccess(t, p, logged)

@@ -55,7 +55,7 @@ log: {format: json}
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			logged := len(accessLines(t, p))
+			logged := len(accessEntries(t, p))
 			c.run(t, c.dest)
 			entry := nextAccess(t, p, logged)
 			if entry["nic"] != "ens160" || entry["result"] != c.result || entry["reason"] != c.reason ||
@@ -142,7 +142,7 @@ log: {format: json}
 `)
 
 	t.Run("HTTP/2 through CONNECT, ended by the client's reset", func(t *testing.T) {
-		logged := len(accessLines(t, p))
+		logged := len(accessEntries(t, p))
 		out, stderr, err := lab.Curl("--http2", "--insecure", "--proxytunnel", "--proxy", "http://127.0.0.1:1080",
 			"-o", "/dev/null", "-w", "%{http_version} %{http_code}", "https://"+h2.String()+"/big?n=1000000")
 		if err != nil || out != "2 200" {
@@ -154,7 +154,7 @@ log: {format: json}
 		}
 	})
 	t.Run("a client that resets after its download", func(t *testing.T) {
-		logged := len(accessLines(t, p))
+		logged := len(accessEntries(t, p))
 		conn := dialProxy(t, lab)
 		if rep, err := socks5Dial(conn, "", "", o.addr.Addr().String(), o.addr.Port()); err != nil || rep != 0 {
 			t.Fatalf("connect: %#x %v", rep, err)
@@ -177,7 +177,7 @@ log: {format: json}
 		}
 	})
 	t.Run("SOCKS5 wrong password logs the user tried", func(t *testing.T) {
-		logged := len(accessLines(t, auth))
+		logged := len(accessEntries(t, auth))
 		conn := dialProxyAt(t, lab, "127.0.0.1:1081")
 		if _, err := socks5Dial(conn, "alice", "wrong", netlab.Server.String(), 80); err != errAuthFailed {
 			t.Fatalf("wrong password: %v, want refused", err)
@@ -188,7 +188,7 @@ log: {format: json}
 		}
 	})
 	t.Run("SOCKS5 without credentials is auth-failed", func(t *testing.T) {
-		logged := len(accessLines(t, auth))
+		logged := len(accessEntries(t, auth))
 		conn := dialProxyAt(t, lab, "127.0.0.1:1081")
 		if _, err := socks5Dial(conn, "", "", netlab.Server.String(), 80); err == nil || !strings.Contains(err.Error(), "0xff") {
 			t.Fatalf("no credentials: %v, want method 0xff", err)
@@ -199,7 +199,7 @@ log: {format: json}
 		}
 	})
 	t.Run("HTTP wrong password logs the user tried", func(t *testing.T) {
-		logged := len(accessLines(t, auth))
+		logged := len(accessEntries(t, auth))
 		out, _, _ := lab.Curl("-o", "/dev/null", "-w", "%{http_code}", "--proxy", "http://bob:wrong@127.0.0.1:1081", "http://"+netlab.Server.String()+"/")
 		if out != "407" {
 			t.Fatalf("status %s, want 407", out)

@@ -123,8 +123,8 @@ func withinOverhead(wire, packets uint64, payload int64) bool {
 	return extra >= packets*minOverhead && extra <= packets*maxOverhead
 }
 
-// accessLines returns the JSON access-log lines of the proxy's output.
-func accessLines(t *testing.T, p *netlab.Proc) []map[string]any {
+// accessEntries returns the JSON access-log lines the proxy has written so far.
+func accessEntries(t *testing.T, p *netlab.Proc) []map[string]any {
 	t.Helper()
 	var lines []map[string]any
 	sc := bufio.NewScanner(strings.NewReader(p.Output()))
@@ -143,7 +143,7 @@ func nextAccess(t *testing.T, p *netlab.Proc, n int) map[string]any {
 	t.Helper()
 	var lines []map[string]any
 	eventually(t, 10*time.Second, func() bool {
-		lines = accessLines(t, p)
+		lines = accessEntries(t, p)
 		return len(lines) > n
 	}, func() string { return fmt.Sprintf("access line %d never came:\n%s", n, p.Output()) })
 	return lines[n]
