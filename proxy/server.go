@@ -17,6 +17,7 @@ import (
 
 	"nicproxy/bind"
 	"nicproxy/config"
+	"nicproxy/proxy/admin"
 	"nicproxy/proxy/relay"
 	"nicproxy/proxy/router"
 	"nicproxy/proxy/upstream"
@@ -34,15 +35,15 @@ type Server struct {
 	local   *hostAddrs            // the host's own addresses, for loops and local_destinations
 	auth    *authGuard            // bcrypt bound and failed logins per address, across reloads
 	sweeper *relay.IdleSweeper
-	metrics *metrics
-	status  *status
+	ops     *admin.Admin // metrics and the status page
+	report  reporter     // ops, as sessions see it
 	health  *health
 
 	mu        sync.Mutex
 	listeners map[string]*listener // by listen address
 	serving   *serving             // set while Serve runs
 	retired   []*state             // replaced by Reload; their HTTP servers drain
-	admin     *adminServer         // nil when admin is off
+	admin     *admin.Endpoint      // nil when admin is off
 	stopped   bool                 // Serve is shutting down: Reload opens nothing more
 	conns     sync.WaitGroup       // every client connection being served
 }
@@ -84,9 +85,9 @@ func New(cfg *config.Config, log *zap.Logger, opts Options) *Server {
 	}
 	s.local = newHostAddrs()
 	s.hs = newGate(func() int { return s.state.Load().cfg.Limits.MaxHandshakes })
-	s.metrics = newMetrics(s)
-	s.auth = newAuthGuard(s.metrics.authFailures.Inc)
-	s.status = newStatus()
+	s.ops = admin.New(adminSource{s})
+	s.report = s.ops
+	s.auth = newAuthGuard(s.report.AuthFailed)
 	s.health = newHealth()
 	s.state.Store(s.newState(cfg, nil))
 	return s
@@ -97,7 +98,7 @@ func New(cfg *config.Config, log *zap.Logger, opts Options) *Server {
 // carry over from it.
 func (s *Server) newState(cfg *config.Config, prev *state) *state {
 	opts := upstream.Options{
-		Links: s.opts.Links, Healthy: s.health.healthy, DNS: s.metrics,
+		Links: s.opts.Links, Healthy: s.health.healthy, DNS: s.report,
 		// Names are checked once resolved: one that resolves to nicproxy's
 		// own listener, or to the host under local_destinations: deny, is
 		// refused like the literal.
@@ -132,10 +133,10 @@ func (s *Server) Serve(ctx context.Context) error {
 	sweepCtx, stopSweep := context.WithCancel(context.Background())
 	defer stopSweep()
 	go s.sweeper.Run(sweepCtx)
-	go s.status.run(sweepCtx, func() []string { return s.state.Load().cfg.NICs() })
-	healthDone := make(chan struct{})
+	sampling, healthDone := make(chan struct{}), make(chan struct{})
+	go func() { defer close(sampling); s.ops.Run(sweepCtx) }()
 	go func() { defer close(healthDone); s.health.run(sweepCtx, s) }()
-	defer func() { stopSweep(); <-healthDone }()
+	defer func() { stopSweep(); <-healthDone; <-sampling }()
 
 	// Connections get their own context: ending ctx stops accepting, while
 	// open connections are only cut when the grace period runs out.
@@ -151,8 +152,7 @@ func (s *Server) Serve(ctx context.Context) error {
 		s.startAccepting(run, l)
 	}
 	if s.admin != nil {
-		admin := s.admin
-		go func() { _ = admin.http.Serve(admin.ln) }()
+		go s.admin.Serve()
 	}
 	s.mu.Unlock()
 
@@ -167,8 +167,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	}
 	states := append([]*state{s.state.Load()}, s.retired...)
 	if s.admin != nil {
-		_ = s.admin.http.Close()
-		s.admin.ln.Close()
+		s.admin.Close()
 		s.admin = nil
 	}
 	s.mu.Unlock()
@@ -204,17 +203,17 @@ func (s *Server) Serve(ctx context.Context) error {
 // keep-alive connections of the old configuration are closed, so their
 // clients' next request comes in under the new one.
 func (s *Server) Reload(ctx context.Context, cfg *config.Config) (err error) {
-	defer func() { s.metrics.reloads.observe(err == nil, time.Now()) }()
+	defer func() { s.report.Reloaded(err == nil, time.Now()) }()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.stopped {
 		return errors.New("shutting down: not reloading")
 	}
-	opened, admin, err := s.openFor(ctx, cfg)
+	opened, ep, err := s.openFor(ctx, cfg)
 	if err != nil {
 		return err
 	}
-	s.swapAdmin(cfg, admin)
+	s.swapAdmin(cfg, ep)
 	next := s.newState(cfg, s.state.Load())
 	if s.serving != nil {
 		next.http.start()

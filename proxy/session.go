@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap"
 
 	"nicproxy/config"
+	"nicproxy/proxy/admin"
 	"nicproxy/proxy/relay"
 	"nicproxy/proxy/router"
 	"nicproxy/proxy/sniff"
@@ -137,11 +138,12 @@ func (ss *session) connect(ctx context.Context, host string, port uint16) (*upst
 	conn, err := ss.st.dialer.Dial(ctx, "tcp", decision, ss.from,
 		upstream.Target{Host: host, Port: port, Addr: decision.Addr})
 	if err != nil {
-		ss.srv.metrics.observeDial("", err, time.Since(start))
+		ss.nic = failedNIC(err)
+		ss.srv.report.Dialed(ss.nic, resultOf(err), time.Since(start))
 		return nil, err
 	}
 	ss.nic = conn.NIC
-	ss.srv.metrics.observeDial(conn.NIC, nil, time.Since(start))
+	ss.srv.report.Dialed(conn.NIC, resultOf(nil), time.Since(start))
 	return conn, nil
 }
 
@@ -166,7 +168,10 @@ func (ss *session) handOff(up *upstream.Conn, pending io.Reader) {
 		}
 	}
 	ss.handedOff, ss.owner.detached = true, true
-	relaying := ss.srv.status.relaying(ss)
+	relaying := func() {}
+	if tc, ok := up.Conn.(*net.TCPConn); ok {
+		relaying = ss.srv.report.Relaying(ss.nic, tc)
+	}
 	relay.Go(ss.client, up.Conn, ss.srv.sweeper, func(res relay.Result) {
 		up.Release()
 		relaying()
@@ -194,8 +199,15 @@ func (ss *session) logAccess() {
 	if errors.Is(ss.err, relay.ErrIdle) {
 		result = "idle-timeout"
 	}
-	ss.srv.metrics.observeEnd(ss, result)
-	ss.srv.status.finished(ss, result)
+	reason := ""
+	if result != "ok" && result != "idle-timeout" {
+		reason = reasonOf(ss.err)
+	}
+	ss.srv.report.Finished(admin.Flow{
+		Start: ss.start, Client: ss.from, User: ss.user, Protocol: ss.protocol,
+		Listener: ss.listener.Name, Dest: ss.dest, Rule: ss.rule, NIC: ss.nic,
+		Up: ss.up, Down: ss.down, Result: result, Reason: reason,
+	})
 	if !ss.st.cfg.Log.Access {
 		return
 	}
@@ -211,6 +223,9 @@ func (ss *session) logAccess() {
 		zap.Int64("bytes_down", ss.down),
 		zap.Duration("duration", time.Since(ss.start).Round(time.Millisecond)),
 		zap.String("result", result),
+	}
+	if reason != "" {
+		fields = append(fields, zap.String("reason", reason))
 	}
 	if ss.err != nil && !errors.Is(ss.err, relay.ErrIdle) {
 		fields = append(fields, zap.Error(ss.err))

@@ -27,7 +27,8 @@ type Result struct {
 	// tearing a tunnel down are not errors: io.EOF, net.ErrClosed after the
 	// relay (or the sweeper) closed the conns, and a reset or broken pipe
 	// once the other direction had already finished cleanly (peers commonly
-	// reset after they are done). An idle close is reported as ErrIdle.
+	// reset after they are done), and a reset by the client at any time:
+	// the client ended the tunnel. An idle close is reported as ErrIdle.
 	Err error
 }
 
@@ -173,8 +174,13 @@ func (t *tunnel) pipe(dst, src net.Conn, dir string) int64 {
 	}
 
 	t.mu.Lock()
+	// A client that resets its connection has ended the tunnel, as
+	// HTTP/2 clients commonly do (GOAWAY, then close with the server's
+	// last frames unread): that is the client's end, not a failure of
+	// the path. A reset by the destination is one unless the other
+	// direction had already finished.
 	benign := t.closed || errors.Is(err, net.ErrClosed) ||
-		(t.cleanDone > 0 && isPeerGone(err))
+		(isPeerGone(err) && (t.cleanDone > 0 || wasReset(t.client)))
 	if !benign && t.err == nil {
 		t.err = fmt.Errorf("relay %s: %w", dir, err)
 	}
