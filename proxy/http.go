@@ -105,9 +105,10 @@ func newHTTPProxy(s *Server, st *state) *httpProxy {
 	return p
 }
 
-// start serves handed-over connections until close.
-func (p *httpProxy) start() {
-	go func() { _ = p.server.Serve(p.conns) }()
+// start serves handed-over connections until close, on a goroutine owner
+// waits for.
+func (p *httpProxy) start(owner *sync.WaitGroup) {
+	owner.Go(func() { _ = p.server.Serve(p.conns) })
 }
 
 // close stops serving: net/http closes its idle keep-alive connections,

@@ -86,7 +86,7 @@ func (s *Server) swapAdmin(cfg *config.Config, next *admin.Endpoint) {
 	if next != nil {
 		s.log.Info("admin endpoint", zap.Stringer("addr", next.Addr()))
 		if s.serving != nil {
-			go next.Serve()
+			s.serving.background.Go(next.Serve)
 		}
 	}
 }

@@ -53,6 +53,10 @@ type serving struct {
 	connCtx   context.Context // ended when the shutdown grace period is over
 	accepting sync.WaitGroup
 	workers   *workers // run each client's handshake
+	// background owns every other goroutine Serve and Reload start: the
+	// idle sweeper, the HTTP servers, the admin endpoint, retired states
+	// draining. Serve returns only once they have all ended.
+	background sync.WaitGroup
 }
 
 // state is everything derived from one configuration. A connection takes
@@ -130,14 +134,6 @@ func prevUsers(prev *state) *users {
 // lets open connections finish for up to timeouts.shutdown before closing
 // them. It returns when every connection has ended.
 func (s *Server) Serve(ctx context.Context) error {
-	sweepCtx, stopSweep := context.WithCancel(context.Background())
-	defer stopSweep()
-	go s.sweeper.Run(sweepCtx)
-	sampling, healthDone := make(chan struct{}), make(chan struct{})
-	go func() { defer close(sampling); s.ops.Run(sweepCtx) }()
-	go func() { defer close(healthDone); s.health.run(sweepCtx, s) }()
-	defer func() { stopSweep(); <-healthDone; <-sampling }()
-
 	// Connections get their own context: ending ctx stops accepting, while
 	// open connections are only cut when the grace period runs out.
 	connCtx, cutConns := context.WithCancel(context.Background())
@@ -145,14 +141,25 @@ func (s *Server) Serve(ctx context.Context) error {
 	run := &serving{connCtx: connCtx, workers: newWorkers(10 * time.Second)}
 	defer run.workers.close()
 
+	// The sweeper, the status sampler and the health checks run until
+	// Serve has closed everything else.
+	backgroundCtx, stopBackground := context.WithCancel(context.Background())
+	defer func() {
+		stopBackground()
+		run.background.Wait()
+	}()
+	run.background.Go(func() { s.sweeper.Run(backgroundCtx) })
+	run.background.Go(func() { s.ops.Run(backgroundCtx) })
+	run.background.Go(func() { s.health.run(backgroundCtx, s) })
+
 	s.mu.Lock()
-	s.state.Load().http.start()
+	s.state.Load().http.start(&run.background)
 	s.serving = run
 	for _, l := range s.listeners {
 		s.startAccepting(run, l)
 	}
 	if s.admin != nil {
-		go s.admin.Serve()
+		run.background.Go(s.admin.Serve)
 	}
 	s.mu.Unlock()
 
@@ -179,7 +186,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	// Idle keep-alive HTTP clients are closed now; busy ones finish their
 	// request first.
 	for _, st := range states {
-		go func() { _ = st.http.server.Shutdown(graceCtx) }()
+		run.background.Go(func() { _ = st.http.server.Shutdown(graceCtx) })
 	}
 	done := make(chan struct{})
 	go func() { s.conns.Wait(); close(done) }()
@@ -216,7 +223,7 @@ func (s *Server) Reload(ctx context.Context, cfg *config.Config) (err error) {
 	s.swapAdmin(cfg, ep)
 	next := s.newState(cfg, s.state.Load())
 	if s.serving != nil {
-		next.http.start()
+		next.http.start(&s.serving.background)
 	}
 	old := s.state.Swap(next)
 	s.sweeper.SetIdle(cfg.Timeouts.Idle)
@@ -246,17 +253,22 @@ func (s *Server) Reload(ctx context.Context, cfg *config.Config) (err error) {
 		}
 	}
 
-	// The old HTTP server lets its requests in flight finish; its idle
-	// keep-alive connections close now.
+	// The old HTTP server lets its requests in flight finish (its idle
+	// keep-alive connections close now), then closes what it owned: its
+	// transports' idle upstream connections. Serve's own shutdown cuts the
+	// wait short by closing every state it finds in retired.
+	if s.serving == nil {
+		old.http.close() // never served: nothing to drain
+		return nil
+	}
 	s.retired = append(s.retired, old)
-	go func() {
-		if old.http.server.Shutdown(context.Background()) != nil {
-			return // closed by Serve's own shutdown
-		}
+	s.serving.background.Go(func() {
+		_ = old.http.server.Shutdown(context.Background())
+		old.http.close()
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		s.retired = slices.DeleteFunc(s.retired, func(st *state) bool { return st == old })
-	}()
+	})
 	return nil
 }
 
