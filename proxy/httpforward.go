@@ -72,7 +72,7 @@ func (p *httpProxy) forward(w http.ResponseWriter, r *http.Request, rs *session)
 	ctx := context.WithValue(r.Context(), forwardedKey{}, &forwarded{rs: rs, decision: decision, host: host, port: port})
 	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
 		GotConn: func(info httptrace.GotConnInfo) {
-			if up, ok := info.Conn.(*idleConn); ok {
+			if up, ok := info.Conn.(*forwardConn); ok {
 				rs.nic = up.NIC
 				up.attach(counts)
 			}
@@ -143,7 +143,7 @@ func (p *httpProxy) transport(d router.Decision, client netip.AddrPort) *http.Tr
 			// The NIC reaches the access log through GotConn, on the
 			// handler's goroutine: the transport may finish this dial after
 			// the request has gone.
-			return &idleConn{Conn: up, idle: idle}, nil
+			return &forwardConn{Conn: up, idle: idle}, nil
 		},
 		ResponseHeaderTimeout: idle,
 		// With Expect: 100-continue, the body waits for the origin's
@@ -159,11 +159,11 @@ func (p *httpProxy) transport(d router.Decision, client netip.AddrPort) *http.Tr
 	return t
 }
 
-// idleConn is an upstream connection of the HTTP transport that is closed
+// forwardConn is an upstream connection of the HTTP transport that is closed
 // after timeouts.idle without a byte either way, and that counts the bytes
 // it moves for the request using it. Forwarded requests do not splice, so
 // a deadline per read and write costs nothing the relay avoids.
-type idleConn struct {
+type forwardConn struct {
 	*upstream.Conn
 	idle time.Duration
 
@@ -181,27 +181,27 @@ type flowBytes struct{ up, down atomic.Int64 }
 // no request has claimed yet. The transport uses a connection for one
 // request at a time and attaches (GotConn) before it writes the request,
 // so every byte lands on the request it belongs to.
-func (c *idleConn) attach(f *flowBytes) {
+func (c *forwardConn) attach(f *flowBytes) {
 	c.flow.Store(f)
 	f.up.Add(c.unclaimed.up.Swap(0))
 	f.down.Add(c.unclaimed.down.Swap(0))
 }
 
-func (c *idleConn) counts() *flowBytes {
+func (c *forwardConn) counts() *flowBytes {
 	if f := c.flow.Load(); f != nil {
 		return f
 	}
 	return &c.unclaimed
 }
 
-func (c *idleConn) Read(b []byte) (int, error) {
+func (c *forwardConn) Read(b []byte) (int, error) {
 	_ = c.Conn.SetDeadline(time.Now().Add(c.idle))
 	n, err := c.Conn.Read(b)
 	c.counts().down.Add(int64(n))
 	return n, err
 }
 
-func (c *idleConn) Write(b []byte) (int, error) {
+func (c *forwardConn) Write(b []byte) (int, error) {
 	_ = c.Conn.SetDeadline(time.Now().Add(c.idle))
 	n, err := c.Conn.Write(b)
 	c.counts().up.Add(int64(n))

@@ -53,32 +53,17 @@ func TestRelayByteExact(t *testing.T) {
 		name string
 		// wrap turns the proxy's client socket into what the caller passes.
 		wrap func(*net.TCPConn) net.Conn
-		// handOff starts the relay with Go rather than RelayWithIdle.
-		handOff bool
 	}{
-		{"tcp to tcp (splice)", func(c *net.TCPConn) net.Conn { return c }, false},
+		{"tcp to tcp (splice)", func(c *net.TCPConn) net.Conn { return c }},
 		{"buffered client (copy)", func(c *net.TCPConn) net.Conn {
 			return &bufferedConn{TCPConn: c, r: bufio.NewReader(c)}
-		}, false},
-		{"handed off with Go", func(c *net.TCPConn) net.Conn { return c }, true},
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			e := newEnds(t)
 			up, down := randomBytes(t, size), randomBytes(t, size+12345)
-			var done <-chan Result
-			if tt.handOff {
-				ch := make(chan Result, 2) // room for a wrong second call, caught below
-				Go(tt.wrap(e.relayClient), e.relayUp, nil, func(r Result) { ch <- r })
-				done = ch
-				defer func() {
-					if len(ch) != 0 {
-						t.Error("done was called more than once")
-					}
-				}()
-			} else {
-				done = startRelay(tt.wrap(e.relayClient), e.relayUp, nil)
-			}
+			done := startRelay(tt.wrap(e.relayClient), e.relayUp, nil)
 
 			var wg sync.WaitGroup
 			var gotUp, gotDown [32]byte
