@@ -128,7 +128,7 @@ func (p *httpProxy) close() {
 // connection that starts with CONNECT is served without net/http's
 // server (serveConnect).
 func (p *httpProxy) serve(ss *session) {
-	if startsWithConnect(ss.client) {
+	if startsWithConnect(ss.client, ss.peeked) {
 		p.serveConnect(ss)
 		return
 	}

@@ -22,10 +22,17 @@ const connectPrefix = "CONNECT "
 // startsWithConnect reports whether the client's first bytes, already
 // queued, are a CONNECT request line. Anything else (or a request line
 // still on its way) goes to net/http.
-func startsWithConnect(conn *net.TCPConn) bool {
-	var buf [len(connectPrefix)]byte
-	n, err := sniff.PeekBytes(conn, buf[:])
-	return err == nil && n == len(buf) && string(buf[:]) == connectPrefix
+// peeked is what the listener's own peek found, if it looked.
+func startsWithConnect(conn *net.TCPConn, peeked []byte) bool {
+	if len(peeked) == 0 {
+		var buf [len(connectPrefix)]byte
+		n, err := sniff.PeekBytes(conn, buf[:])
+		if err != nil {
+			return false
+		}
+		peeked = buf[:n]
+	}
+	return string(peeked) == connectPrefix
 }
 
 // serveConnect serves a connection whose first request is CONNECT, which is

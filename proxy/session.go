@@ -49,6 +49,9 @@ type session struct {
 	// itself, or for a request on an HTTP keep-alive connection the
 	// connection's session.
 	owner *session
+	// peeked holds the first bytes the client sent, as a peek found them
+	// queued (still unread), when the listener had to look.
+	peeked []byte
 	// handedOff is set when this session's tunnel was handed to the relay,
 	// which then writes the access-log line; detached, on the owner, when
 	// the client connection went with it.
@@ -86,12 +89,16 @@ func (s *Server) serveConn(ctx context.Context, l config.Listener, conn *net.TCP
 	_ = conn.SetDeadline(ss.start.Add(ss.st.cfg.Timeouts.Handshake))
 	protocol := l.Protocol
 	if protocol == config.ProtocolMixed {
-		p, err := sniff.Peek(conn)
+		// One peek tells the protocol and, for HTTP, whether the request
+		// is a CONNECT (which httpProxy.serve would otherwise peek for).
+		var head [len(connectPrefix)]byte
+		n, err := sniff.PeekBytes(conn, head[:])
 		if err != nil {
 			s.log.Debug("client left before its first byte", zap.Stringer("client", ss.from), zap.Error(err))
 			return
 		}
-		switch p {
+		ss.peeked = head[:n]
+		switch sniff.Classify(head[0]) {
 		case sniff.SOCKS5:
 			protocol = config.ProtocolSOCKS5
 		case sniff.SOCKS4:
