@@ -30,6 +30,10 @@ type httpProxy struct {
 	server *http.Server
 	conns  *connQueue
 
+	// drains owns the goroutines that close upstream connections
+	// gracefully (forwardConn.Close); the Server waits for it.
+	drains *sync.WaitGroup
+
 	mu         sync.Mutex
 	transports map[string]*http.Transport // keyed by the NICs a decision allows
 }
@@ -81,6 +85,7 @@ func newHTTPProxy(s *Server, st *state) *httpProxy {
 		report:     s.report,
 		conns:      newConnQueue(),
 		transports: map[string]*http.Transport{},
+		drains:     &s.drains,
 	}
 	p.server = &http.Server{
 		Handler:           p,

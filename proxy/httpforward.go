@@ -12,6 +12,7 @@ import (
 	"net/http/httputil"
 	"net/netip"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -143,7 +144,7 @@ func (p *httpProxy) transport(d router.Decision, client netip.AddrPort) *http.Tr
 			// The NIC reaches the access log through GotConn, on the
 			// handler's goroutine: the transport may finish this dial after
 			// the request has gone.
-			return &forwardConn{Conn: up, idle: idle}, nil
+			return &forwardConn{Conn: up, idle: idle, drains: p.drains}, nil
 		},
 		ResponseHeaderTimeout: idle,
 		// With Expect: 100-continue, the body waits for the origin's
@@ -165,13 +166,54 @@ func (p *httpProxy) transport(d router.Decision, client netip.AddrPort) *http.Tr
 // a deadline per read and write costs nothing the relay avoids.
 type forwardConn struct {
 	*upstream.Conn
-	idle time.Duration
+	idle    time.Duration
+	drains  *sync.WaitGroup
+	closed  sync.Once
+	closing atomic.Bool // the transport is done with it: reads fail
 
 	// flow counts for the request the transport gave this connection
 	// to; nil until the first. Bytes moved while none is attached (a TLS
 	// handshake in the dial) wait in unclaimed for the next one.
 	flow      atomic.Pointer[flowBytes]
 	unclaimed flowBytes
+}
+
+// Bounds of a graceful close: how long and how much of the rest of a
+// response is read and dropped before the socket is closed anyway.
+const (
+	drainTime  = time.Second
+	drainBytes = 4 << 20
+)
+
+// Close ends the connection without provoking the kernel into resets that
+// leave through the wrong NIC. The transport closes a connection whose
+// response is still arriving when the client gave up on it; a close(2)
+// with unread data resets at once and destroys the socket, and the
+// segments still in flight then meet no socket: the kernel answers them
+// with resets that carry no binding and follow the main routing table. So
+// the connection is shut down for writing (the origin sees a FIN, not a
+// reset) and the rest of the response is read and dropped, for at most
+// drainTime and drainBytes, by a goroutine the Server waits for; only then
+// is the socket closed.
+func (c *forwardConn) Close() error {
+	tcp, ok := c.Conn.Conn.(*net.TCPConn)
+	if !ok {
+		return c.Conn.Close()
+	}
+	c.closed.Do(func() {
+		// The transport's own reader must stop reading now, as it would
+		// after a close: reads through c fail from here on, and a read
+		// already waiting is woken by a deadline in the past.
+		c.closing.Store(true)
+		_ = tcp.SetReadDeadline(time.Unix(1, 0))
+		_ = tcp.CloseWrite()
+		c.drains.Go(func() {
+			defer c.Conn.Close()
+			_ = tcp.SetReadDeadline(time.Now().Add(drainTime))
+			_, _ = io.Copy(io.Discard, io.LimitReader(tcp, drainBytes))
+		})
+	})
+	return nil
 }
 
 // flowBytes are the bytes one forwarded request moved upstream.
@@ -195,6 +237,9 @@ func (c *forwardConn) counts() *flowBytes {
 }
 
 func (c *forwardConn) Read(b []byte) (int, error) {
+	if c.closing.Load() {
+		return 0, net.ErrClosed
+	}
 	_ = c.Conn.SetDeadline(time.Now().Add(c.idle))
 	n, err := c.Conn.Read(b)
 	c.counts().down.Add(int64(n))

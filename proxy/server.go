@@ -46,6 +46,7 @@ type Server struct {
 	admin     *admin.Endpoint      // nil when admin is off
 	stopped   bool                 // Serve is shutting down: Reload opens nothing more
 	conns     sync.WaitGroup       // every client connection being served
+	drains    sync.WaitGroup       // upstream connections closing gracefully
 }
 
 // serving is what accept loops need from a running Serve.
@@ -200,6 +201,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	for _, st := range states {
 		st.http.close()
 	}
+	s.drains.Wait()
 	return nil
 }
 
