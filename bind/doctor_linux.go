@@ -35,10 +35,12 @@ func doctor(ctx context.Context, opts DoctorOptions) []NICReport {
 		}
 		attrs := link.Attrs()
 		add(OK, "exists", "index %d, %s", attrs.Index, link.Type())
+		// "Up" means what it means to a dial (Link.Up: IFF_UP and
+		// IFF_RUNNING), so doctor fails exactly the NICs dials refuse.
 		switch {
 		case attrs.Flags&net.FlagUp == 0:
 			add(Fail, "up", "administratively down: ip link set %s up", name)
-		case attrs.OperState != netlink.OperUp && attrs.OperState != netlink.OperUnknown:
+		case !linkOf(link).Up:
 			add(Fail, "carrier", "up but no carrier (state %s): check the cable, the switch or the VM's network", attrs.OperState)
 		default:
 			add(OK, "up", "up, carrier")
@@ -55,6 +57,7 @@ func doctor(ctx context.Context, opts DoctorOptions) []NICReport {
 		checkRoutes(link, name, defaultNIC, add)
 		checkRPFilter(name, defaultNIC, add)
 		checkARPFlux(name, addrs, subnets, add)
+		checkSourceRule(link, name, addrs, add)
 		checkPin(name, attrs.Index, nicOpts.Options, add)
 
 		if opts.Target != "" {

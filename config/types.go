@@ -85,8 +85,9 @@ type Config struct {
 func (c *Config) AllowAll() bool { return c.Allow.Len() == 0 }
 
 // NICs returns every NIC name the configuration refers to (default, rules,
-// declared interfaces), each once, in first-mention order, so that the NIC
-// watcher and `doctor` know what to look at.
+// declared interfaces), each once, in first-mention order, so that the
+// status page, the metrics, the health checks and `doctor` know what to
+// look at.
 func (c *Config) NICs() []string {
 	var out []string
 	seen := map[string]bool{}

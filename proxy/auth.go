@@ -3,6 +3,7 @@ package proxy
 import (
 	"crypto/sha256"
 	"crypto/subtle"
+	"fmt"
 	"net/netip"
 	"runtime"
 	"sync"
@@ -42,19 +43,40 @@ type users struct {
 // maxVerified bounds the bcrypt cache.
 const maxVerified = 1024
 
-func newUsers(list []config.User, guard *authGuard) *users {
+// newUsers builds the user table of a configuration. prev is the table it
+// replaces at a reload, or nil: its dummy hash is kept when the cost is the
+// same, so a reload (which holds the server's lock) does not spend a bcrypt
+// hash's time making a new one.
+func newUsers(list []config.User, guard *authGuard, prev *users) *users {
 	u := &users{byName: map[string]config.User{}, verified: map[[sha256.Size]byte]struct{}{}, limit: maxVerified, guard: guard}
 	for _, user := range list {
 		u.byName[user.Name] = user
 		if user.PasswordHash != nil && u.dummyHash == nil {
-			cost, err := bcrypt.Cost(user.PasswordHash)
-			if err != nil {
-				cost = bcrypt.DefaultCost
-			}
-			u.dummyHash, _ = bcrypt.GenerateFromPassword([]byte("nicproxy: no such user"), cost)
+			u.dummyHash = dummyHash(user.PasswordHash, prev)
 		}
 	}
 	return u
+}
+
+// dummyHash returns a bcrypt hash of the same cost as like, to check
+// unknown names against. Without it an unknown name would be refused at
+// once, telling a guesser which names exist, so every failure is a bug:
+// the cost of a hash the config accepted is always valid.
+func dummyHash(like []byte, prev *users) []byte {
+	cost, err := bcrypt.Cost(like)
+	if err != nil {
+		panic(fmt.Sprintf("nicproxy: a configured bcrypt hash has no cost: %v", err))
+	}
+	if prev != nil && prev.dummyHash != nil {
+		if prevCost, err := bcrypt.Cost(prev.dummyHash); err == nil && prevCost == cost {
+			return prev.dummyHash
+		}
+	}
+	hash, err := bcrypt.GenerateFromPassword([]byte("nicproxy: no such user"), cost)
+	if err != nil {
+		panic(fmt.Sprintf("nicproxy: make the dummy bcrypt hash (cost %d): %v", cost, err))
+	}
+	return hash
 }
 
 // required reports whether clients must authenticate.

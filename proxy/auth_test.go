@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"fmt"
 	"net/netip"
 	"sync"
@@ -21,7 +22,7 @@ func TestUsersValid(t *testing.T) {
 	u := newUsers([]config.User{
 		{Name: "alice", Password: "s3cret"},
 		{Name: "bob", PasswordHash: hash},
-	}, newAuthGuard(nil))
+	}, newAuthGuard(nil), nil)
 	tests := []struct {
 		user, password string
 		want           bool
@@ -48,14 +49,14 @@ func TestUsersValid(t *testing.T) {
 	if len(u.verified) != 1 {
 		t.Errorf("the cache holds %d entries, want only bob's one success", len(u.verified))
 	}
-	if newUsers(nil, newAuthGuard(nil)).required() {
+	if newUsers(nil, newAuthGuard(nil), nil).required() {
 		t.Error("no users, but authentication is required")
 	}
 }
 
 func TestUsersCacheIsBounded(t *testing.T) {
 	hash, _ := bcrypt.GenerateFromPassword([]byte("pw"), bcrypt.MinCost)
-	u := newUsers([]config.User{{Name: "bob", PasswordHash: hash}}, newAuthGuard(nil))
+	u := newUsers([]config.User{{Name: "bob", PasswordHash: hash}}, newAuthGuard(nil), nil)
 	u.limit = 8
 	for i := range 20 {
 		u.byName[fmt.Sprint("user-", i)] = config.User{Name: fmt.Sprint("user-", i), PasswordHash: hash}
@@ -101,7 +102,7 @@ func TestAuthThrottle(t *testing.T) {
 	var slept []time.Duration
 	g.now = func() time.Time { return clock }
 	g.sleep = func(d time.Duration) { slept = append(slept, d) }
-	u := newUsers([]config.User{{Name: "alice", Password: "a"}}, g)
+	u := newUsers([]config.User{{Name: "alice", Password: "a"}}, g, nil)
 	attacker, other := netip.MustParseAddr("192.0.2.9"), netip.MustParseAddr("192.0.2.10")
 	for range 12 {
 		u.valid(attacker, "alice", "guess")
@@ -132,7 +133,7 @@ func TestAuthBcryptBound(t *testing.T) {
 	hash, _ := bcrypt.GenerateFromPassword([]byte("pw"), bcrypt.MinCost)
 	g := newAuthGuard(nil)
 	g.work = make(chan struct{}, 2)
-	u := newUsers([]config.User{{Name: "bob", PasswordHash: hash}}, g)
+	u := newUsers([]config.User{{Name: "bob", PasswordHash: hash}}, g, nil)
 	var running, peak atomic.Int64
 	stop := make(chan struct{})
 	var watch sync.WaitGroup
@@ -165,5 +166,25 @@ func TestAuthBcryptBound(t *testing.T) {
 	watch.Wait()
 	if peak.Load() > 2 || peak.Load() == 0 {
 		t.Errorf("peak %d bcrypt checks at once, want 1 or 2", peak.Load())
+	}
+}
+
+// TestDummyHashKeptAcrossReloads: a reload keeps the dummy hash when the
+// cost is the same (no bcrypt under the server's lock) and makes a new one
+// when it changed; an unknown user is checked against it either way.
+func TestDummyHashKeptAcrossReloads(t *testing.T) {
+	cost4, _ := bcrypt.GenerateFromPassword([]byte("pw"), bcrypt.MinCost)
+	cost5, _ := bcrypt.GenerateFromPassword([]byte("pw"), bcrypt.MinCost+1)
+	first := newUsers([]config.User{{Name: "bob", PasswordHash: cost4}}, newAuthGuard(nil), nil)
+	same := newUsers([]config.User{{Name: "carol", PasswordHash: cost4}}, newAuthGuard(nil), first)
+	if !bytes.Equal(same.dummyHash, first.dummyHash) {
+		t.Error("a reload with the same cost made a new dummy hash")
+	}
+	other := newUsers([]config.User{{Name: "bob", PasswordHash: cost5}}, newAuthGuard(nil), first)
+	if c, err := bcrypt.Cost(other.dummyHash); err != nil || c != bcrypt.MinCost+1 {
+		t.Errorf("after a cost change the dummy hash has cost %d (%v), want %d", c, err, bcrypt.MinCost+1)
+	}
+	if newUsers([]config.User{{Name: "alice", Password: "a"}}, newAuthGuard(nil), first).dummyHash != nil {
+		t.Error("a table without bcrypt users kept a dummy hash it does not need")
 	}
 }

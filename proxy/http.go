@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"bufio"
 	"context"
 	"crypto/subtle"
 	"encoding/base64"
@@ -10,8 +9,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/http/httptrace"
-	"net/http/httputil"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -20,10 +17,6 @@ import (
 	"time"
 
 	"go.uber.org/zap"
-
-	"nicproxy/config"
-	"nicproxy/proxy/router"
-	"nicproxy/proxy/upstream"
 )
 
 // httpProxy serves HTTP proxy clients with net/http: CONNECT tunnels and
@@ -33,8 +26,13 @@ import (
 type httpProxy struct {
 	st     *state
 	log    *zap.Logger
+	report reporter
 	server *http.Server
 	conns  *connQueue
+
+	// drains owns the goroutines that close upstream connections
+	// gracefully (forwardConn.Close); the Server waits for it.
+	drains *sync.WaitGroup
 
 	mu         sync.Mutex
 	transports map[string]*http.Transport // keyed by the NICs a decision allows
@@ -84,8 +82,10 @@ func newHTTPProxy(s *Server, st *state) *httpProxy {
 	p := &httpProxy{
 		st:         st,
 		log:        s.log,
+		report:     s.report,
 		conns:      newConnQueue(),
 		transports: map[string]*http.Transport{},
+		drains:     &s.drains,
 	}
 	p.server = &http.Server{
 		Handler:           p,
@@ -110,9 +110,10 @@ func newHTTPProxy(s *Server, st *state) *httpProxy {
 	return p
 }
 
-// start serves handed-over connections until close.
-func (p *httpProxy) start() {
-	go func() { _ = p.server.Serve(p.conns) }()
+// start serves handed-over connections until close, on a goroutine owner
+// waits for.
+func (p *httpProxy) start(owner *sync.WaitGroup) {
+	owner.Go(func() { _ = p.server.Serve(p.conns) })
 }
 
 // close stops serving: net/http closes its idle keep-alive connections,
@@ -132,7 +133,7 @@ func (p *httpProxy) close() {
 // connection that starts with CONNECT is served without net/http's
 // server (serveConnect).
 func (p *httpProxy) serve(ss *session) {
-	if startsWithConnect(ss.client) {
+	if startsWithConnect(ss.client, ss.peeked) {
 		p.serveConnect(ss)
 		return
 	}
@@ -191,7 +192,7 @@ func (p *httpProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if p.st.users.required() {
 		user, ok := p.authenticate(r, rs.from)
 		if !ok {
-			rs.dest = r.Host
+			rs.dest, rs.user = r.Host, user // the name tried, if any
 			rs.err = errAuth
 			w.Header().Set("Proxy-Authenticate", `Basic realm="nicproxy"`)
 			http.Error(w, "nicproxy: proxy authentication required", http.StatusProxyAuthRequired)
@@ -208,9 +209,9 @@ func (p *httpProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if hijacked := p.forward(w, r, rs); hijacked {
-			// An upgraded (WebSocket) connection left net/http's hands and
-			// has now been closed by ReverseProxy: net/http will not report
-			// it closed, so say so here.
+			// An upgraded (WebSocket) connection left net/http's hands:
+			// to the relay, or closed by ReverseProxy. net/http will not
+			// report it closed, so say so here.
 			c.finish()
 		}
 	default:
@@ -219,7 +220,8 @@ func (p *httpProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// authenticate checks Basic proxy credentials.
+// authenticate checks Basic proxy credentials. It returns the user name
+// the client gave, right or wrong, so a failed login says whom it tried.
 func (p *httpProxy) authenticate(r *http.Request, client netip.AddrPort) (string, bool) {
 	scheme, encoded, ok := strings.Cut(r.Header.Get("Proxy-Authorization"), " ")
 	if !ok || subtle.ConstantTimeCompare([]byte(strings.ToLower(scheme)), []byte("basic")) != 1 {
@@ -230,8 +232,11 @@ func (p *httpProxy) authenticate(r *http.Request, client netip.AddrPort) (string
 		return "", false
 	}
 	user, password, ok := strings.Cut(string(raw), ":")
-	if !ok || !p.st.users.valid(client.Addr().Unmap(), user, password) {
+	if !ok {
 		return "", false
+	}
+	if !p.st.users.valid(client.Addr().Unmap(), user, password) {
+		return user, false
 	}
 	return user, true
 }
@@ -283,204 +288,6 @@ func (p *httpProxy) tunnel(w http.ResponseWriter, r *http.Request, rs *session, 
 	if !rs.handedOff {
 		c.ss.client.Close()
 	}
-}
-
-// forwarded carries a request's routing into the transport's dial.
-type forwarded struct {
-	rs       *session
-	decision router.Decision
-	host     string // the destination, normalised: dialed instead of the URL's spelling
-	port     uint16
-}
-
-type forwardedKey struct{}
-
-// forward proxies one absolute-URI request; it reports whether the client
-// connection was hijacked for a protocol upgrade.
-func (p *httpProxy) forward(w http.ResponseWriter, r *http.Request, rs *session) (hijacked bool) {
-	defaultPort := uint16(80)
-	if r.URL.Scheme == "https" {
-		defaultPort = 443
-	}
-	host, port, err := splitHostPort(r.URL.Host, defaultPort)
-	if err != nil {
-		rs.dest, rs.err = r.URL.Host, err
-		http.Error(w, "nicproxy: "+err.Error(), http.StatusBadRequest)
-		return false
-	}
-	rs.dest = net.JoinHostPort(host, strconv.Itoa(int(port)))
-	if host, err = rs.destination(host, port); err != nil {
-		rs.err = err
-		http.Error(w, "nicproxy: "+err.Error(), httpStatus(err))
-		return false
-	}
-	decision := p.st.router.Route(r.Context(), router.Request{
-		Client: rs.from, User: rs.user, Listener: rs.listener.Name,
-		Host: host, Port: port, Network: config.NetworkTCP,
-	})
-	rs.rule = decision.RuleName
-	if decision.Action == config.ActionReject {
-		rs.err = fmt.Errorf("%s: %w by rule %s", rs.dest, errRejected, decision.RuleName)
-		http.Error(w, "nicproxy: "+rs.err.Error(), http.StatusForbidden)
-		return false
-	}
-	ctx := context.WithValue(r.Context(), forwardedKey{}, &forwarded{rs: rs, decision: decision, host: host, port: port})
-	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
-		GotConn: func(info httptrace.GotConnInfo) {
-			if up, ok := info.Conn.(*idleConn); ok {
-				rs.nic = up.NIC
-			}
-		},
-	})
-	// ReverseProxy streams the request body upstream while it writes the
-	// response; without full duplex, net/http would drain the unread body
-	// itself as the response starts, racing the transport for it.
-	_ = http.NewResponseController(w).EnableFullDuplex()
-	body := &countingBody{ReadCloser: r.Body, conn: rs.client, idle: p.st.cfg.Timeouts.Idle}
-	r.Body = body
-	counter := &countingWriter{ResponseWriter: w}
-	rp := &httputil.ReverseProxy{
-		Rewrite: func(pr *httputil.ProxyRequest) {
-			// The client's absolute URI is already the destination. No
-			// X-Forwarded-For: a forward proxy does not announce its client.
-			pr.Out.Host = r.Host
-			pr.Out.Header.Add("Via", fmt.Sprintf("%d.%d %s", r.ProtoMajor, r.ProtoMinor, viaToken))
-		},
-		Transport: p.transport(decision, rs.from),
-		ErrorLog:  zap.NewStdLog(p.log.WithOptions(zap.IncreaseLevel(zap.WarnLevel))),
-		ErrorHandler: func(w http.ResponseWriter, _ *http.Request, err error) {
-			rs.err = err
-			http.Error(w, "nicproxy: "+err.Error(), httpStatus(err))
-		},
-	}
-	rp.ServeHTTP(counter, r.WithContext(ctx))
-	rs.down = counter.n
-	rs.up = body.n.Load()
-	return counter.hijacked
-}
-
-// transport returns the keep-alive pool for a decision's NICs: connections
-// dialed through one set of NICs are only reused for requests routed to the
-// same set, so keep-alive never moves a request to another NIC.
-//
-// A sticky balance promises one NIC per client and site, so its pool is
-// also per client: another client's pooled connection may sit on the other
-// NIC.
-func (p *httpProxy) transport(d router.Decision, client netip.AddrPort) *http.Transport {
-	key := d.Via.String()
-	if d.Via.Mode == config.ViaBalance && d.Via.Strategy == config.StrategySticky {
-		key += "|" + client.Addr().String()
-	}
-	idle := p.st.cfg.Timeouts.Idle
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if t, ok := p.transports[key]; ok {
-		return t
-	}
-	t := &http.Transport{
-		Proxy: nil, // never chain to the environment's proxy
-		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			f, ok := ctx.Value(forwardedKey{}).(*forwarded)
-			if !ok {
-				return nil, errors.New("nicproxy: dial without a routing decision")
-			}
-			// The transport pools connections by the URL's spelling of the
-			// host; it always names the same destination as f.host.
-			up, err := p.st.dialer.Dial(ctx, "tcp", f.decision, f.rs.from,
-				upstream.Target{Host: f.host, Port: f.port, Addr: f.decision.Addr})
-			if err != nil {
-				return nil, err
-			}
-			// The NIC reaches the access log through GotConn, on the
-			// handler's goroutine: the transport may finish this dial after
-			// the request has gone.
-			return &idleConn{Conn: up, idle: idle}, nil
-		},
-		ResponseHeaderTimeout: idle,
-		// With Expect: 100-continue, the body waits for the origin's
-		// 100; an origin that answers 413 at once is not sent it.
-		ExpectContinueTimeout: time.Second,
-		MaxIdleConns:          256,
-		MaxIdleConnsPerHost:   16,
-		IdleConnTimeout:       90 * time.Second,
-		DisableCompression:    true, // pass bodies through as the server sent them
-		ForceAttemptHTTP2:     false,
-	}
-	p.transports[key] = t
-	return t
-}
-
-// idleConn is an upstream connection of the HTTP transport that is closed
-// after timeouts.idle without a byte either way. Forwarded requests do not
-// splice, so a deadline per read and write costs nothing the relay avoids;
-// it also bounds WebSocket upgrades, which ReverseProxy relays over it.
-type idleConn struct {
-	*upstream.Conn
-	idle time.Duration
-}
-
-func (c *idleConn) Read(b []byte) (int, error) {
-	_ = c.Conn.SetDeadline(time.Now().Add(c.idle))
-	return c.Conn.Read(b)
-}
-
-func (c *idleConn) Write(b []byte) (int, error) {
-	_ = c.Conn.SetDeadline(time.Now().Add(c.idle))
-	return c.Conn.Write(b)
-}
-
-// countingWriter counts response body bytes for the access log. It keeps
-// Hijack and Flush reachable: ReverseProxy needs them for upgrades and
-// streaming.
-type countingWriter struct {
-	http.ResponseWriter
-	n        int64
-	hijacked bool
-}
-
-func (c *countingWriter) Write(b []byte) (int, error) {
-	n, err := c.ResponseWriter.Write(b)
-	c.n += int64(n)
-	return n, err
-}
-
-func (c *countingWriter) Unwrap() http.ResponseWriter { return c.ResponseWriter }
-
-// WriteHeader passes the origin's status on, except its 100 Continue:
-// net/http already sent the client one when the body was first read, and
-// a client must see one (RFC 9110 §15.2.1).
-func (c *countingWriter) WriteHeader(code int) {
-	if code == http.StatusContinue {
-		return
-	}
-	c.ResponseWriter.WriteHeader(code)
-}
-
-// Hijack records that ReverseProxy took the connection for an upgrade.
-func (c *countingWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
-	conn, brw, err := http.NewResponseController(c.ResponseWriter).Hijack()
-	if err == nil {
-		c.hijacked = true
-	}
-	return conn, brw, err
-}
-
-// countingBody counts request body bytes for the access log; the transport
-// reads it from its own goroutine.
-type countingBody struct {
-	io.ReadCloser
-	n    atomic.Int64
-	conn net.Conn      // the client connection the body arrives on
-	idle time.Duration // a client that sends nothing for this long is dropped
-}
-
-func (c *countingBody) Read(b []byte) (int, error) {
-	// net/http sets no deadline while a handler reads the body; without
-	// one, a client that stops mid-body would hold its slot forever.
-	_ = c.conn.SetReadDeadline(time.Now().Add(c.idle))
-	n, err := c.ReadCloser.Read(b)
-	c.n.Add(int64(n))
-	return n, err
 }
 
 // splitHostPort splits "host:port", or takes a bare host with defaultPort.

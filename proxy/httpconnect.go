@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"nicproxy/proxy/sniff"
@@ -21,10 +22,17 @@ const connectPrefix = "CONNECT "
 // startsWithConnect reports whether the client's first bytes, already
 // queued, are a CONNECT request line. Anything else (or a request line
 // still on its way) goes to net/http.
-func startsWithConnect(conn *net.TCPConn) bool {
-	var buf [len(connectPrefix)]byte
-	n, err := sniff.PeekBytes(conn, buf[:])
-	return err == nil && n == len(buf) && string(buf[:]) == connectPrefix
+// peeked is what the listener's own peek found, if it looked.
+func startsWithConnect(conn *net.TCPConn, peeked []byte) bool {
+	if len(peeked) == 0 {
+		var buf [len(connectPrefix)]byte
+		n, err := sniff.PeekBytes(conn, buf[:])
+		if err != nil {
+			return false
+		}
+		peeked = buf[:n]
+	}
+	return string(peeked) == connectPrefix
 }
 
 // serveConnect serves a connection whose first request is CONNECT, which is
@@ -45,7 +53,14 @@ func (p *httpProxy) serveConnect(ss *session) {
 
 	// net/http allows 4 KiB for the request line beyond MaxHeaderBytes.
 	limit := &io.LimitedReader{R: ss.client, N: int64(p.st.cfg.Limits.MaxHeaderBytes) + 4096}
-	br := bufio.NewReaderSize(limit, 4096)
+	br := requestReaders.Get().(*bufio.Reader)
+	br.Reset(limit)
+	// Nothing holds br once ServeHTTP has returned: a tunnel's pending
+	// bytes were copied upstream before its hand-off.
+	defer func() {
+		br.Reset(nil)
+		requestReaders.Put(br)
+	}()
 	r, err := http.ReadRequest(br)
 	if err != nil {
 		w := newConnectWriter(c, br)
@@ -71,6 +86,9 @@ func (p *httpProxy) serveConnect(ss *session) {
 		w.flush()
 	}
 }
+
+// requestReaders hold a CONNECT request while it is read.
+var requestReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4096) }}
 
 func isTimeout(err error) bool {
 	var ne net.Error
@@ -114,7 +132,9 @@ func (w *connectWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	}
 	w.hijacked = true
 	// Past the handshake the tunnel has no header limit.
-	return w.c.TCPConn, bufio.NewReadWriter(w.br, bufio.NewWriter(w.c.TCPConn)), nil
+	// The tunnel writes to the conn itself; the writer is there for the
+	// interface, as small as bufio allows.
+	return w.c.TCPConn, bufio.NewReadWriter(w.br, bufio.NewWriterSize(w.c.TCPConn, 16)), nil
 }
 
 // flush writes the buffered answer, which ends the connection.

@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap"
 
 	"nicproxy/config"
+	"nicproxy/proxy/admin"
 )
 
 // listener is one open listening socket. Its config entry can change under
@@ -44,16 +45,16 @@ func (l *listener) close() {
 func (s *Server) Listen(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	opened, admin, err := s.openFor(ctx, s.state.Load().cfg)
+	opened, ep, err := s.openFor(ctx, s.state.Load().cfg)
 	if err != nil {
 		return err
 	}
 	for _, l := range opened {
 		s.listeners[l.cfg.Load().Addr.String()] = l
 	}
-	s.admin = admin
-	if admin != nil {
-		s.log.Info("admin endpoint", zap.Stringer("addr", admin.ln.Addr()))
+	s.admin = ep
+	if ep != nil {
+		s.log.Info("admin endpoint", zap.Stringer("addr", ep.Addr()))
 	}
 	return nil
 }
@@ -61,19 +62,19 @@ func (s *Server) Listen(ctx context.Context) error {
 // openFor opens what cfg needs that is not open yet: listeners and the
 // admin endpoint. Either all of it opens or nothing stays open. Called
 // with s.mu held.
-func (s *Server) openFor(ctx context.Context, cfg *config.Config) ([]*listener, *adminServer, error) {
+func (s *Server) openFor(ctx context.Context, cfg *config.Config) ([]*listener, *admin.Endpoint, error) {
 	opened, err := s.openNew(ctx, cfg.Listeners)
 	if err != nil {
 		return nil, nil, err
 	}
-	admin, err := s.openAdmin(ctx, cfg)
+	ep, err := s.openAdmin(ctx, cfg)
 	if err != nil {
 		for _, l := range opened {
 			l.close()
 		}
 		return nil, nil, err
 	}
-	return opened, admin, nil
+	return opened, ep, nil
 }
 
 // openNew opens the listeners in want that are not open yet. If one fails,

@@ -60,3 +60,31 @@ func resultOf(err error) string { return classify(err).result }
 
 // errAuth is a client that failed authentication.
 var errAuth = errors.New("authentication failed")
+
+// failedNIC is the NIC a failed dial failed on (or was to be pinned to),
+// so a failure is counted and listed under its NIC; "" when the failure
+// came before any NIC was chosen.
+func failedNIC(err error) string {
+	var dialErr *bind.DialError
+	if errors.As(err, &dialErr) {
+		return dialErr.NIC
+	}
+	return ""
+}
+
+// reasonOf says in a few words why a connection failed, for the access
+// log and the status page: the kind of a dial failure ("connection
+// refused", "dial timeout"), what a name lookup answered, or the error
+// itself. "" for a connection that did not fail.
+func reasonOf(err error) string {
+	var dialErr *bind.DialError
+	switch {
+	case err == nil:
+		return ""
+	case errors.As(err, &dialErr) && dialErr.Kind != nil && !errors.Is(dialErr.Kind, upstream.ErrResolve):
+		return dialErr.Kind.Error()
+	case errors.As(err, &dialErr) && dialErr.Err != nil:
+		return dialErr.Err.Error()
+	}
+	return err.Error()
+}

@@ -17,6 +17,7 @@ import (
 
 	"nicproxy/bind"
 	"nicproxy/config"
+	"nicproxy/proxy/admin"
 	"nicproxy/proxy/relay"
 	"nicproxy/proxy/router"
 	"nicproxy/proxy/upstream"
@@ -34,17 +35,18 @@ type Server struct {
 	local   *hostAddrs            // the host's own addresses, for loops and local_destinations
 	auth    *authGuard            // bcrypt bound and failed logins per address, across reloads
 	sweeper *relay.IdleSweeper
-	metrics *metrics
-	status  *status
+	ops     *admin.Admin // metrics and the status page
+	report  reporter     // ops, as sessions see it
 	health  *health
 
 	mu        sync.Mutex
 	listeners map[string]*listener // by listen address
 	serving   *serving             // set while Serve runs
 	retired   []*state             // replaced by Reload; their HTTP servers drain
-	admin     *adminServer         // nil when admin is off
+	admin     *admin.Endpoint      // nil when admin is off
 	stopped   bool                 // Serve is shutting down: Reload opens nothing more
 	conns     sync.WaitGroup       // every client connection being served
+	drains    sync.WaitGroup       // upstream connections closing gracefully
 }
 
 // serving is what accept loops need from a running Serve.
@@ -52,6 +54,10 @@ type serving struct {
 	connCtx   context.Context // ended when the shutdown grace period is over
 	accepting sync.WaitGroup
 	workers   *workers // run each client's handshake
+	// background owns every other goroutine Serve and Reload start: the
+	// idle sweeper, the HTTP servers, the admin endpoint, retired states
+	// draining. Serve returns only once they have all ended.
+	background sync.WaitGroup
 }
 
 // state is everything derived from one configuration. A connection takes
@@ -84,9 +90,9 @@ func New(cfg *config.Config, log *zap.Logger, opts Options) *Server {
 	}
 	s.local = newHostAddrs()
 	s.hs = newGate(func() int { return s.state.Load().cfg.Limits.MaxHandshakes })
-	s.metrics = newMetrics(s)
-	s.auth = newAuthGuard(s.metrics.authFailures.Inc)
-	s.status = newStatus()
+	s.ops = admin.New(adminSource{s})
+	s.report = s.ops
+	s.auth = newAuthGuard(s.report.AuthFailed)
 	s.health = newHealth()
 	s.state.Store(s.newState(cfg, nil))
 	return s
@@ -97,7 +103,7 @@ func New(cfg *config.Config, log *zap.Logger, opts Options) *Server {
 // carry over from it.
 func (s *Server) newState(cfg *config.Config, prev *state) *state {
 	opts := upstream.Options{
-		Links: s.opts.Links, Healthy: s.health.healthy, DNS: s.metrics,
+		Links: s.opts.Links, Healthy: s.health.healthy, DNS: s.report,
 		// Names are checked once resolved: one that resolves to nicproxy's
 		// own listener, or to the host under local_destinations: deny, is
 		// refused like the literal.
@@ -111,25 +117,24 @@ func (s *Server) newState(cfg *config.Config, prev *state) *state {
 		cfg:    cfg,
 		router: router.New(cfg, dialer.Resolver(cfg.Resolver.Via)),
 		dialer: dialer,
-		users:  newUsers(cfg.Users, s.auth),
+		users:  newUsers(cfg.Users, s.auth, prevUsers(prev)),
 	}
 	st.socks5 = newSOCKS5Server(s, st)
 	st.http = newHTTPProxy(s, st)
 	return st
 }
 
+func prevUsers(prev *state) *users {
+	if prev == nil {
+		return nil
+	}
+	return prev.users
+}
+
 // Serve accepts on every listener until ctx ends, then stops accepting and
 // lets open connections finish for up to timeouts.shutdown before closing
 // them. It returns when every connection has ended.
 func (s *Server) Serve(ctx context.Context) error {
-	sweepCtx, stopSweep := context.WithCancel(context.Background())
-	defer stopSweep()
-	go s.sweeper.Run(sweepCtx)
-	go s.status.run(sweepCtx, func() []string { return s.state.Load().cfg.NICs() })
-	healthDone := make(chan struct{})
-	go func() { defer close(healthDone); s.health.run(sweepCtx, s) }()
-	defer func() { stopSweep(); <-healthDone }()
-
 	// Connections get their own context: ending ctx stops accepting, while
 	// open connections are only cut when the grace period runs out.
 	connCtx, cutConns := context.WithCancel(context.Background())
@@ -137,15 +142,25 @@ func (s *Server) Serve(ctx context.Context) error {
 	run := &serving{connCtx: connCtx, workers: newWorkers(10 * time.Second)}
 	defer run.workers.close()
 
+	// The sweeper, the status sampler and the health checks run until
+	// Serve has closed everything else.
+	backgroundCtx, stopBackground := context.WithCancel(context.Background())
+	defer func() {
+		stopBackground()
+		run.background.Wait()
+	}()
+	run.background.Go(func() { s.sweeper.Run(backgroundCtx) })
+	run.background.Go(func() { s.ops.Run(backgroundCtx) })
+	run.background.Go(func() { s.health.run(backgroundCtx, s) })
+
 	s.mu.Lock()
-	s.state.Load().http.start()
+	s.state.Load().http.start(&run.background)
 	s.serving = run
 	for _, l := range s.listeners {
 		s.startAccepting(run, l)
 	}
 	if s.admin != nil {
-		admin := s.admin
-		go func() { _ = admin.http.Serve(admin.ln) }()
+		run.background.Go(s.admin.Serve)
 	}
 	s.mu.Unlock()
 
@@ -160,8 +175,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	}
 	states := append([]*state{s.state.Load()}, s.retired...)
 	if s.admin != nil {
-		_ = s.admin.http.Close()
-		s.admin.ln.Close()
+		s.admin.Close()
 		s.admin = nil
 	}
 	s.mu.Unlock()
@@ -173,7 +187,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	// Idle keep-alive HTTP clients are closed now; busy ones finish their
 	// request first.
 	for _, st := range states {
-		go func() { _ = st.http.server.Shutdown(graceCtx) }()
+		run.background.Go(func() { _ = st.http.server.Shutdown(graceCtx) })
 	}
 	done := make(chan struct{})
 	go func() { s.conns.Wait(); close(done) }()
@@ -187,6 +201,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	for _, st := range states {
 		st.http.close()
 	}
+	s.drains.Wait()
 	return nil
 }
 
@@ -197,20 +212,20 @@ func (s *Server) Serve(ctx context.Context) error {
 // keep-alive connections of the old configuration are closed, so their
 // clients' next request comes in under the new one.
 func (s *Server) Reload(ctx context.Context, cfg *config.Config) (err error) {
-	defer func() { s.metrics.reloads.observe(err == nil, time.Now()) }()
+	defer func() { s.report.Reloaded(err == nil, time.Now()) }()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.stopped {
 		return errors.New("shutting down: not reloading")
 	}
-	opened, admin, err := s.openFor(ctx, cfg)
+	opened, ep, err := s.openFor(ctx, cfg)
 	if err != nil {
 		return err
 	}
-	s.swapAdmin(cfg, admin)
+	s.swapAdmin(cfg, ep)
 	next := s.newState(cfg, s.state.Load())
 	if s.serving != nil {
-		next.http.start()
+		next.http.start(&s.serving.background)
 	}
 	old := s.state.Swap(next)
 	s.sweeper.SetIdle(cfg.Timeouts.Idle)
@@ -240,17 +255,22 @@ func (s *Server) Reload(ctx context.Context, cfg *config.Config) (err error) {
 		}
 	}
 
-	// The old HTTP server lets its requests in flight finish; its idle
-	// keep-alive connections close now.
+	// The old HTTP server lets its requests in flight finish (its idle
+	// keep-alive connections close now), then closes what it owned: its
+	// transports' idle upstream connections. Serve's own shutdown cuts the
+	// wait short by closing every state it finds in retired.
+	if s.serving == nil {
+		old.http.close() // never served: nothing to drain
+		return nil
+	}
 	s.retired = append(s.retired, old)
-	go func() {
-		if old.http.server.Shutdown(context.Background()) != nil {
-			return // closed by Serve's own shutdown
-		}
+	s.serving.background.Go(func() {
+		_ = old.http.server.Shutdown(context.Background())
+		old.http.close()
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		s.retired = slices.DeleteFunc(s.retired, func(st *state) bool { return st == old })
-	}()
+	})
 	return nil
 }
 

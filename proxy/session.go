@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap"
 
 	"nicproxy/config"
+	"nicproxy/proxy/admin"
 	"nicproxy/proxy/relay"
 	"nicproxy/proxy/router"
 	"nicproxy/proxy/sniff"
@@ -48,6 +49,9 @@ type session struct {
 	// itself, or for a request on an HTTP keep-alive connection the
 	// connection's session.
 	owner *session
+	// peeked holds the first bytes the client sent, as a peek found them
+	// queued (still unread), when the listener had to look.
+	peeked []byte
 	// handedOff is set when this session's tunnel was handed to the relay,
 	// which then writes the access-log line; detached, on the owner, when
 	// the client connection went with it.
@@ -85,12 +89,16 @@ func (s *Server) serveConn(ctx context.Context, l config.Listener, conn *net.TCP
 	_ = conn.SetDeadline(ss.start.Add(ss.st.cfg.Timeouts.Handshake))
 	protocol := l.Protocol
 	if protocol == config.ProtocolMixed {
-		p, err := sniff.Peek(conn)
+		// One peek tells the protocol and, for HTTP, whether the request
+		// is a CONNECT (which httpProxy.serve would otherwise peek for).
+		var head [len(connectPrefix)]byte
+		n, err := sniff.PeekBytes(conn, head[:])
 		if err != nil {
 			s.log.Debug("client left before its first byte", zap.Stringer("client", ss.from), zap.Error(err))
 			return
 		}
-		switch p {
+		ss.peeked = head[:n]
+		switch sniff.Classify(head[0]) {
 		case sniff.SOCKS5:
 			protocol = config.ProtocolSOCKS5
 		case sniff.SOCKS4:
@@ -137,11 +145,12 @@ func (ss *session) connect(ctx context.Context, host string, port uint16) (*upst
 	conn, err := ss.st.dialer.Dial(ctx, "tcp", decision, ss.from,
 		upstream.Target{Host: host, Port: port, Addr: decision.Addr})
 	if err != nil {
-		ss.srv.metrics.observeDial("", err, time.Since(start))
+		ss.nic = failedNIC(err)
+		ss.srv.report.Dialed(ss.nic, resultOf(err), time.Since(start))
 		return nil, err
 	}
 	ss.nic = conn.NIC
-	ss.srv.metrics.observeDial(conn.NIC, nil, time.Since(start))
+	ss.srv.report.Dialed(conn.NIC, resultOf(nil), time.Since(start))
 	return conn, nil
 }
 
@@ -166,7 +175,10 @@ func (ss *session) handOff(up *upstream.Conn, pending io.Reader) {
 		}
 	}
 	ss.handedOff, ss.owner.detached = true, true
-	relaying := ss.srv.status.relaying(ss)
+	relaying := func() {}
+	if tc, ok := up.Conn.(*net.TCPConn); ok {
+		relaying = ss.srv.report.Relaying(ss.nic, tc)
+	}
 	relay.Go(ss.client, up.Conn, ss.srv.sweeper, func(res relay.Result) {
 		up.Release()
 		relaying()
@@ -194,8 +206,15 @@ func (ss *session) logAccess() {
 	if errors.Is(ss.err, relay.ErrIdle) {
 		result = "idle-timeout"
 	}
-	ss.srv.metrics.observeEnd(ss, result)
-	ss.srv.status.finished(ss, result)
+	reason := ""
+	if result != "ok" && result != "idle-timeout" {
+		reason = reasonOf(ss.err)
+	}
+	ss.srv.report.Finished(admin.Flow{
+		Start: ss.start, Client: ss.from, User: ss.user, Protocol: ss.protocol,
+		Listener: ss.listener.Name, Dest: ss.dest, Rule: ss.rule, NIC: ss.nic,
+		Up: ss.up, Down: ss.down, Result: result, Reason: reason,
+	})
 	if !ss.st.cfg.Log.Access {
 		return
 	}
@@ -211,6 +230,9 @@ func (ss *session) logAccess() {
 		zap.Int64("bytes_down", ss.down),
 		zap.Duration("duration", time.Since(ss.start).Round(time.Millisecond)),
 		zap.String("result", result),
+	}
+	if reason != "" {
+		fields = append(fields, zap.String("reason", reason))
 	}
 	if ss.err != nil && !errors.Is(ss.err, relay.ErrIdle) {
 		fields = append(fields, zap.Error(ss.err))

@@ -47,7 +47,7 @@ func (c *sessionConn) Close() error {
 func newSOCKS5Server(s *Server, st *state) *socks5Server {
 	auth := []socks5.Authenticator{socks5.NoAuthAuthenticator{}}
 	if st.users.required() {
-		auth = []socks5.Authenticator{socks5.UserPassAuthenticator{Credentials: credentials{st.users}}}
+		auth = []socks5.Authenticator{userPass{st.users}}
 	}
 	p := &socks5Server{}
 	p.lib = socks5.NewServer(
@@ -103,8 +103,13 @@ func (p *socks5Server) serve(ss *session) {
 	if ss.err == nil && err != nil {
 		ss.err = err
 	}
-	if errors.Is(err, statute.ErrUserAuthFailed) {
+	switch {
+	case errors.Is(err, statute.ErrUserAuthFailed):
 		ss.err = fmt.Errorf("%w: %w", errAuth, err)
+	case errors.Is(err, statute.ErrNoSupportedAuth) && ss.st.users.required():
+		// The client offered no user name and password (0xFF was its
+		// answer): a login that failed, not a fault.
+		ss.err = fmt.Errorf("%w: the client offered no user name and password", errAuth)
 	}
 	if ss.dest == "" && errors.Is(err, io.EOF) {
 		return // a client that left mid-handshake is not worth a line
@@ -168,12 +173,36 @@ func (noResolver) Resolve(ctx context.Context, _ string) (context.Context, net.I
 	return ctx, nil, nil
 }
 
-// credentials adapts users to the library's CredentialStore.
-type credentials struct{ users *users }
+// userPass is RFC 1929 user name and password authentication, as the
+// library's UserPassAuthenticator does it, except that the name tried
+// reaches the session first, so a failed login logs whom it tried to be.
+type userPass struct{ users *users }
 
-func (c credentials) Valid(user, password, clientAddr string) bool {
+func (userPass) GetCode() uint8 { return statute.MethodUserPassAuth }
+
+func (a userPass) Authenticate(r io.Reader, w io.Writer, clientAddr string) (*socks5.AuthContext, error) {
+	if _, err := w.Write([]byte{statute.VersionSocks5, statute.MethodUserPassAuth}); err != nil {
+		return nil, err
+	}
+	req, err := statute.ParseUserPassRequest(r)
+	if err != nil {
+		return nil, err
+	}
+	user, password := string(req.User), string(req.Pass)
+	if sc, ok := w.(*sessionConn); ok {
+		sc.ss.user = user
+	}
 	client, _ := netip.ParseAddrPort(clientAddr) // zero when unparsable: one shared record
-	return c.users.valid(client.Addr().Unmap(), user, password)
+	if !a.users.valid(client.Addr().Unmap(), user, password) {
+		if _, err := w.Write([]byte{statute.UserPassAuthVersion, statute.AuthFailure}); err != nil {
+			return nil, err
+		}
+		return nil, statute.ErrUserAuthFailed
+	}
+	if _, err := w.Write([]byte{statute.UserPassAuthVersion, statute.AuthSuccess}); err != nil {
+		return nil, err
+	}
+	return &socks5.AuthContext{Method: statute.MethodUserPassAuth, Payload: map[string]string{"username": user}}, nil
 }
 
 // zapLogger sends the library's messages to the debug log.

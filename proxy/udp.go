@@ -15,10 +15,8 @@ import (
 	"github.com/things-go/go-socks5/statute"
 	"go.uber.org/zap"
 
-	"nicproxy/config"
 	"nicproxy/proxy/router"
 	"nicproxy/proxy/socks5udp"
-	"nicproxy/proxy/upstream"
 )
 
 // associate serves SOCKS5 UDP ASSOCIATE. The client-facing UDP socket sits
@@ -55,8 +53,7 @@ func (p *socks5Server) associate(_ context.Context, w io.Writer, req *socks5.Req
 		return nil
 	}
 	_ = ss.client.SetDeadline(time.Time{})
-	a := &association{ss: ss, client: clientSide, routes: map[socks5udp.Destination]*udpRoute{},
-		uplinks: map[string]*uplink{}, sentTo: map[netip.AddrPort]struct{}{}}
+	a := newAssociation(ss, clientSide)
 	// RFC 1928: the request names the address the client will send from;
 	// when it does, only that address may use the relay.
 	if ip := req.RawDestAddr.IP; ip != nil && !ip.IsUnspecified() {
@@ -71,8 +68,16 @@ func (p *socks5Server) associate(_ context.Context, w io.Writer, req *socks5.Req
 }
 
 // association is one UDP ASSOCIATE.
+//
+// Its mutex guards maps and a summary only and is never held across
+// network I/O (a lookup, a socket made, a send): a destination is decided
+// on a goroutine of its own while its datagrams wait in a short queue, so
+// a slow name stalls neither the datagrams nor the replies of the
+// association's other destinations.
 type association struct {
 	ss     *session
+	ctx    context.Context // ends with the association, and with it lookups in flight
+	cancel context.CancelFunc
 	client *net.UDPConn
 
 	expected   *netip.AddrPort                // the source the request announced (port 0: any port), or nil
@@ -81,22 +86,21 @@ type association struct {
 	active     atomic.Int64 // unix nanoseconds of the last relayed datagram either way
 
 	mu      sync.Mutex
-	closed  bool                                // set when the association ends: no new uplinks
-	routes  map[socks5udp.Destination]*udpRoute // decided once per destination
+	closed  bool                                // set when the association ends: no new uplinks or decisions
+	routes  map[socks5udp.Destination]*udpRoute // one per destination, deciding, decided or failed
 	uplinks map[string]*uplink                  // by NIC and family
 	sentTo  map[netip.AddrPort]struct{}         // destinations whose replies may come back
-	readers sync.WaitGroup
+	summary udpSummary                          // what the access line says
+	// workers are the goroutines the association starts besides run's
+	// own: the client reader, the uplinks' reply readers, the deciders.
+	workers sync.WaitGroup
 }
 
-// maxDestinations bounds what one association remembers, so a client
-// spraying destinations cannot grow it without limit.
-const maxDestinations = 4096
-
-// udpRoute is where one destination's datagrams go.
-type udpRoute struct {
-	to  netip.AddrPort
-	via *uplink
-	err error
+func newAssociation(ss *session, client *net.UDPConn) *association {
+	ctx, cancel := context.WithCancel(ss.ctx)
+	return &association{ss: ss, ctx: ctx, cancel: cancel, client: client,
+		routes:  map[socks5udp.Destination]*udpRoute{},
+		uplinks: map[string]*uplink{}, sentTo: map[netip.AddrPort]struct{}{}}
 }
 
 // uplink is a socket facing the destinations, pinned to one NIC.
@@ -115,9 +119,9 @@ func (a *association) run() {
 		_, _ = io.Copy(io.Discard, ss.client)
 		close(control)
 	}()
-	a.readers.Add(1)
+	a.workers.Add(1)
 	go func() {
-		defer a.readers.Done()
+		defer a.workers.Done()
 		a.fromClient()
 	}()
 
@@ -139,14 +143,17 @@ wait:
 	}
 	ss.client.Close()
 	a.client.Close()
+	a.cancel() // lookups in flight end now
 	a.mu.Lock()
-	a.closed = true // a datagram routed from now on cannot open an uplink
+	a.closed = true // a destination decided from now on cannot open an uplink
 	for _, u := range a.uplinks {
 		u.pc.Close()
 	}
 	a.mu.Unlock()
-	a.readers.Wait()
+	a.workers.Wait()
+	<-control
 	ss.up, ss.down = a.up.Load(), a.down.Load()
+	a.summary.apply(ss)
 }
 
 func (a *association) fromClient() {
@@ -166,19 +173,16 @@ func (a *association) fromClient() {
 			a.ss.srv.log.Debug("udp: bad datagram from client", zap.Stringer("client", from), zap.Error(err))
 			continue
 		}
-		r := a.route(dest)
-		if r.err != nil {
-			continue
-		}
-		// The first valid datagram fixes the client's address; replies go
-		// there and nowhere else.
-		if a.clientAddr.Load() == nil {
-			a.clientAddr.CompareAndSwap(nil, &from)
-		}
-		if _, err := r.via.pc.WriteTo(payload, net.UDPAddrFromAddrPort(r.to)); err == nil {
-			a.up.Add(int64(len(payload)))
-			a.touch()
-		}
+		a.relay(dest, payload, from)
+	}
+}
+
+// fixClient makes from the client's address if none is fixed yet: the
+// first datagram taken for relaying fixes it, before it is sent, so the
+// reply finds it; replies go there and nowhere else.
+func (a *association) fixClient(from netip.AddrPort) {
+	if a.clientAddr.Load() == nil {
+		a.clientAddr.CompareAndSwap(nil, &from)
 	}
 }
 
@@ -198,113 +202,55 @@ func (a *association) fromClientAddr(from netip.AddrPort, clientHost netip.Addr)
 	return true
 }
 
-// route decides once per destination where its datagrams go.
-func (a *association) route(dest socks5udp.Destination) *udpRoute {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if r, ok := a.routes[dest]; ok {
-		return r
+// send writes one payload to a decided destination.
+func (a *association) send(via *uplink, to netip.AddrPort, payload []byte) {
+	if _, err := via.pc.WriteTo(payload, net.UDPAddrFromAddrPort(to)); err == nil {
+		a.up.Add(int64(len(payload)))
+		a.touch()
 	}
-	r := a.decide(dest)
-	ss := a.ss
-	if r.err != nil {
-		// Not remembered: a NIC that was down or a lookup that timed out
-		// may work for the next datagram.
-		ss.srv.log.Debug("udp: destination not relayed", zap.Stringer("dest", dest), zap.Error(r.err))
-		return r
-	}
-	if len(a.routes) < maxDestinations {
-		a.routes[dest] = r
-		a.sentTo[r.to] = struct{}{}
-	}
-	ss.dest, ss.nic = dest.String(), r.via.nic
-	return r
-}
-
-// decide routes dest like a TCP flow with network udp. Called with a.mu held.
-func (a *association) decide(dest socks5udp.Destination) *udpRoute {
-	ss := a.ss
-	ctx, cancel := context.WithTimeout(ss.ctx, ss.st.cfg.Timeouts.Dial)
-	defer cancel()
-	host := dest.Host
-	if host == "" {
-		host = dest.Addr.String()
-	}
-	host, literal := normalizeHost(host)
-	if literal.IsValid() {
-		dest.Addr = literal
-	}
-	if dest.Addr.IsValid() {
-		if err := ss.srv.checkDest(ss.st.cfg, netip.AddrPortFrom(dest.Addr, dest.Port)); err != nil {
-			return &udpRoute{err: err}
-		}
-	}
-	decision := ss.st.router.Route(ctx, router.Request{
-		Client: ss.from, User: ss.user, Listener: ss.listener.Name,
-		Host: host, Port: dest.Port, Network: config.NetworkUDP,
-	})
-	ss.rule = decision.RuleName
-	if decision.Action == config.ActionReject {
-		return &udpRoute{err: fmt.Errorf("%w by rule %s", errRejected, decision.RuleName)}
-	}
-	addr := dest.Addr
-	if !addr.IsValid() {
-		addr = decision.Addr
-	}
-	if addr.IsValid() && addr.IsLoopback() {
-		decision.Via = config.Via{Mode: config.ViaSystem} // never leaves the host
-	}
-	// Names are resolved through the NIC the datagrams will take: the
-	// IPv4 socket's NIC decides, and IPv4 answers are preferred.
-	family := "udp4"
-	if addr.IsValid() && addr.Is6() {
-		family = "udp6"
-	}
-	via, err := a.uplink(ctx, decision, host, family)
-	if err != nil {
-		return &udpRoute{err: err}
-	}
-	if !addr.IsValid() {
-		addrs, err := ss.st.dialer.Lookup(ctx, via.nic, dest.Host)
-		if err != nil || len(addrs) == 0 {
-			return &udpRoute{err: fmt.Errorf("resolve %s via %s: %w", dest.Host, via.nic, errors.Join(upstream.ErrResolve, err))}
-		}
-		addr = addrs[0] // IPv4 first, as Lookup orders them
-		if err := ss.srv.checkDest(ss.st.cfg, netip.AddrPortFrom(addr, dest.Port)); err != nil {
-			return &udpRoute{err: err}
-		}
-		if addr.Is6() {
-			if via, err = a.uplink(ctx, decision, host, "udp6"); err != nil {
-				return &udpRoute{err: err}
-			}
-		}
-	}
-	return &udpRoute{to: netip.AddrPortFrom(addr, dest.Port), via: via}
 }
 
 // uplink returns the pinned socket for a decision and family, opening it
-// (and its reply reader) on first use. Called with a.mu held.
+// (and its reply reader) on first use. The socket is made without a.mu
+// held; of two deciders that race to open one, the second closes its own.
 func (a *association) uplink(ctx context.Context, decision router.Decision, host, family string) (*uplink, error) {
 	key := decision.Via.String() + "|" + family
-	if u, ok := a.uplinks[key]; ok {
+	a.mu.Lock()
+	u, ok := a.uplinks[key]
+	closed := a.closed
+	a.mu.Unlock()
+	if ok {
 		return u, nil
 	}
-	if a.closed {
-		return nil, errors.New("association closed")
+	if closed {
+		return nil, errAssociationClosed
 	}
 	pc, nic, err := a.ss.st.dialer.PacketConn(ctx, family, decision, a.ss.from, host)
 	if err != nil {
 		return nil, err
 	}
-	u := &uplink{pc: pc, nic: nic}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.closed {
+		pc.Close()
+		return nil, errAssociationClosed
+	}
+	if u, ok := a.uplinks[key]; ok {
+		pc.Close()
+		return u, nil
+	}
+	u = &uplink{pc: pc, nic: nic}
 	a.uplinks[key] = u
-	a.readers.Add(1)
+	a.workers.Add(1)
 	go func() {
-		defer a.readers.Done()
+		defer a.workers.Done()
 		a.fromUpstream(u)
 	}()
 	return u, nil
 }
+
+// errAssociationClosed is a decision finished after its association ended.
+var errAssociationClosed = errors.New("association closed")
 
 // fromUpstream relays replies to the client, each behind a header naming
 // the address it came from.

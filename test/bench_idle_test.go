@@ -140,16 +140,14 @@ func idleTunnelCost(b *testing.B, lab *netlab.Lab, pid int, listen string, n int
 	for range n {
 		conns = append(conns, dial())
 	}
-	// Let the proxy finish what each handshake started (access to the
-	// status page, goroutines parking) before reading its figures.
+	// Wait until the proxy holds every tunnel's two sockets, then let it
+	// finish what each handshake started (goroutines parking, the access
+	// log) before reading its figures.
 	wantFDs := baseFDs + 2*n
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		_, nowOpen := procStat(b, pid)
-		if nowOpen >= wantFDs || time.Now().After(deadline) {
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if _, open := procStat(b, pid); open >= wantFDs {
 			break
 		}
-		time.Sleep(50 * time.Millisecond)
 	}
 	time.Sleep(2 * time.Second)
 	rss, nowOpen := procStat(b, pid)

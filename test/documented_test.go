@@ -165,14 +165,14 @@ log: {format: json, access: false}
 		if !strings.Contains(out, "nicproxy stopped") {
 			t.Fatalf("no orderly stop in the log:\n%s", out)
 		}
-		if lines := accessLines(t, out, ""); len(lines) != 0 {
+		if lines := accessLines(t, out); len(lines) != 0 {
 			t.Errorf("%d access lines with log.access: false:\n%s", len(lines), out)
 		}
 		// The same flows through the proxy with the default do log: the
 		// check above can see a line when there is one.
-		before := len(accessLines(t, proc.Output(), ""))
+		before := len(accessLines(t, proc.Output()))
 		flow(t, "socks5h://127.0.0.1:1080", netlab.Server.String())
-		eventually(t, 5*time.Second, func() bool { return len(accessLines(t, proc.Output(), "")) > before },
+		eventually(t, 5*time.Second, func() bool { return len(accessLines(t, proc.Output())) > before },
 			func() string { return "no access line with the default log.access:\n" + proc.Output() })
 	})
 }

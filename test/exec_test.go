@@ -26,9 +26,19 @@ print(s.recvfrom(1024)[0].decode())
 
 // tcpClient connects, prints the line the echo server greets it with (the
 // address it saw) and closes.
+//
+// It closes gracefully (shut down its side, read to the server's FIN,
+// then close) so the last ACK leaves while the socket still exists and is
+// pinned: after an abrupt close, that ACK answers the server's FIN from a
+// socket that is gone, routed by the main table (see the README on
+// packets SO_BINDTODEVICE cannot reach), and a later check of ens33's
+// counters would see it.
 const tcpClient = `import socket, sys
 s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=5)
 print(s.makefile().readline().strip())
+s.shutdown(socket.SHUT_WR)
+while s.recv(1024):
+    pass
 s.close()
 `
 

@@ -174,19 +174,6 @@ func dialProxy(t *testing.T, lab *netlab.Lab) net.Conn {
 	return dialProxyAt(t, lab, "127.0.0.1:1080")
 }
 
-// dialProxyAt connects to the proxy listening on addr in the host
-// namespace, closes the connection when the test ends, and gives it 20 s.
-func dialProxyAt(t *testing.T, lab *netlab.Lab, addr string) net.Conn {
-	t.Helper()
-	conn, err := lab.DialHost("tcp", addr)
-	if err != nil {
-		t.Fatalf("dial %s: %v", addr, err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	_ = conn.SetDeadline(time.Now().Add(20 * time.Second))
-	return conn
-}
-
 // TestServeRelay checks the relay: large downloads byte-exact through
 // SOCKS5 and HTTP CONNECT, half-close, idle timeout, WebSocket upgrade.
 func TestServeRelay(t *testing.T) {

@@ -59,14 +59,6 @@ func udpDatagram(host string, port uint16, payload []byte) []byte {
 	return append(hdr, payload...)
 }
 
-// udpSend sends payload to host:port through the relay.
-func udpSend(t *testing.T, udp *net.UDPConn, relay netip.AddrPort, host string, port uint16, payload []byte) {
-	t.Helper()
-	if _, err := udp.WriteToUDPAddrPort(udpDatagram(host, port, payload), relay); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // udpReceive reads one datagram from the relay and returns its source and
 // data.
 func udpReceive(t *testing.T, udp *net.UDPConn) (netip.AddrPort, []byte) {
@@ -88,7 +80,7 @@ func udpReceive(t *testing.T, udp *net.UDPConn) (netip.AddrPort, []byte) {
 // relay and returns the reply's source and data.
 func udpExchange(t *testing.T, udp *net.UDPConn, relay netip.AddrPort, host string, port uint16, payload []byte) (string, string) {
 	t.Helper()
-	udpSend(t, udp, relay, host, port, payload)
+	udpSend(t, udp, relay, host, port, string(payload))
 	from, data := udpReceive(t, udp)
 	return from.String(), string(data)
 }
@@ -171,10 +163,10 @@ default: ens160
 		_, relay, udp := udpAssociate(t, lab.Lab)
 		before := lab.Snapshot()
 		big := []byte(strings.Repeat("rejected ", 200))
-		udpSend(t, udp, relay, server, rejected.UDP.Port(), big)
+		udpSend(t, udp, relay, server, rejected.UDP.Port(), string(big))
 		// The fence: a permitted datagram sent after it, through the same
 		// association. Its reply proves the rejected one was handled by then.
-		udpSend(t, udp, relay, server, udpPort, []byte("fence"))
+		udpSend(t, udp, relay, server, udpPort, "fence")
 		from, data := udpReceive(t, udp)
 		if from == rejected.UDP {
 			t.Fatalf("the rejected datagram got a reply: %.40q", data)

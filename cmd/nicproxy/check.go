@@ -99,7 +99,16 @@ func printSummary(w io.Writer, cfg *config.Config) {
 	fmt.Fprintf(tw, "resolver:\t%s\n", describeResolver(cfg.Resolver))
 	t := cfg.Timeouts
 	fmt.Fprintf(tw, "timeouts:\thandshake %s, dial %s, attempt %s, idle %s, shutdown %s\n", t.Handshake, t.Dial, t.Attempt, t.Idle, t.Shutdown)
-	fmt.Fprintf(tw, "limits:\tmax_connections %d\n", cfg.Limits.MaxConnections)
+	l := cfg.Limits
+	fmt.Fprintf(tw, "limits:\tmax_connections %d, max_handshakes %d, max_header_bytes %d\n", l.MaxConnections, l.MaxHandshakes, l.MaxHeaderBytes)
+	local := string(cfg.LocalDestinations)
+	if cfg.LocalDestinationsDefaulted {
+		local += " (the default: " + map[config.LocalPolicy]string{
+			config.LocalAllow: "every listener is on loopback and there are no users",
+			config.LocalDeny:  "a listener off loopback, or users",
+		}[cfg.LocalDestinations] + ")"
+	}
+	fmt.Fprintf(tw, "local:\tdestinations on this host: %s\n", local)
 	fmt.Fprintf(tw, "log:\t%s, %s, access %v\n", cfg.Log.Level, cfg.Log.Format, cfg.Log.Access)
 	tw.Flush()
 }

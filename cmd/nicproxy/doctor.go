@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strings"
 	"time"
 
 	"nicproxy/bind"
@@ -60,7 +61,10 @@ func doctor(args []string, stdout, stderr io.Writer) int {
 	for _, r := range reports {
 		fmt.Fprintf(stdout, "%s\n", r.NIC)
 		for _, f := range r.Findings {
-			fmt.Fprintf(stdout, "  %-4s  %-10s  %s\n", f.Severity, f.Check, f.Detail)
+			// A detail's further lines (commands to run) line up under
+			// its first.
+			detail := strings.ReplaceAll(f.Detail, "\n", "\n"+strings.Repeat(" ", 20))
+			fmt.Fprintf(stdout, "  %-4s  %-10s  %s\n", f.Severity, f.Check, detail)
 		}
 		worst = max(worst, r.Worst())
 	}

@@ -8,7 +8,16 @@ import (
 type execOptions struct {
 	file, nic, user    string
 	cgroup, pin, unpin string
+
+	// resolvConf, when set, is the resolv.conf CMD sees instead of the
+	// host's (whose nameserver is a resolver on the host).
+	resolvConf string
 }
+
+// resolvHelper is the hidden subcommand exec runs as CMD's first step when
+// CMD needs a resolv.conf of its own: in a new mount namespace, it mounts
+// that file over /etc/resolv.conf, takes on --user, and becomes CMD.
+const resolvHelper = "__exec-with-resolv-conf"
 
 func execFlags() (*flag.FlagSet, *execOptions) {
 	o := &execOptions{}

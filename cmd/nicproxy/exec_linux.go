@@ -17,6 +17,7 @@ import (
 
 	"nicproxy/bind"
 	"nicproxy/bind/cgroup"
+	"nicproxy/bind/dnscache"
 )
 
 // execCmd is `nicproxy exec`: it runs a command in a new cgroup v2 whose
@@ -113,8 +114,14 @@ func execLoadPolicy(o *execOptions, stderr io.Writer) (cgroup.Policy, int) {
 	for _, w := range warnings {
 		fmt.Fprintf(stderr, "nicproxy exec: warning: %s: %s\n", cfg.Source, w)
 	}
-	if stub := loopbackNameserver("/etc/resolv.conf"); stub != "" {
-		fmt.Fprintf(stderr, "nicproxy exec: warning: /etc/resolv.conf names %s, a resolver on this host: the command's queries to it stay on the host, and it looks names up through whichever NIC it chooses\n", stub)
+	if o.cgroup == "" {
+		if o.resolvConf, err = privateResolvConf(cfg, "/etc/resolv.conf", dnscache.DefaultStubUpstreams); err != nil {
+			fmt.Fprintf(stderr, "nicproxy exec: cannot pin the command's DNS, so nothing was started: %v\n", err)
+			return cgroup.Policy{}, exitUsage
+		}
+	} else if stub := loopbackNameserver("/etc/resolv.conf"); stub != "" {
+		// An existing cgroup's processes keep their mount namespace.
+		fmt.Fprintf(stderr, "nicproxy exec: warning: /etc/resolv.conf names %s, a resolver on this host: the processes' queries to it stay on the host, and it looks names up through whichever NIC it chooses\n", stub)
 	}
 	return policy, exitOK
 }
@@ -164,6 +171,15 @@ func execRun(argv []string, o *execOptions, group *cgroup.Group, progs *cgroup.P
 			return exitUsage
 		}
 		cmd.SysProcAttr.Credential = cred
+	}
+
+	if o.resolvConf != "" {
+		cleanup, err := withPrivateResolvConf(cmd, o.resolvConf, o.user)
+		if err != nil {
+			fmt.Fprintf(stderr, "nicproxy exec: cannot give the command its resolv.conf, so it was not started: %v\n", err)
+			return exitUsage
+		}
+		defer cleanup()
 	}
 
 	sigs := make(chan os.Signal, 4)

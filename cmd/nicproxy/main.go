@@ -61,6 +61,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return doctor(rest, stdout, stderr)
 	case "exec":
 		return execCmd(rest, stdout, stderr)
+	case resolvHelper:
+		return execWithResolvConf(rest, stderr)
 	case "reload":
 		return reloadCommand(rest, stdout, stderr)
 	case "version", "--version", "-version", "-V":

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 
@@ -45,28 +46,13 @@ func serve(args []string, stderr io.Writer) int {
 	if err != nil {
 		return reportConfigError(stderr, err)
 	}
-	var dropped atomic.Int64
-	log, level, err := newLogger(cfg.Log, stderr, &dropped)
+	log, level, stopLogging, err := startLogging(cfg.Log, stderr)
 	if err != nil {
 		fmt.Fprintf(stderr, "nicproxy: %v\n", err)
 		return exitUsage
 	}
-	defer func() { _ = log.Sync() }()
-	reportCtx, stopReport := context.WithCancel(context.Background())
-	reported := make(chan struct{})
-	go func() { defer close(reported); reportSuppressed(reportCtx, log, &dropped) }()
-	defer func() { stopReport(); <-reported }()
-
-	def := cfg.Default.String()
-	if cfg.DefaultFromRoute {
-		def += " (the NIC of the default route)"
-	}
-	log.Info("nicproxy starting", zap.String("default_via", def), zap.String("config", cfg.Source),
-		zap.Int("rules", len(cfg.Rules)), zap.String("version", versionString()))
-	for _, w := range cfg.Warnings {
-		log.Warn(w.Error())
-	}
-	warnDown(log, cfg)
+	defer stopLogging()
+	logStart(log, cfg)
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -92,41 +78,90 @@ func serve(args []string, stderr io.Writer) int {
 	// elsewhere.
 	notify(log, daemon.SdNotifyReady, "STATUS=serving")
 
-	reloads := make(chan struct{})
-	go func() {
-		defer close(reloads)
-		running := cfg
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-hup:
-				if ctx.Err() != nil {
-					return // shutting down: a reload would open what nothing serves
-				}
-				notify(log, daemon.SdNotifyReloading)
-				next, err := reload(ctx, srv, running, *file, *nic, *listen, level, log)
-				status := "STATUS=serving"
-				if err != nil {
-					// systemctl status shows this until the next reload.
-					status = "STATUS=serving the previous configuration: reload failed: " + firstLine(err)
-				}
-				running = next
-				notify(log, daemon.SdNotifyReady, status)
-			}
-		}
-	}()
-	defer func() { stop(); <-reloads }()
-	go func() {
+	// Reloads and the stopping notice run beside Serve until it returns;
+	// serve waits for both, so systemd hears STOPPING=1 before the exit.
+	r := reloader{srv: srv, file: *file, nic: *nic, listen: *listen, level: level, log: log}
+	var beside sync.WaitGroup
+	beside.Go(func() { r.run(ctx, hup, cfg) })
+	beside.Go(func() {
 		<-ctx.Done()
 		notify(log, daemon.SdNotifyStopping, "STATUS=stopping: letting open connections finish")
-	}()
-	if err := srv.Serve(ctx); err != nil {
+	})
+	err = srv.Serve(ctx)
+	stop()
+	beside.Wait()
+	if err != nil {
 		log.Error("serve", zap.Error(err))
 		return exitFailure
 	}
 	log.Info("nicproxy stopped")
 	return exitOK
+}
+
+// startLogging builds the logger the configuration asks for, with the
+// sampler's periodic report of the lines it dropped; stop ends that report
+// and flushes the log.
+func startLogging(cfg config.Log, stderr io.Writer) (log *zap.Logger, level zap.AtomicLevel, stop func(), err error) {
+	var dropped atomic.Int64
+	log, level, err = newLogger(cfg, stderr, &dropped)
+	if err != nil {
+		return nil, level, nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	reported := make(chan struct{})
+	go func() { defer close(reported); reportSuppressed(ctx, log, &dropped) }()
+	return log, level, func() {
+		cancel()
+		<-reported
+		_ = log.Sync()
+	}, nil
+}
+
+// logStart writes the first lines: where the default goes (the NIC of the
+// default route, named, when the file names none), the file's warnings,
+// and each pinned NIC that is down.
+func logStart(log *zap.Logger, cfg *config.Config) {
+	def := cfg.Default.String()
+	if cfg.DefaultFromRoute {
+		def += " (the NIC of the default route)"
+	}
+	log.Info("nicproxy starting", zap.String("default_via", def), zap.String("config", cfg.Source),
+		zap.Int("rules", len(cfg.Rules)), zap.String("version", versionString()))
+	for _, w := range cfg.Warnings {
+		log.Warn(w.Error())
+	}
+	warnDown(log, cfg)
+}
+
+// reloader re-reads the configuration on each SIGHUP.
+type reloader struct {
+	srv               *proxy.Server
+	file, nic, listen string
+	level             zap.AtomicLevel
+	log               *zap.Logger
+}
+
+// run handles SIGHUPs until ctx ends, telling systemd about each reload.
+func (r reloader) run(ctx context.Context, hup <-chan os.Signal, running *config.Config) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+			if ctx.Err() != nil {
+				return // shutting down: a reload would open what nothing serves
+			}
+			notify(r.log, daemon.SdNotifyReloading)
+			next, err := reload(ctx, r.srv, running, r.file, r.nic, r.listen, r.level, r.log)
+			status := "STATUS=serving"
+			if err != nil {
+				// systemctl status shows this until the next reload.
+				status = "STATUS=serving the previous configuration: reload failed: " + firstLine(err)
+			}
+			running = next
+			notify(r.log, daemon.SdNotifyReady, status)
+		}
+	}
 }
 
 // watchLinks starts following the host's NICs so that dials read their

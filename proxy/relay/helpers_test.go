@@ -43,15 +43,15 @@ func newEnds(tb testing.TB) ends {
 	return e
 }
 
-// startRelay runs RelayWithIdle in a goroutine; the result arrives on the
-// returned channel.
+// startRelay starts a relay with Go; the result arrives on the returned
+// channel.
 func startRelay(client, upstream net.Conn, s *IdleSweeper) <-chan Result {
 	ch := make(chan Result, 1)
-	go func() { ch <- RelayWithIdle(client, upstream, s) }()
+	Go(client, upstream, s, func(r Result) { ch <- r })
 	return ch
 }
 
-// waitResult returns Relay's result or fails the test after d.
+// waitResult returns the relay's result or fails the test after d.
 func waitResult(tb testing.TB, ch <-chan Result, d time.Duration) Result {
 	tb.Helper()
 	select {

@@ -35,3 +35,29 @@ func idleTime(conn *net.TCPConn) (d time.Duration, ok bool) {
 	ms := min(info.Last_data_recv, info.Last_data_sent)
 	return time.Duration(ms) * time.Millisecond, true
 }
+
+// wasReset reports whether conn's peer reset the connection: the kernel
+// moves a socket that received a reset to TCP_CLOSE (a socket the relay
+// closed itself can no longer be asked, and reports false).
+func wasReset(conn net.Conn) bool {
+	tc, ok := conn.(*net.TCPConn)
+	if !ok {
+		return false
+	}
+	rc, err := tc.SyscallConn()
+	if err != nil {
+		return false
+	}
+	var info *unix.TCPInfo
+	var serr error
+	if err := rc.Control(func(fd uintptr) {
+		info, serr = unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO)
+	}); err != nil || serr != nil {
+		return false
+	}
+	return info.State == tcpClose
+}
+
+// tcpClose is TCP_CLOSE of the kernel's tcp_states.h, tcpi_state's value
+// for a socket that is no longer connected.
+const tcpClose = 7

@@ -27,42 +27,30 @@ type Result struct {
 	// tearing a tunnel down are not errors: io.EOF, net.ErrClosed after the
 	// relay (or the sweeper) closed the conns, and a reset or broken pipe
 	// once the other direction had already finished cleanly (peers commonly
-	// reset after they are done). An idle close is reported as ErrIdle.
+	// reset after they are done), and a reset by the client at any time:
+	// the client ended the tunnel. An idle close is reported as ErrIdle.
 	Err error
 }
 
-// Relay copies bytes both ways between client and upstream and returns when
-// both directions have ended; both conns are closed when it returns.
+// Go relays bytes both ways between client and upstream on goroutines of
+// its own and returns at once; done receives the Result when both
+// directions have ended and both conns are closed, on the goroutine that
+// ended last. A proxy that hands a tunnel over this way lets the goroutine
+// that ran the handshake end, so an idle tunnel holds two small goroutine
+// stacks instead of the deep one the handshake grew.
 //
-// When both conns are *net.TCPConn, each direction is a plain io.Copy, which
-// Go turns into splice(2) on Linux so the payload never enters user space.
-// Callers must therefore pass the conns unwrapped: any wrapper silently
-// downgrades to a buffered copy. Other net.Conn values (for example a conn
-// that replays bytes already buffered during the handshake) still work
-// through the ordinary copy; such a wrapper should expose CloseWrite so that
-// half-close can be propagated.
-func Relay(client, upstream net.Conn) Result {
-	return RelayWithIdle(client, upstream, nil)
-}
-
-// RelayWithIdle is Relay with the tunnel registered on s, which closes it when
-// it has been idle for s's timeout; the Result then carries ErrIdle. A nil s
-// means no idle timeout. The socket watched is the client's when it is a
-// *net.TCPConn, else the upstream's: every relayed byte crosses both, so
-// either tells whether the tunnel is idle.
-func RelayWithIdle(client, upstream net.Conn, s *IdleSweeper) Result {
-	done := make(chan Result, 1)
-	t := newTunnel(client, upstream, s, func(res Result) { done <- res })
-	go t.run(t.down)
-	t.run(t.up)
-	return <-done
-}
-
-// Go is RelayWithIdle on goroutines of its own: it returns at once, and
-// done receives the Result when both directions have ended, on the
-// goroutine that ended last. A proxy that hands a tunnel over this way lets
-// the goroutine that ran the handshake end, so an idle tunnel holds two
-// small goroutine stacks instead of the deep one the handshake grew.
+// When both conns are *net.TCPConn, bulk data moves by splice(2) and small
+// chunks by one read and one write (see copyStream), and a waiting
+// direction holds neither a pipe nor a buffer. Callers must therefore pass
+// the conns unwrapped: any wrapper silently downgrades to a buffered copy.
+// Other net.Conn values still work through the ordinary copy; such a
+// wrapper should expose CloseWrite so that half-close can be propagated.
+//
+// With a non-nil s the tunnel is registered on s, which closes it when it
+// has been idle for s's timeout; the Result then carries ErrIdle. The
+// socket watched is the client's when it is a *net.TCPConn, else the
+// upstream's: every relayed byte crosses both, so either tells whether the
+// tunnel is idle.
 func Go(client, upstream net.Conn, s *IdleSweeper, done func(Result)) {
 	t := newTunnel(client, upstream, s, done)
 	go t.run(t.down)
@@ -173,8 +161,13 @@ func (t *tunnel) pipe(dst, src net.Conn, dir string) int64 {
 	}
 
 	t.mu.Lock()
+	// A client that resets its connection has ended the tunnel, as
+	// HTTP/2 clients commonly do (GOAWAY, then close with the server's
+	// last frames unread): that is the client's end, not a failure of
+	// the path. A reset by the destination is one unless the other
+	// direction had already finished.
 	benign := t.closed || errors.Is(err, net.ErrClosed) ||
-		(t.cleanDone > 0 && isPeerGone(err))
+		(isPeerGone(err) && (t.cleanDone > 0 || wasReset(t.client)))
 	if !benign && t.err == nil {
 		t.err = fmt.Errorf("relay %s: %w", dir, err)
 	}

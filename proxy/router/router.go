@@ -117,89 +117,112 @@ func (r *Router) route(ctx context.Context, req Request, explain bool) (Decision
 		why    Explanation
 		lookup *Lookup // made at most once per request
 	)
-	literal, literalErr := netip.ParseAddr(strings.Trim(req.Host, "[]"))
-	isLiteral := literalErr == nil
-	if isLiteral {
-		literal = literal.Unmap()
-	}
-	clientAddr := req.Client.Addr().Unmap()
-
+	dest := newDestination(req)
 	for i := range r.rules {
 		rule := &r.rules[i]
-		var reasons []string
-		note := func(format string, args ...any) {
-			if explain {
-				reasons = append(reasons, fmt.Sprintf(format, args...))
-			}
+		if !matchFields(rule, req, dest) {
+			continue
 		}
-		if rule.Network != config.NetworkAny {
-			if rule.Network != req.Network {
-				continue
-			}
-			note("network %s", rule.Network)
+		// dst is tried last so a name is only resolved once every cheaper
+		// field of the rule has matched.
+		matched, ok := r.matchDst(ctx, rule, req, dest, &lookup)
+		if !ok {
+			continue
 		}
-		if len(rule.Listeners) > 0 {
-			if !slices.Contains(rule.Listeners, req.Listener) {
-				continue
-			}
-			note("listener %s", req.Listener)
+		if explain {
+			why.Matched = explainFields(rule, req, dest, matched)
 		}
-		if len(rule.Users) > 0 {
-			if req.User == "" || !slices.Contains(rule.Users, req.User) {
-				continue
-			}
-			note("user %s", req.User)
+		why.Lookup = lookup
+		d := Decision{Rule: rule.Index, RuleName: rule.Name, Action: rule.Action, Via: rule.Via, Lookup: lookup}
+		if !dest.isLiteral {
+			d.Addr = matched // resolved: dial the address that matched, not the name
 		}
-		if rule.Src.Len() > 0 {
-			if !rule.Src.Contains(clientAddr) {
-				continue
-			}
-			note("client %s in src %s", clientAddr, rule.Src)
-		}
-		if rule.Ports.Len() > 0 {
-			if req.Port == 0 || !rule.Ports.Contains(req.Port) {
-				continue
-			}
-			note("port %d in %s", req.Port, rule.Ports)
-		}
-		if rule.Domains.Len() > 0 {
-			if isLiteral || !rule.Domains.Match(req.Host) {
-				continue
-			}
-			note("domain %s in %s", req.Host, rule.Domains)
-		}
-		var matchedAddr netip.Addr
-		if rule.Dst.Len() > 0 {
-			// Tried last so a name is only resolved once every cheaper field
-			// of the rule has matched.
-			var ok bool
-			if isLiteral {
-				matchedAddr, ok = literal, rule.Dst.Contains(literal)
-			} else {
-				if lookup == nil {
-					lookup = r.resolve(ctx, req.Host)
-				}
-				matchedAddr, ok = firstIn(rule.Dst, lookup.Addrs)
-			}
-			if !ok {
-				continue
-			}
-			note("address %s in dst %s", matchedAddr, rule.Dst)
-			if isLiteral {
-				matchedAddr = netip.Addr{} // nothing was resolved; the caller dials the literal
-			}
-		}
-		if len(reasons) == 0 && explain {
-			reasons = append(reasons, "the rule has no match fields: it matches everything")
-		}
-		why.Matched, why.Lookup = reasons, lookup
-		return Decision{Rule: rule.Index, RuleName: rule.Name, Action: rule.Action, Via: rule.Via, Addr: matchedAddr, Lookup: lookup}, why
+		return d, why
 	}
 	if explain {
 		why.Matched = []string{"no rule matched"}
 	}
 	why.Lookup = lookup
 	return Decision{Rule: -1, RuleName: "default", Action: config.ActionVia, Via: r.fallback, Lookup: lookup}, why
+}
+
+// destination is what matching needs of a request, worked out once.
+type destination struct {
+	literal   netip.Addr // the host as an IP, when it is one
+	isLiteral bool
+	client    netip.Addr
+}
+
+func newDestination(req Request) destination {
+	d := destination{client: req.Client.Addr().Unmap()}
+	if a, err := netip.ParseAddr(strings.Trim(req.Host, "[]")); err == nil {
+		d.literal, d.isLiteral = a.Unmap(), true
+	}
+	return d
+}
+
+// matchFields reports whether every field of rule but dst matches. It
+// allocates nothing: it runs for every rule of every connection.
+func matchFields(rule *config.Rule, req Request, dest destination) bool {
+	switch {
+	case rule.Network != config.NetworkAny && rule.Network != req.Network:
+	case len(rule.Listeners) > 0 && !slices.Contains(rule.Listeners, req.Listener):
+	case len(rule.Users) > 0 && (req.User == "" || !slices.Contains(rule.Users, req.User)):
+	case rule.Src.Len() > 0 && !rule.Src.Contains(dest.client):
+	case rule.Ports.Len() > 0 && (req.Port == 0 || !rule.Ports.Contains(req.Port)):
+	case rule.Domains.Len() > 0 && (dest.isLiteral || !rule.Domains.Match(req.Host)):
+	default:
+		return true
+	}
+	return false
+}
+
+// matchDst reports whether rule's dst matches (true when it has none), and
+// the address that matched: the literal, or the first address of the name
+// inside dst, looked up at most once per request through resolver.via.
+func (r *Router) matchDst(ctx context.Context, rule *config.Rule, req Request, dest destination, lookup **Lookup) (netip.Addr, bool) {
+	switch {
+	case rule.Dst.Len() == 0:
+		return netip.Addr{}, true
+	case dest.isLiteral:
+		return dest.literal, rule.Dst.Contains(dest.literal)
+	}
+	if *lookup == nil {
+		*lookup = r.resolve(ctx, req.Host)
+	}
+	return firstIn(rule.Dst, (*lookup).Addrs)
+}
+
+// explainFields says why each field of a matching rule matched, for
+// `nicproxy route`.
+func explainFields(rule *config.Rule, req Request, dest destination, matched netip.Addr) []string {
+	var reasons []string
+	note := func(format string, args ...any) { reasons = append(reasons, fmt.Sprintf(format, args...)) }
+	if rule.Network != config.NetworkAny {
+		note("network %s", rule.Network)
+	}
+	if len(rule.Listeners) > 0 {
+		note("listener %s", req.Listener)
+	}
+	if len(rule.Users) > 0 {
+		note("user %s", req.User)
+	}
+	if rule.Src.Len() > 0 {
+		note("client %s in src %s", dest.client, rule.Src)
+	}
+	if rule.Ports.Len() > 0 {
+		note("port %d in %s", req.Port, rule.Ports)
+	}
+	if rule.Domains.Len() > 0 {
+		note("domain %s in %s", req.Host, rule.Domains)
+	}
+	if rule.Dst.Len() > 0 {
+		note("address %s in dst %s", matched, rule.Dst)
+	}
+	if len(reasons) == 0 {
+		reasons = append(reasons, "the rule has no match fields: it matches everything")
+	}
+	return reasons
 }
 
 // resolve looks host up through resolver.via for dst rules.

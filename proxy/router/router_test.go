@@ -227,3 +227,18 @@ default: ens33
 		t.Errorf("unmatched name: rule %q addr %v lookup %+v; want default, no addr, the lookup kept", d.RuleName, d.Addr, d.Lookup)
 	}
 }
+
+// TestRouteAllocatesNothing: routing an IP literal through every rule to
+// the default allocates nothing; matching runs for every rule of every
+// connection, and explanations are built only for `nicproxy route`.
+func TestRouteAllocatesNothing(t *testing.T) {
+	r := newRouter(t, &fakeResolver{})
+	req := Request{Host: "203.0.113.7", Port: 9, Network: config.NetworkTCP,
+		Client: netip.MustParseAddrPort("127.0.0.1:1"), Listener: "127.0.0.1:1080", User: "bob"}
+	if d := r.Route(context.Background(), req); d.RuleName != "default" {
+		t.Fatalf("routed to %s, want the default", d.RuleName)
+	}
+	if n := testing.AllocsPerRun(100, func() { r.Route(context.Background(), req) }); n != 0 {
+		t.Errorf("Route allocated %v times per call, want 0", n)
+	}
+}

@@ -58,13 +58,18 @@ func Peek(conn *net.TCPConn) (Protocol, error) {
 	if _, err := PeekBytes(conn, buf[:]); err != nil {
 		return 0, err
 	}
-	switch buf[0] {
+	return Classify(buf[0]), nil
+}
+
+// Classify says which protocol a client's first byte starts.
+func Classify(first byte) Protocol {
+	switch first {
 	case 0x05:
-		return SOCKS5, nil
+		return SOCKS5
 	case 0x04:
-		return SOCKS4, nil
+		return SOCKS4
 	default:
-		return HTTP, nil
+		return HTTP
 	}
 }
 

@@ -62,3 +62,36 @@ func TestLeastConnectionsPicksTheIdlerNIC(t *testing.T) {
 		t.Errorf("with ens160 busy, picked %s", got)
 	}
 }
+
+// TestBalancerSurvivesReload: a Dialer built for a reload from the one
+// before it continues the round-robin rotation and still counts the
+// connections opened before the reload (before, both restarted from zero:
+// the first pick after every reload was the same NIC, and
+// least-connections forgot every open connection).
+func TestBalancerSurvivesReload(t *testing.T) {
+	cfg, err := config.Parse("b.yaml", []byte(`
+rules:
+  - {name: rr, port: [80], via: {balance: [ens33, ens160], strategy: round-robin}}
+  - {name: lc, port: [81], via: {balance: [ens33, ens160], strategy: least-connections}}
+default: ens160
+`), config.Options{Interfaces: []string{"ens33", "ens160"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := netip.MustParseAddrPort("127.0.0.1:1")
+	rr := router.Decision{Rule: 0, Via: cfg.Rules[0].Via}
+	lc := router.Decision{Rule: 1, Via: cfg.Rules[1].Via}
+
+	before := New(cfg, Options{})
+	first := before.balancer.order(rr, client, "x")[0]
+	busy := before.balancer.opened("ens33") // a connection open across the reload
+	defer busy()
+
+	after := New(cfg, Options{Previous: before})
+	if got := after.balancer.order(rr, client, "x")[0]; got == first {
+		t.Errorf("round-robin after the reload picked %s again: the rotation restarted", got)
+	}
+	if got := after.balancer.order(lc, client, "x")[0]; got != "ens160" {
+		t.Errorf("least-connections after the reload picked %s: it forgot the connection open on ens33", got)
+	}
+}

@@ -3,6 +3,7 @@ package upstream
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 
@@ -26,6 +27,9 @@ func (d *Dialer) PacketConn(ctx context.Context, network string, decision router
 		return pc, System, err
 	}
 	nics := decision.Via.NICs
+	if len(nics) == 0 {
+		return nil, "", fmt.Errorf("rule %s names no NIC", decision.RuleName)
+	}
 	if decision.Via.Mode == config.ViaBalance {
 		nics = d.balancer.order(decision, client, host)
 	}

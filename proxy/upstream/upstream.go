@@ -321,6 +321,11 @@ func (d *Dialer) dialNIC(ctx context.Context, network, name string, t Target, kn
 		}
 		return nd.dialer.DialChecked(ctx, ready, network, netip.AddrPortFrom(a, t.Port).String())
 	})
+	if err != nil && !errors.As(err, new(checkFailed)) {
+		// Every failure of a pinned dial names its NIC (the race's own
+		// timeout, too), so it is logged and counted under that NIC.
+		return nil, bind.NewDialError(name, network, t.String(), err)
+	}
 	if err != nil {
 		return nil, err
 	}

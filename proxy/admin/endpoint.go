@@ -1,4 +1,4 @@
-package proxy
+package admin
 
 import (
 	"context"
@@ -24,59 +24,58 @@ import (
 //go:embed status.html
 var statusPage string
 
-// adminServer serves admin.addr: the status page (/), /api/status,
+// Endpoint is admin.addr open: the status page (/), /api/status,
 // /metrics, /healthz and /proxy.pac.
-type adminServer struct {
-	addr netip.AddrPort
+type Endpoint struct {
+	addr netip.AddrPort // as configured
 	ln   net.Listener
 	http *http.Server
 }
 
-// openAdmin opens admin.addr when the configuration has one and it is not
-// open already. Called with s.mu held.
-func (s *Server) openAdmin(ctx context.Context, cfg *config.Config) (*adminServer, error) {
-	if cfg.Admin == nil || (s.admin != nil && s.admin.addr == cfg.Admin.Addr) {
-		return nil, nil
+// Listen opens addr for a's handler; nothing is served until Serve.
+func (a *Admin) Listen(ctx context.Context, addr netip.AddrPort, log *zap.Logger) (*Endpoint, error) {
+	network := "tcp6"
+	switch {
+	case addr.Addr().Is4():
+		network = "tcp4"
+	case addr.Addr().IsUnspecified():
+		network = "tcp"
 	}
 	var lc net.ListenConfig
-	ln, err := lc.Listen(ctx, listenNetwork(cfg.Admin.Addr), cfg.Admin.Addr.String())
+	ln, err := lc.Listen(ctx, network, addr.String())
 	if err != nil {
-		return nil, fmt.Errorf("listen admin %s: %w", cfg.Admin.Addr, err)
+		return nil, fmt.Errorf("listen admin %s: %w", addr, err)
 	}
-	return &adminServer{
-		addr: cfg.Admin.Addr,
+	return &Endpoint{
+		addr: addr,
 		ln:   ln,
 		http: &http.Server{
-			Handler:           s.adminHandler(cfg.Admin.Addr.Addr()),
+			Handler:           a.Handler(addr.Addr()),
 			ReadHeaderTimeout: 10 * time.Second,
-			ErrorLog:          zap.NewStdLog(s.log.WithOptions(zap.IncreaseLevel(zap.WarnLevel))),
+			ErrorLog:          zap.NewStdLog(log.WithOptions(zap.IncreaseLevel(zap.WarnLevel))),
 		},
 	}, nil
 }
 
-// swapAdmin makes next the admin server (closing the old one when the
-// address changed, or when the new configuration has none). Called with
-// s.mu held.
-func (s *Server) swapAdmin(cfg *config.Config, next *adminServer) {
-	if next == nil && cfg.Admin != nil {
-		return // same address: keep serving
-	}
-	if s.admin != nil {
-		_ = s.admin.http.Close()
-		s.admin.ln.Close()
-	}
-	s.admin = next
-	if next != nil {
-		s.log.Info("admin endpoint", zap.Stringer("addr", next.ln.Addr()))
-		if s.serving != nil {
-			go func() { _ = next.http.Serve(next.ln) }()
-		}
-	}
+// Configured is the address the configuration gave.
+func (e *Endpoint) Configured() netip.AddrPort { return e.addr }
+
+// Addr is the address the endpoint listens on (the port chosen, for :0).
+func (e *Endpoint) Addr() net.Addr { return e.ln.Addr() }
+
+// Serve serves until Close.
+func (e *Endpoint) Serve() { _ = e.http.Serve(e.ln) }
+
+// Close stops serving and closes the listener and every admin connection.
+func (e *Endpoint) Close() {
+	_ = e.http.Close()
+	e.ln.Close()
 }
 
-func (s *Server) adminHandler(listen netip.Addr) http.Handler {
+// Handler serves the admin endpoints for a listener on listen.
+func (a *Admin) Handler(listen netip.Addr) http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.registry, promhttp.HandlerOpts{}))
+	mux.Handle("GET /metrics", promhttp.HandlerFor(a.metrics.registry, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		w.Header().Set("Content-Security-Policy", "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'")
@@ -87,14 +86,14 @@ func (s *Server) adminHandler(listen netip.Addr) http.Handler {
 		w.Header().Set("Cache-Control", "no-store")
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
-		_ = enc.Encode(s.report())
+		_ = enc.Encode(a.Report(time.Now()))
 	})
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = io.WriteString(w, "ok\n")
 	})
 	mux.HandleFunc("GET /proxy.pac", func(w http.ResponseWriter, r *http.Request) {
-		script, ok := pacScript(s.state.Load().cfg.Listeners, r.Host)
+		script, ok := pacScript(a.src.Config().Listeners, r.Host)
 		if !ok {
 			http.Error(w, "nicproxy: no mixed or http listener to point browsers at", http.StatusNotFound)
 			return
@@ -102,7 +101,7 @@ func (s *Server) adminHandler(listen netip.Addr) http.Handler {
 		w.Header().Set("Content-Type", "application/x-ns-proxy-autoconfig")
 		_, _ = io.WriteString(w, script)
 	})
-	return hostGuard(listen, s.local.isLocal, mux)
+	return hostGuard(listen, a.src.IsLocal, mux)
 }
 
 // hostGuard answers only requests addressed to localhost or to an address

@@ -1,4 +1,4 @@
-package proxy
+package admin
 
 import (
 	"time"
@@ -41,10 +41,4 @@ func (m *reloadMetrics) observe(ok bool, now time.Time) {
 	}
 	m.total.WithLabelValues("success").Inc()
 	m.lastSuccess.Set(float64(now.UnixNano()) / 1e9)
-}
-
-// ReloadFailed records a reload that never reached Reload, because the
-// file did not load; Reload records its own outcome.
-func (s *Server) ReloadFailed() {
-	s.metrics.reloads.observe(false, time.Now())
 }

@@ -1,13 +1,8 @@
-package proxy
+package admin
 
 import (
-	"errors"
-	"time"
-
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-
-	"nicproxy/bind"
 )
 
 // metrics are the server's Prometheus series, on a registry of its own (no
@@ -23,16 +18,16 @@ type metrics struct {
 	reloads      *reloadMetrics
 }
 
-func newMetrics(s *Server) *metrics {
+func newMetrics(src Source) *metrics {
 	m := &metrics{
 		registry: prometheus.NewRegistry(),
 		connections: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "nicproxy_connections_total",
-			Help: "Client connections (tunnels and forwarded requests) by NIC, rule, protocol and result, counted when they end.",
+			Help: "Client connections (tunnels and forwarded requests) by NIC, rule, protocol and result, counted when they end; a failed one under the NIC it failed on.",
 		}, []string{"nic", "rule", "protocol", "result"}),
 		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "nicproxy_bytes_total",
-			Help: "Bytes relayed by NIC and direction (up: client to destination), counted when a connection ends.",
+			Help: "Bytes that crossed each NIC by direction (up: toward the destination), headers included, counted when a connection ends.",
 		}, []string{"nic", "direction"}),
 		dials: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "nicproxy_dial_duration_seconds",
@@ -58,8 +53,8 @@ func newMetrics(s *Server) *metrics {
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "nicproxy_active_connections",
 			Help: "Client connections open now.",
-		}, func() float64 { return float64(s.active.Load()) }),
-		&nicCollector{s: s, desc: prometheus.NewDesc("nicproxy_nic_up",
+		}, func() float64 { return float64(src.Active()) }),
+		&nicCollector{src: src, desc: prometheus.NewDesc("nicproxy_nic_up",
 			"1 when the NIC is present, up and has carrier; 0 otherwise.", []string{"nic"}, nil)},
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
@@ -67,46 +62,28 @@ func newMetrics(s *Server) *metrics {
 	return m
 }
 
-// observeDial records one upstream dial.
-func (m *metrics) observeDial(nic string, err error, took time.Duration) {
-	if nic == "" {
-		var dialErr *bind.DialError
-		if errors.As(err, &dialErr) {
-			nic = dialErr.NIC
-		}
-	}
-	m.dials.WithLabelValues(nic, resultOf(err)).Observe(took.Seconds())
-}
-
-// Query counts one DNS question sent through nic (upstream.DNSObserver).
-func (m *metrics) Query(nic, result string) { m.dnsQueries.WithLabelValues(nic, result).Inc() }
-
-// CacheHit counts one lookup nic's cache answered (upstream.DNSObserver).
-func (m *metrics) CacheHit(nic string) { m.dnsHits.WithLabelValues(nic).Inc() }
-
-// observeEnd records a finished connection.
-func (m *metrics) observeEnd(ss *session, result string) {
-	m.connections.WithLabelValues(ss.nic, ss.rule, ss.protocol, result).Inc()
-	if ss.nic != "" {
-		m.bytes.WithLabelValues(ss.nic, "up").Add(float64(ss.up))
-		m.bytes.WithLabelValues(ss.nic, "down").Add(float64(ss.down))
+// finished records a finished connection.
+func (m *metrics) finished(f Flow) {
+	m.connections.WithLabelValues(f.NIC, f.Rule, f.Protocol, f.Result).Inc()
+	if f.NIC != "" {
+		m.bytes.WithLabelValues(f.NIC, "up").Add(float64(f.Up))
+		m.bytes.WithLabelValues(f.NIC, "down").Add(float64(f.Down))
 	}
 }
 
 // nicCollector reports each configured NIC's state when scraped, so the
 // gauge is as fresh as the scrape without a poller of its own.
 type nicCollector struct {
-	s    *Server
+	src  Source
 	desc *prometheus.Desc
 }
 
 func (c *nicCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
 
 func (c *nicCollector) Collect(ch chan<- prometheus.Metric) {
-	st := c.s.state.Load()
-	for _, nic := range st.cfg.NICs() {
+	for _, nic := range c.src.Config().NICs() {
 		up := 0.0
-		if st.dialer.Available(nic) {
+		if c.src.NIC(nic).State == StateUp {
 			up = 1
 		}
 		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, up, nic)
