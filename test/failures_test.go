@@ -225,13 +225,7 @@ func dialProxyAt(t *testing.T, lab *netlab.Lab, addr string) net.Conn {
 // startH2Origin serves /big over TLS with HTTP/2 in the upstream namespace.
 func startH2Origin(t *testing.T, lab *netlab.Lab) netip.AddrPort {
 	t.Helper()
-	var ln net.Listener
-	if err := lab.InUpstream(func() (err error) {
-		ln, err = net.Listen("tcp4", netip.AddrPortFrom(netlab.Server, 0).String())
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
+	ln := lab.With(t).ListenUpstream(netlab.Server)
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		n, _ := strconv.Atoi(r.URL.Query().Get("n"))
 		w.Header().Set("Content-Length", strconv.Itoa(n))

@@ -26,14 +26,7 @@ import (
 func TestForwardedCancelClosesGracefully(t *testing.T) {
 	lab := netlab.New(t)
 	const size = 4 << 20
-	var ln *net.TCPListener
-	if err := lab.InUpstream(func() (err error) {
-		ln, err = net.ListenTCP("tcp4", &net.TCPAddr{IP: netlab.Server.AsSlice()})
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
+	ln := lab.With(t).ListenUpstream(netlab.Server)
 	type ending struct {
 		from netip.Addr
 		err  error // the origin's first write or read error; nil: it read a FIN

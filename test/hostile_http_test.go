@@ -44,13 +44,7 @@ func (c countingConn) Read(b []byte) (int, error) {
 // (reads it) on the lab's server address, counting the bytes it reads.
 func startOrigin(t *testing.T, lab *netlab.Lab) (netip.AddrPort, *atomic.Int64) {
 	t.Helper()
-	var ln net.Listener
-	if err := lab.InUpstream(func() (err error) {
-		ln, err = net.Listen("tcp4", netip.AddrPortFrom(netlab.Server, 0).String())
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
+	ln := lab.With(t).ListenUpstream(netlab.Server)
 	read := new(atomic.Int64)
 	mux := http.NewServeMux()
 	mux.HandleFunc("/reject", func(w http.ResponseWriter, _ *http.Request) {

@@ -35,13 +35,7 @@ const padding = 4 << 10
 
 func startBigOrigin(t *testing.T, lab *netlab.Lab) origin {
 	t.Helper()
-	var ln net.Listener
-	if err := lab.InUpstream(func() (err error) {
-		ln, err = net.Listen("tcp4", netip.AddrPortFrom(netlab.Server, 0).String())
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
+	ln := lab.With(t).ListenUpstream(netlab.Server)
 	mux := http.NewServeMux()
 	mux.HandleFunc("/big", func(w http.ResponseWriter, r *http.Request) {
 		n, _ := strconv.Atoi(r.URL.Query().Get("n"))

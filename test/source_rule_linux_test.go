@@ -23,14 +23,7 @@ import (
 // the server.
 func lateResponse(t *testing.T, lab *netlab.Lab) (ens33, ens160 uint64) {
 	t.Helper()
-	var ln *net.TCPListener
-	if err := lab.InUpstream(func() (err error) {
-		ln, err = net.ListenTCP("tcp4", &net.TCPAddr{IP: netlab.Server.AsSlice()})
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
+	ln := lab.With(t).ListenUpstream(netlab.Server)
 	var client net.Conn
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

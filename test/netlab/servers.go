@@ -10,6 +10,22 @@ import (
 	"testing"
 )
 
+// ListenUpstream listens for TCP on a fresh port of addr, an address of the
+// upstream namespace, for a server a test writes itself. The listener is
+// closed when the test ends.
+func (l *Lab) ListenUpstream(addr netip.Addr) *net.TCPListener {
+	l.t.Helper()
+	var ln *net.TCPListener
+	if err := l.InUpstream(func() (err error) {
+		ln, err = net.ListenTCP("tcp", net.TCPAddrFromAddrPort(netip.AddrPortFrom(addr, 0)))
+		return err
+	}); err != nil {
+		l.t.Fatalf("listen upstream on %v: %v", addr, err)
+	}
+	l.t.Cleanup(func() { ln.Close() })
+	return ln
+}
+
 // Echo is a server in the upstream namespace that tells each client the
 // address it saw, then echoes: TCP writes "IP:PORT\n" and copies the stream
 // back; UDP answers each datagram with "IP:PORT " and the datagram.
