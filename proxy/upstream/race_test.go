@@ -14,43 +14,10 @@ import (
 	"go.uber.org/goleak"
 
 	"nicproxy/bind"
+	"nicproxy/internal/loopback"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
-
-// listener accepts and holds connections on a fresh loopback port until
-// the test ends.
-func listener(t *testing.T) netip.AddrPort {
-	t.Helper()
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var conns []net.Conn
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		wg.Wait()
-		for _, c := range conns {
-			c.Close()
-		}
-	})
-	return ln.Addr().(*net.TCPAddr).AddrPort()
-}
 
 // closedPort returns a loopback port nothing listens on: connecting to it
 // is refused at once.
@@ -109,7 +76,7 @@ func TestRace(t *testing.T) {
 	a1, a2, a3 := netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("192.0.2.2"), netip.MustParseAddr("192.0.2.3")
 
 	t.Run("black hole first", func(t *testing.T) {
-		at := &attempts{start: time.Now(), ports: map[netip.Addr]netip.AddrPort{a1: blackHole, a2: listener(t)}}
+		at := &attempts{start: time.Now(), ports: map[netip.Addr]netip.AddrPort{a1: blackHole, a2: loopback.Echo(t)}}
 		conn, addr, err := race(context.Background(), []netip.Addr{a1, a2}, delay, at.dial)
 		if err != nil {
 			t.Fatal(err)
@@ -123,7 +90,7 @@ func TestRace(t *testing.T) {
 		}
 	})
 	t.Run("refused first moves on at once", func(t *testing.T) {
-		at := &attempts{start: time.Now(), ports: map[netip.Addr]netip.AddrPort{a1: closedPort(t), a2: listener(t)}}
+		at := &attempts{start: time.Now(), ports: map[netip.Addr]netip.AddrPort{a1: closedPort(t), a2: loopback.Echo(t)}}
 		conn, addr, err := race(context.Background(), []netip.Addr{a1, a2}, 10*time.Second, at.dial)
 		if err != nil {
 			t.Fatal(err)
