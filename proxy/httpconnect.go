@@ -26,7 +26,7 @@ const connectPrefix = "CONNECT "
 func startsWithConnect(conn *net.TCPConn, peeked []byte) bool {
 	if len(peeked) == 0 {
 		var buf [len(connectPrefix)]byte
-		n, err := sniff.PeekBytes(conn, buf[:])
+		_, n, err := sniff.Peek(conn, buf[:])
 		if err != nil {
 			return false
 		}

@@ -92,13 +92,13 @@ func (s *Server) serveConn(ctx context.Context, l config.Listener, conn *net.TCP
 		// One peek tells the protocol and, for HTTP, whether the request
 		// is a CONNECT (which httpProxy.serve would otherwise peek for).
 		var head [len(connectPrefix)]byte
-		n, err := sniff.PeekBytes(conn, head[:])
+		p, n, err := sniff.Peek(conn, head[:])
 		if err != nil {
 			s.log.Debug("client left before its first byte", zap.Stringer("client", ss.from), zap.Error(err))
 			return
 		}
 		ss.peeked = head[:n]
-		switch sniff.Classify(head[0]) {
+		switch p {
 		case sniff.SOCKS5:
 			protocol = config.ProtocolSOCKS5
 		case sniff.SOCKS4:

@@ -42,7 +42,9 @@ func (p Protocol) String() string {
 }
 
 // Peek returns the protocol conn's client speaks, judged from its first byte,
-// without consuming that byte.
+// and copies into head up to len(head) of the bytes the client has sent so
+// far (at least one), without consuming any: the next Read returns them.
+// head must not be empty.
 //
 // The usual sniffer reads through a bufio.Reader and then must keep
 // wrapping the conn to replay what it buffered, and a wrapped conn can no
@@ -53,34 +55,10 @@ func (p Protocol) String() string {
 // (timeouts.handshake) before calling Peek, or a silent client holds it
 // forever. A client that closes before sending anything yields io.EOF; a
 // deadline yields an error whose Timeout() is true (os.ErrDeadlineExceeded).
-func Peek(conn *net.TCPConn) (Protocol, error) {
-	var buf [1]byte
-	if _, err := PeekBytes(conn, buf[:]); err != nil {
-		return 0, err
-	}
-	return Classify(buf[0]), nil
-}
-
-// Classify says which protocol a client's first byte starts.
-func Classify(first byte) Protocol {
-	switch first {
-	case 0x05:
-		return SOCKS5
-	case 0x04:
-		return SOCKS4
-	default:
-		return HTTP
-	}
-}
-
-// PeekBytes waits until the client has sent something and copies up to
-// len(buf) of the bytes queued on conn into buf without consuming them:
-// the next reader still reads them. It returns how many it copied (at
-// least 1), or io.EOF if the client closed first.
-func PeekBytes(conn *net.TCPConn, buf []byte) (int, error) {
+func Peek(conn *net.TCPConn, head []byte) (Protocol, int, error) {
 	rc, err := conn.SyscallConn()
 	if err != nil {
-		return 0, fmt.Errorf("sniff: %w", err)
+		return 0, 0, fmt.Errorf("sniff: %w", err)
 	}
 	var (
 		n    int
@@ -88,7 +66,7 @@ func PeekBytes(conn *net.TCPConn, buf []byte) (int, error) {
 	)
 	err = rc.Read(func(fd uintptr) bool {
 		for {
-			n, _, rerr = unix.Recvfrom(int(fd), buf, unix.MSG_PEEK)
+			n, _, rerr = unix.Recvfrom(int(fd), head, unix.MSG_PEEK)
 			// Retry EINTR here: returning false would wait for the
 			// next readiness edge, which may never come if the data is
 			// already queued.
@@ -102,14 +80,26 @@ func PeekBytes(conn *net.TCPConn, buf []byte) (int, error) {
 	})
 	if err != nil {
 		// Deadline, or conn closed: err is already a *net.OpError.
-		return 0, err
+		return 0, 0, err
 	}
 	if rerr != nil {
-		return 0, &net.OpError{Op: "peek", Net: "tcp", Source: conn.LocalAddr(),
+		return 0, 0, &net.OpError{Op: "peek", Net: "tcp", Source: conn.LocalAddr(),
 			Addr: conn.RemoteAddr(), Err: os.NewSyscallError("recvfrom", rerr)}
 	}
 	if n == 0 {
-		return 0, io.EOF
+		return 0, 0, io.EOF
 	}
-	return n, nil
+	return classify(head[0]), n, nil
+}
+
+// classify says which protocol a client's first byte starts.
+func classify(first byte) Protocol {
+	switch first {
+	case 0x05:
+		return SOCKS5
+	case 0x04:
+		return SOCKS4
+	default:
+		return HTTP
+	}
 }

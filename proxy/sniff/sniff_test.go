@@ -42,7 +42,7 @@ func TestPeek(t *testing.T) {
 			}
 			// Peeking twice gives the same answer: nothing is consumed.
 			for range 2 {
-				got, err := Peek(server)
+				got, _, err := Peek(server, make([]byte, 1))
 				if err != nil || got != tt.want {
 					t.Fatalf("Peek() = %v, %v; want %v", got, err, tt.want)
 				}
@@ -64,7 +64,7 @@ func TestPeekWaitsForData(t *testing.T) {
 	client, server := connPair(t)
 	timer := time.AfterFunc(100*time.Millisecond, func() { client.Write([]byte("G")) })
 	defer timer.Stop()
-	got, err := Peek(server)
+	got, _, err := Peek(server, make([]byte, 1))
 	if err != nil || got != HTTP {
 		t.Fatalf("Peek() = %v, %v; want http", got, err)
 	}
@@ -74,7 +74,7 @@ func TestPeekDeadline(t *testing.T) {
 	_, server := connPair(t) // the client never sends
 	server.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
 	start := time.Now()
-	_, err := Peek(server)
+	_, _, err := Peek(server, make([]byte, 1))
 	if d := time.Since(start); d > time.Second {
 		t.Errorf("Peek returned after %v, want about 100ms", d)
 	}
@@ -87,7 +87,7 @@ func TestPeekDeadline(t *testing.T) {
 func TestPeekEOF(t *testing.T) {
 	client, server := connPair(t)
 	client.Close()
-	if _, err := Peek(server); err != io.EOF {
+	if _, _, err := Peek(server, make([]byte, 1)); err != io.EOF {
 		t.Errorf("Peek() error = %v, want io.EOF", err)
 	}
 }
@@ -96,7 +96,7 @@ func TestPeekReset(t *testing.T) {
 	client, server := connPair(t)
 	client.SetLinger(0)
 	client.Close()
-	if _, err := Peek(server); !errors.Is(err, syscall.ECONNRESET) {
+	if _, _, err := Peek(server, make([]byte, 1)); !errors.Is(err, syscall.ECONNRESET) {
 		t.Errorf("Peek() error = %v, want connection reset", err)
 	}
 }
@@ -104,7 +104,7 @@ func TestPeekReset(t *testing.T) {
 func TestPeekClosedConn(t *testing.T) {
 	_, server := connPair(t)
 	server.Close()
-	if _, err := Peek(server); !errors.Is(err, net.ErrClosed) {
+	if _, _, err := Peek(server, make([]byte, 1)); !errors.Is(err, net.ErrClosed) {
 		t.Errorf("Peek() error = %v, want net.ErrClosed", err)
 	}
 }
