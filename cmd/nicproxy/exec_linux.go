@@ -5,13 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/netip"
 	"os"
 	"os/exec"
 	"os/signal"
 	"os/user"
 	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 
@@ -119,29 +117,11 @@ func execLoadPolicy(o *execOptions, stderr io.Writer) (cgroup.Policy, int) {
 			fmt.Fprintf(stderr, "nicproxy exec: cannot pin the command's DNS, so nothing was started: %v\n", err)
 			return cgroup.Policy{}, exitUsage
 		}
-	} else if stub := loopbackNameserver("/etc/resolv.conf"); stub != "" {
+	} else if stub, _ := readResolvConf("/etc/resolv.conf"); stub != "" {
 		// An existing cgroup's processes keep their mount namespace.
 		fmt.Fprintf(stderr, "nicproxy exec: warning: /etc/resolv.conf names %s, a resolver on this host: the processes' queries to it stay on the host, and it looks names up through whichever NIC it chooses\n", stub)
 	}
 	return policy, exitOK
-}
-
-// loopbackNameserver is the first loopback nameserver resolv.conf names
-// (systemd-resolved's 127.0.0.53, a local dnsmasq), or "".
-func loopbackNameserver(path string) string {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return ""
-	}
-	for line := range strings.Lines(string(data)) {
-		fields := strings.Fields(line)
-		if len(fields) >= 2 && fields[0] == "nameserver" {
-			if a, err := netip.ParseAddr(fields[1]); err == nil && a.Unmap().IsLoopback() {
-				return a.String()
-			}
-		}
-	}
-	return ""
 }
 
 // execRun starts the command inside group and waits for it and every

@@ -25,22 +25,7 @@ import (
 // stub itself forwards to, whose queries exec does pin. Without either,
 // exec would let names leak through another NIC, so it refuses.
 func privateResolvConf(cfg *config.Config, hostResolv, stubUpstreams string) (string, error) {
-	data, err := os.ReadFile(hostResolv)
-	if err != nil {
-		return "", nil // no resolv.conf: glibc asks 127.0.0.1, which is CMD's own business
-	}
-	stub := ""
-	var keep []string
-	for line := range strings.Lines(string(data)) {
-		fields := strings.Fields(line)
-		if len(fields) >= 2 && fields[0] == "nameserver" {
-			if a, err := netip.ParseAddr(fields[1]); err == nil && a.Unmap().IsLoopback() && stub == "" {
-				stub = a.String()
-			}
-			continue
-		}
-		keep = append(keep, strings.TrimRight(line, "\n"))
-	}
+	stub, keep := readResolvConf(hostResolv)
 	if stub == "" || cfg.Default.Mode == config.ViaSystem || len(cfg.Default.NICs) == 0 {
 		return "", nil
 	}
@@ -70,6 +55,29 @@ func privateResolvConf(cfg *config.Config, hostResolv, stubUpstreams string) (st
 		b.WriteString(line + "\n")
 	}
 	return b.String(), nil
+}
+
+// readResolvConf returns the first loopback nameserver a resolv.conf
+// names (systemd-resolved's 127.0.0.53, a local dnsmasq), or "", and its
+// lines other than nameservers (search, options), which a replacement
+// keeps. A missing file names none: glibc then asks 127.0.0.1, which is
+// the command's own business.
+func readResolvConf(path string) (stub string, keep []string) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return "", nil
+	}
+	for line := range strings.Lines(string(data)) {
+		fields := strings.Fields(line)
+		if len(fields) >= 2 && fields[0] == "nameserver" {
+			if a, err := netip.ParseAddr(fields[1]); err == nil && a.Unmap().IsLoopback() && stub == "" {
+				stub = a.String()
+			}
+			continue
+		}
+		keep = append(keep, strings.TrimRight(line, "\n"))
+	}
+	return stub, keep
 }
 
 // withPrivateResolvConf turns cmd into the helper that mounts content over
