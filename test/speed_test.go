@@ -94,6 +94,33 @@ func (s *speedLab) connectHTTP(t testing.TB, host string) (int, netip.Addr) {
 	return resp.StatusCode, netlab.MustSeen(t, br).Addr()
 }
 
+// settled waits until neither NIC has sent anything for 200 ms, so the
+// closing packets of the flows before are out, and returns the counters.
+func (s *speedLab) settled(t testing.TB) netlab.Snapshot {
+	t.Helper()
+	var snap netlab.Snapshot
+	eventually(t, 10*time.Second, func() bool {
+		snap = s.Snapshot()
+		time.Sleep(200 * time.Millisecond)
+		return snap.TxSince(netlab.Ens33.Name) == 0 && snap.TxSince(netlab.Ens160.Name) == 0
+	}, func() string { return "the NICs kept sending" })
+	return snap
+}
+
+// pinned checks, once what it sent is out, that since before want sent
+// something and other sent nothing: the second proof of pinning, beside
+// the address the server saw.
+func (s *speedLab) pinned(t testing.TB, before netlab.Snapshot, want, other netlab.NIC) {
+	t.Helper()
+	s.settled(t)
+	if tx := before.TxSince(want.Name); tx == 0 {
+		t.Errorf("%s sent nothing", want.Name)
+	}
+	if tx := before.TxSince(other.Name); tx != 0 {
+		t.Errorf("%s sent %d bytes, want 0", other.Name, tx)
+	}
+}
+
 // TestDNSCacheTTL: a cached answer serves connections until its TTL runs
 // out, and not after: then one new query per family.
 func TestDNSCacheTTL(t *testing.T) {
@@ -101,6 +128,7 @@ func TestDNSCacheTTL(t *testing.T) {
 	lab := newSpeedLab(t, ttl)
 	lab.StartProxy(nicproxyBinary, "127.0.0.1:1080", "default: ens160\n")
 	name := "ttl.example.test"
+	before := lab.Snapshot()
 	first := time.Now()
 	for range 3 {
 		if rep, seen := lab.connectSOCKS5(t, name); rep != 0 || seen != netlab.Ens160.Addr {
@@ -118,6 +146,7 @@ func TestDNSCacheTTL(t *testing.T) {
 	if a2, aaaa2 := lab.queries(name); a2 != a+1 || aaaa2 != aaaa+1 {
 		t.Errorf("after the TTL: %d A and %d AAAA queries in all, want %d and %d", a2, aaaa2, a+1, aaaa+1)
 	}
+	lab.pinned(t, before, netlab.Ens160, netlab.Ens33)
 }
 
 // TestDNSCacheNegative: a name that does not exist is answered 0x04 (and
@@ -127,6 +156,7 @@ func TestDNSCacheNegative(t *testing.T) {
 	lab := newSpeedLab(t, 60)
 	lab.StartProxy(nicproxyBinary, "127.0.0.1:1080", "default: ens160\n")
 	name := "nx.example.test"
+	before := lab.Snapshot()
 	if rep, _ := lab.connectSOCKS5(t, name); rep != 0x04 {
 		t.Fatalf("first request: reply %#x, want 0x04", rep)
 	}
@@ -143,6 +173,8 @@ func TestDNSCacheNegative(t *testing.T) {
 	if got := lab.dns.Total(); got != total {
 		t.Errorf("the cached NXDOMAIN still sent %d queries", got-total)
 	}
+	// The one query per family left through ens160, the default's NIC.
+	lab.pinned(t, before, netlab.Ens160, netlab.Ens33)
 }
 
 // TestDNSSharedQuery: 50 connections at once to one uncached name send one
@@ -150,6 +182,7 @@ func TestDNSCacheNegative(t *testing.T) {
 func TestDNSSharedQuery(t *testing.T) {
 	lab := newSpeedLab(t, 60)
 	lab.StartProxy(nicproxyBinary, "127.0.0.1:1080", "default: ens160\n")
+	before := lab.Snapshot()
 	var wg sync.WaitGroup
 	for range 50 {
 		wg.Go(func() {
@@ -162,6 +195,7 @@ func TestDNSSharedQuery(t *testing.T) {
 	if a, aaaa := lab.queries("many.example.test"); a != 1 || aaaa != 1 {
 		t.Errorf("50 concurrent connections sent %d A and %d AAAA queries, want 1 each", a, aaaa)
 	}
+	lab.pinned(t, before, netlab.Ens160, netlab.Ens33)
 }
 
 // TestHappyEyeballs: a name whose first address is black-holed connects
@@ -283,12 +317,16 @@ default: ens160
 	proc := lab.StartProxy(nicproxyBinary, "127.0.0.1:1080", "", "-c", path)
 	both := func() {
 		t.Helper()
+		before := lab.settled(t)
 		if rep, seen := lab.connectSOCKS5(t, "www.example.test"); rep != 0 || seen != netlab.Ens33.Addr {
 			t.Fatalf("www: reply %#x seen %v, want 0 from ens33", rep, seen)
 		}
+		lab.pinned(t, before, netlab.Ens33, netlab.Ens160)
+		before = lab.Snapshot()
 		if rep, seen := lab.connectSOCKS5(t, "many.example.test"); rep != 0 || seen != netlab.Ens160.Addr {
 			t.Fatalf("many: reply %#x seen %v, want 0 from ens160", rep, seen)
 		}
+		lab.pinned(t, before, netlab.Ens160, netlab.Ens33)
 	}
 	both()
 	// ens33 now asks the system's nameservers (the same server, through
