@@ -32,6 +32,8 @@ func classify(err error) outcome {
 		return outcome{"loop", statute.RepRuleFailure, http.StatusForbidden}
 	case errors.Is(err, errRejected):
 		return outcome{"rejected", statute.RepRuleFailure, http.StatusForbidden}
+	case errors.Is(err, errWrongProtocol):
+		return outcome{"wrong-protocol", statute.RepCommandNotSupported, http.StatusBadRequest}
 	case errors.Is(err, errAuth):
 		return outcome{"auth-failed", statute.RepServerFailure, http.StatusProxyAuthRequired}
 	case errors.Is(err, bind.ErrNICMissing), errors.Is(err, bind.ErrNICDown),

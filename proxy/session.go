@@ -87,26 +87,31 @@ func (s *Server) serveConn(ctx context.Context, l config.Listener, conn *net.TCP
 	}()
 
 	_ = conn.SetDeadline(ss.start.Add(ss.st.cfg.Timeouts.Handshake))
+	// One peek tells the protocol and, for HTTP, whether the request is a
+	// CONNECT (which httpProxy.serve would otherwise peek for). A port that
+	// serves one protocol looks too, so that a client speaking the other is
+	// answered at once instead of at the handshake timeout: go-socks5 would
+	// wait for as many method bytes as "GET" claims, net/http for a line end
+	// that a SOCKS greeting never sends.
+	var head [len(connectPrefix)]byte
+	spoken, n, err := sniff.Peek(conn, head[:])
+	if err != nil {
+		s.log.Debug("client left before its first byte", zap.Stringer("client", ss.from), zap.Error(err))
+		return
+	}
+	ss.peeked = head[:n]
 	protocol := l.Protocol
-	if protocol == config.ProtocolMixed {
-		// One peek tells the protocol and, for HTTP, whether the request
-		// is a CONNECT (which httpProxy.serve would otherwise peek for).
-		var head [len(connectPrefix)]byte
-		p, n, err := sniff.Peek(conn, head[:])
-		if err != nil {
-			s.log.Debug("client left before its first byte", zap.Stringer("client", ss.from), zap.Error(err))
-			return
-		}
-		ss.peeked = head[:n]
-		switch p {
-		case sniff.SOCKS5:
-			protocol = config.ProtocolSOCKS5
-		case sniff.SOCKS4:
-			ss.serveSOCKS4()
-			return
-		default:
-			protocol = config.ProtocolHTTP
-		}
+	switch {
+	case protocol != config.ProtocolMixed && !serves(protocol, spoken):
+		ss.refuseProtocol(spoken)
+		return
+	case spoken == sniff.SOCKS4: // a mixed port
+		ss.serveSOCKS4()
+		return
+	case spoken == sniff.SOCKS5:
+		protocol = config.ProtocolSOCKS5
+	default:
+		protocol = config.ProtocolHTTP
 	}
 	switch protocol {
 	case config.ProtocolSOCKS5:
@@ -237,9 +242,9 @@ func (ss *session) logAccess() {
 	if ss.err != nil && !errors.Is(ss.err, relay.ErrIdle) {
 		fields = append(fields, zap.Error(ss.err))
 	}
-	if result == "auth-failed" {
-		// A guesser makes these by the thousand: as a warning, the
-		// logger samples them.
+	if result == "auth-failed" || result == "wrong-protocol" {
+		// A guesser or a scanner makes these by the thousand: as a
+		// warning, the logger samples them.
 		ss.srv.log.Warn("access", fields...)
 		return
 	}
