@@ -134,7 +134,7 @@ func (u *users) check(name, password string) bool {
 func (u *users) bcrypt(hash []byte, password string) bool {
 	u.guard.work <- struct{}{}
 	defer func() { <-u.guard.work }()
-	return bcrypt.CompareHashAndPassword(hash, []byte(password)) == nil
+	return u.guard.compare(hash, []byte(password)) == nil
 }
 
 // authGuard is what outlives a reload: the bound on bcrypt work and the
@@ -144,6 +144,7 @@ type authGuard struct {
 	onFail   func()        // counts nicproxy_auth_failures_total
 	now      func() time.Time
 	sleep    func(time.Duration)
+	compare  func(hash, password []byte) error // bcrypt's; counted in tests
 	mu       sync.Mutex
 	failures map[netip.Addr]*failureRecord
 }
@@ -171,6 +172,7 @@ func newAuthGuard(onFail func()) *authGuard {
 		onFail:   onFail,
 		now:      time.Now,
 		sleep:    time.Sleep,
+		compare:  bcrypt.CompareHashAndPassword,
 		failures: map[netip.Addr]*failureRecord{},
 	}
 }

@@ -188,3 +188,42 @@ func TestDummyHashKeptAcrossReloads(t *testing.T) {
 		t.Error("a table without bcrypt users kept a dummy hash it does not need")
 	}
 }
+
+// TestRefusalsCostOneBcrypt proves without a clock what makes refusals
+// take the same time: an unknown user, a bcrypt user's wrong password and
+// a plain-password user's wrong password each run exactly one bcrypt
+// comparison against a hash of the same cost; the dummy hash is really
+// checked, not skipped. (The times themselves are in the benchmark
+// BenchmarkHostileAuth in test/.)
+func TestRefusalsCostOneBcrypt(t *testing.T) {
+	hash, _ := bcrypt.GenerateFromPassword([]byte("bob-pw"), bcrypt.MinCost+1)
+	g := newAuthGuard(nil)
+	type comparison struct {
+		cost     int
+		password string
+	}
+	var compared []comparison
+	g.compare = func(hash, password []byte) error {
+		cost, err := bcrypt.Cost(hash)
+		if err != nil {
+			t.Errorf("compared against %q, not a bcrypt hash: %v", hash, err)
+		}
+		compared = append(compared, comparison{cost, string(password)})
+		return bcrypt.CompareHashAndPassword(hash, password)
+	}
+	u := newUsers([]config.User{{Name: "bob", PasswordHash: hash}, {Name: "carol", Password: "carol-pw"}}, g, nil)
+	for _, tt := range []struct{ user, password string }{
+		{"mallory", "guess-1"}, // unknown: the dummy hash
+		{"bob", "guess-2"},     // bcrypt user, wrong password: bob's hash
+		{"carol", "guess-3"},   // plain user, wrong password: the dummy hash
+	} {
+		compared = nil
+		if u.valid(netip.Addr{}, tt.user, tt.password) {
+			t.Fatalf("%s logged in with %q", tt.user, tt.password)
+		}
+		want := []comparison{{bcrypt.MinCost + 1, tt.password}}
+		if fmt.Sprint(compared) != fmt.Sprint(want) {
+			t.Errorf("refusing %s ran bcrypt comparisons %v, want %v", tt.user, compared, want)
+		}
+	}
+}

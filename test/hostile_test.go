@@ -38,7 +38,7 @@ func startHostile(t *testing.T, yaml string) *hostileLab {
 	return startHostileBinary(t, nicproxyBinary, yaml)
 }
 
-func startHostileBinary(t *testing.T, binary, yaml string) *hostileLab {
+func startHostileBinary(t testing.TB, binary, yaml string) *hostileLab {
 	t.Helper()
 	l := netlab.New(t)
 	lab := &servingLab{Lab: l, web: l.StartWeb(), echo: l.StartEcho()}
@@ -128,7 +128,7 @@ func (h *hostileLab) normalClient(t *testing.T, proxy string) {
 }
 
 // plainBinary builds nicproxy without the race detector, once per run.
-func plainBinary(t *testing.T) string {
+func plainBinary(t testing.TB) string {
 	t.Helper()
 	plain.once.Do(func() {
 		dir := filepath.Join(filepath.Dir(nicproxyBinary), "plain")

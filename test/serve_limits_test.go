@@ -178,7 +178,7 @@ log: {format: json}
 }
 
 // dialFrom connects from a chosen local address inside the host namespace.
-func dialFrom(t *testing.T, lab *netlab.Lab, local, remote string) net.Conn {
+func dialFrom(t testing.TB, lab *netlab.Lab, local, remote string) net.Conn {
 	t.Helper()
 	var conn net.Conn
 	err := lab.InHost(func() error {
