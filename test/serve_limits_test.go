@@ -205,11 +205,14 @@ timeouts: {handshake: 1s}
 limits: {max_connections: 2}
 `)
 	t.Run("a silent client is dropped after timeouts.handshake", func(t *testing.T) {
+		// The proxy closes (EOF), long before the client's own 10 s
+		// deadline would end the read, and not before its 1 s: a lower
+		// bound that a busy machine can only make easier to meet.
 		conn := dialProxy(t, lab.Lab)
 		start := time.Now()
 		_, err := conn.Read(make([]byte, 1))
-		if d := time.Since(start); err == nil || d < 900*time.Millisecond || d > 3*time.Second {
-			t.Errorf("read returned %v after %v, want the connection closed after about 1s", err, d)
+		if d := time.Since(start); err != io.EOF || d < 900*time.Millisecond {
+			t.Errorf("read returned %v after %v, want the proxy's close (EOF) once 1s had passed", err, d)
 		}
 	})
 	t.Run("unsupported command and address type", func(t *testing.T) {
@@ -248,8 +251,8 @@ limits: {max_connections: 2}
 			}
 			held = append(held, conn)
 		}
-		start := time.Now()
 		// The refusal may reach the client while it is still connecting.
+		// A client queued instead would see its own deadline's timeout.
 		extra, err := lab.DialHost("tcp", "127.0.0.1:1080")
 		if err == nil {
 			defer extra.Close()
@@ -260,9 +263,6 @@ limits: {max_connections: 2}
 		}
 		if err == nil || !(errors.Is(err, syscall.ECONNRESET) || errors.Is(err, io.EOF) || errors.Is(err, syscall.EPIPE)) {
 			t.Errorf("third client: %v, want the connection refused", err)
-		}
-		if d := time.Since(start); d > time.Second {
-			t.Errorf("refusing took %v", d)
 		}
 		for _, c := range held {
 			c.Close()

@@ -199,11 +199,13 @@ func TestDNSSharedQuery(t *testing.T) {
 }
 
 // TestHappyEyeballs: a name whose first address is black-holed connects
-// through its second in well under the dial timeout (one attempt delay),
-// over SOCKS5 and HTTP CONNECT; a refused first address moves on at once
-// (the attempt delay is set to 5 s to show the refusal, not the timer,
-// started the second). Every attempt leaves through ens160: ens33 sends
-// nothing, the black-holed SYNs included.
+// through its second, over SOCKS5 and HTTP CONNECT, inside a dial timeout
+// that the first attempt alone would use up: the second attempt started
+// while the first still waited. A refused first address moves on at
+// once: with an attempt delay longer than the dial timeout, only the
+// refusal can start the second attempt in time. Every attempt leaves
+// through ens160: ens33 sends nothing, the black-holed SYNs included. How
+// fast, against a literal, is BenchmarkSpeed's (a clock decides it).
 func TestHappyEyeballs(t *testing.T) {
 	lab := newSpeedLab(t, 60)
 	proc := lab.StartProxy(nicproxyBinary, "127.0.0.1:1080", "default: ens160\ntimeouts: {dial: 10s, attempt: 250ms}\n")
@@ -228,16 +230,10 @@ func TestHappyEyeballs(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			lab := lab.with(t)
-			lab.connectSOCKS5(t, "hole.example.test") // resolve once, so the time below is the race alone
+			lab.connectSOCKS5(t, "hole.example.test") // resolve once: what follows is the race alone
 			before := lab.Snapshot()
-			start := time.Now()
-			seen := tc.connect(t, "hole.example.test")
-			took := time.Since(start)
-			if seen != netlab.Ens160.Addr {
+			if seen := tc.connect(t, "hole.example.test"); seen != netlab.Ens160.Addr {
 				t.Errorf("server saw %v, want %v", seen, netlab.Ens160.Addr)
-			}
-			if took >= time.Second {
-				t.Errorf("connecting past a black-holed first address took %v, want under 1s", took)
 			}
 			if tx := before.TxSince("ens160"); tx == 0 {
 				t.Error("ens160 sent nothing")
@@ -252,14 +248,12 @@ func TestHappyEyeballs(t *testing.T) {
 	}
 
 	slow := newSpeedLab(t, 60)
-	slow.StartProxy(nicproxyBinary, "127.0.0.1:1080", "default: ens160\ntimeouts: {attempt: 5s}\n")
+	slow.StartProxy(nicproxyBinary, "127.0.0.1:1080", "default: ens160\ntimeouts: {dial: 10s, attempt: 1h}\n")
 	slow.connectSOCKS5(t, "refused.example.test")
 	before := slow.Snapshot()
-	start := time.Now()
-	rep, seen := slow.connectSOCKS5(t, "refused.example.test")
-	if took := time.Since(start); rep != 0 || seen != netlab.Ens160.Addr || took > 2500*time.Millisecond {
-		t.Errorf("refused first address: reply %#x seen %v after %v; want 0 from %v well before the 5s attempt delay",
-			rep, seen, took, netlab.Ens160.Addr)
+	if rep, seen := slow.connectSOCKS5(t, "refused.example.test"); rep != 0 || seen != netlab.Ens160.Addr {
+		t.Errorf("refused first address: reply %#x seen %v; want 0 from %v within the 10s dial timeout (the attempt delay is 1h)",
+			rep, seen, netlab.Ens160.Addr)
 	}
 	if tx := before.TxSince("ens33"); tx != 0 {
 		t.Errorf("ens33 sent %d bytes, want 0", tx)

@@ -231,10 +231,9 @@ func TestServerFailures(t *testing.T) {
 		!strings.Contains(err.Error(), srv.addr.String()+" via test0") || !strings.Contains(err.Error(), "server misbehaving") {
 		t.Errorf("SERVFAIL: %v, want a DNSError naming %v via test0", err, srv.addr)
 	}
-	start := time.Now()
 	_, err = r.Lookup(context.Background(), "silent.test")
-	if !errors.As(err, &dnsErr) || !dnsErr.IsTimeout || dnsErr.IsNotFound || time.Since(start) > 5*time.Second {
-		t.Errorf("no answer: %v after %v, want a timeout after about 1 s", err, time.Since(start))
+	if !errors.As(err, &dnsErr) || !dnsErr.IsTimeout || dnsErr.IsNotFound {
+		t.Errorf("no answer: %v, want a timeout", err)
 	}
 	// Failures are not cached.
 	_, _ = r.Lookup(context.Background(), "fail.test")

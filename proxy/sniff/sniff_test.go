@@ -73,11 +73,7 @@ func TestPeekWaitsForData(t *testing.T) {
 func TestPeekDeadline(t *testing.T) {
 	_, server := connPair(t) // the client never sends
 	server.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
-	start := time.Now()
 	_, _, err := Peek(server, make([]byte, 1))
-	if d := time.Since(start); d > time.Second {
-		t.Errorf("Peek returned after %v, want about 100ms", d)
-	}
 	var ne net.Error
 	if !errors.Is(err, os.ErrDeadlineExceeded) || !errors.As(err, &ne) || !ne.Timeout() {
 		t.Errorf("Peek() error = %v, want a timeout", err)

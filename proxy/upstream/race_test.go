@@ -90,18 +90,18 @@ func TestRace(t *testing.T) {
 		}
 	})
 	t.Run("refused first moves on at once", func(t *testing.T) {
+		// With an hour's attempt delay and 20 s for the race, only the
+		// refusal can have started the second attempt in time.
 		at := &attempts{start: time.Now(), ports: map[netip.Addr]netip.AddrPort{a1: closedPort(t), a2: loopback.Echo(t)}}
-		conn, addr, err := race(context.Background(), []netip.Addr{a1, a2}, 10*time.Second, at.dial)
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		conn, addr, err := race(ctx, []netip.Addr{a1, a2}, time.Hour, at.dial)
 		if err != nil {
 			t.Fatal(err)
 		}
 		conn.Close()
 		if addr != a2 {
 			t.Errorf("winner %v, want %v", addr, a2)
-		}
-		// With a 10 s delay, only the refusal can have started the second.
-		if at.started[1] > 5*time.Second {
-			t.Errorf("second attempt started after %v: the refusal did not start it", at.started[1])
 		}
 	})
 	t.Run("all fail: the first address's error", func(t *testing.T) {
@@ -122,8 +122,13 @@ func TestRace(t *testing.T) {
 		if !errors.Is(err, context.DeadlineExceeded) {
 			t.Errorf("err %v, want the deadline", err)
 		}
-		if len(at.order) != 3 {
-			t.Errorf("%d attempts started before the deadline, want 3", len(at.order))
+		// How many started depends on how the timers ran on a busy
+		// machine; none may start once the race has ended.
+		count := func() int { at.mu.Lock(); defer at.mu.Unlock(); return len(at.order) }
+		n := count()
+		time.Sleep(2 * delay)
+		if later := count() - n; later != 0 || n == 0 || n > 3 {
+			t.Errorf("%d attempts, %d after the deadline; want 1 to 3, none after", n, later)
 		}
 	})
 	t.Run("an unusable NIC ends the race", func(t *testing.T) {

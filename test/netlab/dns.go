@@ -54,6 +54,8 @@ type DNS struct {
 	queries map[dnsKey]int
 	total   int
 	seen    []netip.Addr
+	waiting int // queries waiting out the delay now
+	peak    int // the most that ever waited at once
 }
 
 type dnsKey struct {
@@ -77,6 +79,14 @@ func (d *DNS) Total() int {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.total
+}
+
+// Peak returns the most queries that waited out the delay at once: more
+// than one shows the server does not serialise them.
+func (d *DNS) Peak() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.peak
 }
 
 // Seen returns the client addresses queries came from, each once, in the
@@ -252,6 +262,15 @@ func (d *DNS) respond(stop context.Context, query []byte, client netip.Addr, ove
 	if resp == nil || d.delay <= 0 {
 		return resp
 	}
+	d.mu.Lock()
+	d.waiting++
+	d.peak = max(d.peak, d.waiting)
+	d.mu.Unlock()
+	defer func() {
+		d.mu.Lock()
+		d.waiting--
+		d.mu.Unlock()
+	}()
 	t := time.NewTimer(d.delay)
 	defer t.Stop()
 	select {

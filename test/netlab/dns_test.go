@@ -129,7 +129,7 @@ func TestDNSZone(t *testing.T) {
 		t.Errorf("seen %v, want %v", seen, Ens33.Addr)
 	}
 
-	// Ten queries at once take one delay, not ten.
+	// Ten queries at once wait out their delays together, not in turn.
 	const n = 10
 	start := time.Now()
 	errs := make(chan error, n)
@@ -148,8 +148,12 @@ func TestDNSZone(t *testing.T) {
 			t.Error(err)
 		}
 	}
-	if elapsed := time.Since(start); elapsed < delay || elapsed > n*delay/2 {
-		t.Errorf("%d concurrent queries took %v with a %v delay: serialised, or no delay", n, elapsed, delay)
+	// No answer before its delay: a lower bound a busy machine only helps.
+	if elapsed := time.Since(start); elapsed < delay {
+		t.Errorf("%d concurrent queries took %v with a %v delay: no delay", n, elapsed, delay)
+	}
+	if peak := dns.Peak(); peak < 2 {
+		t.Errorf("at most %d of %d concurrent queries waited at once: serialised", peak, n)
 	}
 }
 
