@@ -1,0 +1,210 @@
+package test
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"nicproxy/test/netlab"
+)
+
+// cgroupTree is a cgroup v2 hierarchy the test mounts itself (this host
+// may mount cgroup v1 only), where clients are started in cgroups named
+// like systemd's.
+type cgroupTree struct {
+	mount string
+}
+
+func mountCgroup2(t *testing.T) *cgroupTree {
+	t.Helper()
+	dir := t.TempDir()
+	if err := unix.Mount("none", dir, "cgroup2", 0, ""); err != nil {
+		netlab.SkipOrFail(t, "mount cgroup2: %v", err)
+	}
+	t.Cleanup(func() { _ = unix.Unmount(dir, unix.MNT_DETACH) })
+	return &cgroupTree{mount: dir}
+}
+
+// make creates cgroup path (removed when the test ends, once empty).
+func (c *cgroupTree) make(t *testing.T, path string) string {
+	t.Helper()
+	dir := filepath.Join(c.mount, path)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		for range 50 { // its last process may still be exiting
+			if err := os.Remove(dir); err == nil || os.IsNotExist(err) {
+				return
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	})
+	return dir
+}
+
+// curlIn runs curl (or the binary given) in the host namespace, inside
+// cgroup path, optionally as another user (setpriv), uploading a random
+// payload to /echo through the proxy; it returns the flow the server saw.
+func (c *cgroupTree) curlIn(t *testing.T, lab *servingLab, path, curl, asUser string) flow {
+	t.Helper()
+	dir := c.make(t, path)
+	payload := make([]byte, 64<<10)
+	_, _ = rand.Read(payload)
+	run := []string{curl}
+	if asUser != "" {
+		run = []string{"setpriv", "--reuid=" + asUser, "--regid=" + asUser, "--clear-groups", curl}
+	}
+	// The shell joins the cgroup, then becomes curl: curl's sockets are
+	// made in the cgroup, as a systemd service's are.
+	script := `echo $$ > "$0/cgroup.procs" && exec "$@"`
+	args := append([]string{"-c", script, dir}, run...)
+	args = append(args, "--disable", "--silent", "--show-error", "--max-time", "20",
+		"--proxy", "socks5h://127.0.0.1:1080", "--data-binary", "@-", "-o", "/dev/null", "-D", "-",
+		lab.url("http", "web.test", "/echo"))
+	cmd := lab.Command("sh", args...)
+	cmd.Stdin = bytes.NewReader(payload)
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("%s in %s: %v: %s", curl, path, err, errOut.String())
+	}
+	return flow{seen: seenHeader(t, out.String()), sent: len(payload)}
+}
+
+// TestClientRules: rules by systemd unit, user id and program name, each
+// flow proven by the address the server saw and by the other NIC sending
+// nothing; the access log and /api/status say who the client was; a
+// client gone before the lookup matches no such rule and is counted.
+func TestClientRules(t *testing.T) {
+	lab := newServingLab(t)
+	tree := mountCgroup2(t)
+	curl, err := exec.LookPath("curl")
+	if err != nil {
+		netlab.SkipOrFail(t, "no curl: %v", err)
+	}
+	// A second program: curl under another name, in a directory nobody
+	// can read too.
+	curlCopy := filepath.Join(t.TempDir(), "curl-ens33")
+	if data, err := os.ReadFile(curl); err != nil || os.WriteFile(curlCopy, data, 0o755) != nil {
+		t.Fatalf("copy curl: %v", err)
+	}
+	_ = os.Chmod(filepath.Dir(curlCopy), 0o755)
+	proc := lab.StartProxy(nicproxyBinary, "127.0.0.1:1080", `
+listen: [{addr: 127.0.0.1:1080}]
+admin: {addr: 127.0.0.1:9090}
+log: {format: json}
+rules:
+  - {name: apt, unit: [t-apt.service], via: ens33}
+  - {name: nobody, uid: [65534], via: ens33}
+  - {name: copy, program: [curl-ens33], via: ens33}
+default: ens160
+`)
+	entry := 0
+	access := func(t *testing.T) map[string]any {
+		t.Helper()
+		e := nextAccess(t, proc, entry)
+		entry++
+		return e
+	}
+	tests := []struct {
+		name, cgroup, curl, user string
+		want, other              netlab.NIC
+		rule, unit, program      string
+		uid                      float64
+	}{
+		{"unit rule", "/system.slice/t-apt.service", curl, "", netlab.Ens33, netlab.Ens160, "apt", "t-apt.service", "", 0},
+		{"another unit: default", "/system.slice/t-other.service", curl, "", netlab.Ens160, netlab.Ens33, "default", "t-other.service", "curl", 0},
+		{"uid rule (nobody)", "/system.slice/t-nobody.service", curl, "65534", netlab.Ens33, netlab.Ens160, "nobody", "t-nobody.service", "", 65534},
+		{"program rule", "/user.slice/t-prog.scope", curlCopy, "", netlab.Ens33, netlab.Ens160, "copy", "t-prog.scope", "curl-ens33", 0},
+		{"another program: default", "/user.slice/t-prog.scope", curl, "", netlab.Ens160, netlab.Ens33, "default", "t-prog.scope", "curl", 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			before := lab.Snapshot()
+			f := tree.curlIn(t, lab, tt.cgroup, tt.curl, tt.user)
+			checkPinned(t, before, f, tt.want, tt.other)
+			e := access(t)
+			if e["rule"] != tt.rule || e["unit"] != tt.unit || e["uid"] != tt.uid || e["program"] != tt.program {
+				t.Errorf("access line: rule %v unit %v uid %v program %v; want %s %s %v %q", e["rule"], e["unit"], e["uid"], e["program"], tt.rule, tt.unit, tt.uid, tt.program)
+			}
+		})
+	}
+	// The program is looked up only when a program rule is reached:
+	// the unit and uid rules matched before one was.
+	var status struct {
+		Recent []struct {
+			Rule, Unit, Program string
+			UID                 *uint32
+		}
+	}
+	text := adminGet(t, lab.Lab, "/api/status")
+	if err := json.Unmarshal([]byte(text), &status); err != nil || len(status.Recent) != len(tests) {
+		t.Fatalf("/api/status: %v, want %d recent connections:\n%s", err, len(tests), text)
+	}
+	for i, tt := range tests {
+		got := status.Recent[len(tests)-1-i] // newest first
+		if got.Rule != tt.rule || got.Unit != tt.unit || got.Program != tt.program || got.UID == nil || float64(*got.UID) != tt.uid {
+			t.Errorf("/api/status for %s: %+v, want rule %s unit %s program %q uid %v", tt.name, got, tt.rule, tt.unit, tt.program, tt.uid)
+		}
+	}
+
+	t.Run("a client gone before the lookup matches none and is counted", func(t *testing.T) {
+		before := metricOrZero(adminGet(t, lab.Lab, "/metrics"), `nicproxy_client_lookup_failures_total{reason="closed"}`)
+		// The proxy is stopped while the client connects, sends its
+		// whole request and closes: when the proxy runs again and looks
+		// the socket up, no process holds it.
+		if err := proc.Signal(syscall.SIGSTOP); err != nil {
+			t.Fatal(err)
+		}
+		stopped := true
+		defer func() {
+			if stopped {
+				_ = proc.Signal(syscall.SIGCONT)
+			}
+		}()
+		conn, err := lab.DialHost("tcp", "127.0.0.1:1080")
+		if err != nil {
+			t.Fatal(err)
+		}
+		req := fmt.Sprintf("GET %s HTTP/1.1\r\nHost: %s\r\n\r\n", lab.url("http", netlab.Server.String(), "/echo"), netlab.Server)
+		if _, err := io.WriteString(conn, req); err != nil {
+			t.Fatal(err)
+		}
+		conn.Close()
+		if err := proc.Signal(syscall.SIGCONT); err != nil {
+			t.Fatal(err)
+		}
+		stopped = false
+		e := access(t)
+		if e["rule"] != "default" || e["client_unknown"] == nil || e["unit"] != "" || e["uid"] != float64(-1) {
+			t.Errorf("access line %v: want the default rule, client unknown, no unit nor uid", e)
+		}
+		eventually(t, 10*time.Second, func() bool {
+			return metricOrZero(adminGet(t, lab.Lab, "/metrics"), `nicproxy_client_lookup_failures_total{reason="closed"}`) == before+1
+		}, func() string { return "the closed client was not counted:\n" + adminGet(t, lab.Lab, "/metrics") })
+	})
+}
+
+// metricOrZero is metric for a series that may not exist yet.
+func metricOrZero(metrics, series string) float64 {
+	for _, line := range strings.Split(metrics, "\n") {
+		if v, ok := strings.CutPrefix(line, series+" "); ok {
+			var f float64
+			_, _ = fmt.Sscan(v, &f)
+			return f
+		}
+	}
+	return 0
+}
