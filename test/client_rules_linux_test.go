@@ -160,6 +160,31 @@ default: ens160
 		}
 	}
 
+	t.Run("route --from-pid and --unit", func(t *testing.T) {
+		dir := tree.make(t, "/system.slice/t-apt.service")
+		sleeper := lab.Command("sh", "-c", `echo $$ > "$0/cgroup.procs" && exec sleep 60`, dir)
+		if err := sleeper.Start(); err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = sleeper.Process.Kill(); _ = sleeper.Wait() }()
+		// ip netns exec becomes sh, then sleep: one pid throughout.
+		pid := fmt.Sprint(sleeper.Process.Pid)
+		eventually(t, 10*time.Second, func() bool {
+			procs, _ := os.ReadFile(filepath.Join(dir, "cgroup.procs"))
+			exe, _ := os.Readlink("/proc/" + pid + "/exe")
+			return strings.Contains(string(procs), pid+"\n") && filepath.Base(exe) == "sleep"
+		}, func() string { return "the sleeper never reached its cgroup" })
+		cfg := writeConfig(t, "rules:\n  - {name: apt, unit: [t-apt.service], via: ens33}\n  - {name: sleepers, program: [sleep], via: ens33}\ndefault: ens160\n")
+		res := nicproxy(t, lab.Lab, "route", "-c", cfg, "--from-pid", pid, "192.0.2.1:80")
+		if res.code != 0 || !strings.Contains(res.stdout, "rule      0 apt\n") || !strings.Contains(res.stdout, "client    unit t-apt.service, cgroup /system.slice/t-apt.service, uid 0, program sleep") {
+			t.Errorf("route --from-pid %s: exit %d\n%s%s", pid, res.code, res.stdout, res.stderr)
+		}
+		res = nicproxy(t, lab.Lab, "route", "-c", cfg, "--unit", "t-other.service", "192.0.2.1:80")
+		if res.code != 0 || !strings.Contains(res.stdout, "rule      default\n") {
+			t.Errorf("route --unit t-other.service: exit %d\n%s%s", res.code, res.stdout, res.stderr)
+		}
+	})
+
 	t.Run("a client gone before the lookup matches none and is counted", func(t *testing.T) {
 		before := metricOrZero(adminGet(t, lab.Lab, "/metrics"), `nicproxy_client_lookup_failures_total{reason="closed"}`)
 		// The proxy is stopped while the client connects, sends its

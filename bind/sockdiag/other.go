@@ -5,6 +5,8 @@ package sockdiag
 import (
 	"errors"
 	"net/netip"
+
+	"nicproxy/bind"
 )
 
 var errNotLinux = errors.New("sock_diag is Linux only")
@@ -55,3 +57,10 @@ func ProcessOf(pid int, mount string) (Process, error) { return Process{}, errNo
 
 // FindMount finds no cgroup v2 hierarchy on this system.
 func FindMount() (string, error) { return "", nil }
+
+// Doctor says client rules cannot work on this system.
+func Doctor() bind.NICReport {
+	return bind.NICReport{NIC: "client rules (unit, cgroup, uid, program)", Findings: []bind.Finding{
+		{Severity: bind.Warn, Check: "os", Detail: "unit, cgroup, uid and program rules need Linux (sock_diag); they match nothing here"},
+	}}
+}
