@@ -26,7 +26,7 @@ type cgroupTree struct {
 	mount string
 }
 
-func mountCgroup2(t *testing.T) *cgroupTree {
+func mountCgroup2(t testing.TB) *cgroupTree {
 	t.Helper()
 	dir := t.TempDir()
 	if err := unix.Mount("none", dir, "cgroup2", 0, ""); err != nil {
@@ -37,7 +37,7 @@ func mountCgroup2(t *testing.T) *cgroupTree {
 }
 
 // make creates cgroup path (removed when the test ends, once empty).
-func (c *cgroupTree) make(t *testing.T, path string) string {
+func (c *cgroupTree) make(t testing.TB, path string) string {
 	t.Helper()
 	dir := filepath.Join(c.mount, path)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -66,11 +66,7 @@ func (c *cgroupTree) curlIn(t *testing.T, lab *servingLab, path, curl, asUser st
 	if asUser != "" {
 		run = []string{"setpriv", "--reuid=" + asUser, "--regid=" + asUser, "--clear-groups", curl}
 	}
-	// The shell joins the cgroup, then becomes curl: curl's sockets are
-	// made in the cgroup, as a systemd service's are.
-	script := `echo $$ > "$0/cgroup.procs" && exec "$@"`
-	args := append([]string{"-c", script, dir}, run...)
-	args = append(args, "--disable", "--silent", "--show-error", "--max-time", "20",
+	args := append(inCgroup(dir, run...), "--disable", "--silent", "--show-error", "--max-time", "20",
 		"--proxy", "socks5h://127.0.0.1:1080", "--data-binary", "@-", "-o", "/dev/null", "-D", "-",
 		lab.url("http", "web.test", "/echo"))
 	cmd := lab.Command("sh", args...)
@@ -81,6 +77,13 @@ func (c *cgroupTree) curlIn(t *testing.T, lab *servingLab, path, curl, asUser st
 		t.Fatalf("%s in %s: %v: %s", curl, path, err, errOut.String())
 	}
 	return flow{seen: seenHeader(t, out.String()), sent: len(payload)}
+}
+
+// inCgroup is the sh arguments that run argv inside the cgroup directory
+// dir: the shell joins the cgroup, then becomes argv, so the program's
+// sockets are made in the cgroup, as a systemd service's are.
+func inCgroup(dir string, argv ...string) []string {
+	return append([]string{"-c", `echo $$ > "$0/cgroup.procs" && exec "$@"`, dir}, argv...)
 }
 
 // TestClientRules: rules by systemd unit, user id and program name, each
@@ -162,7 +165,7 @@ default: ens160
 
 	t.Run("route --from-pid and --unit", func(t *testing.T) {
 		dir := tree.make(t, "/system.slice/t-apt.service")
-		sleeper := lab.Command("sh", "-c", `echo $$ > "$0/cgroup.procs" && exec sleep 60`, dir)
+		sleeper := lab.Command("sh", inCgroup(dir, "sleep", "60")...)
 		if err := sleeper.Start(); err != nil {
 			t.Fatal(err)
 		}

@@ -21,8 +21,9 @@ type Client struct {
 
 // Identifier finds the Client behind a connection. Safe for concurrent use.
 type Identifier struct {
-	lookup  *Lookup
-	cgroups *Cgroups
+	lookup   *Lookup
+	cgroups  *Cgroups
+	programs *Programs
 }
 
 // cgroupCacheSize bounds the cgroup id cache: far more cgroups than a
@@ -32,7 +33,7 @@ const cgroupCacheSize = 4096
 // NewIdentifier returns an Identifier over the cgroup v2 hierarchy at
 // mount ("" when the host has none).
 func NewIdentifier(mount string) *Identifier {
-	return &Identifier{lookup: NewLookup(), cgroups: NewCgroups(mount, cgroupCacheSize)}
+	return &Identifier{lookup: NewLookup(), cgroups: NewCgroups(mount, cgroupCacheSize), programs: NewPrograms()}
 }
 
 // Mount is the cgroup v2 mount point the Identifier reads, or "".
@@ -60,5 +61,5 @@ func (i *Identifier) Program(c Client) (string, error) {
 	if c.CgroupErr != nil {
 		return "", c.CgroupErr
 	}
-	return Program(i.cgroups.Mount(), c.Cgroup, c.inode)
+	return i.programs.Find(i.cgroups.Mount(), c.Cgroup, c.inode)
 }

@@ -39,8 +39,14 @@ func (c *Cgroups) Path(id uint64) (string, error) {
 	return "", &Error{Reason: NoCgroup2, Err: errNotLinux}
 }
 
-// Program fails on this system.
-func Program(mount, path string, inode uint64) (string, error) {
+// Programs finds programs holding sockets; it finds none here.
+type Programs struct{}
+
+// NewPrograms returns a Programs that finds nothing on this system.
+func NewPrograms() *Programs { return &Programs{} }
+
+// Find fails on this system.
+func (p *Programs) Find(mount, path string, inode uint64) (string, error) {
 	return "", &Error{Reason: NoCgroup2, Err: errNotLinux}
 }
 

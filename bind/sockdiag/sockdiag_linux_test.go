@@ -16,7 +16,7 @@ import (
 
 // needRoot skips (or, with NICPROXY_NO_SKIP=1, fails) a test that mounts
 // cgroup2 or moves processes between cgroups.
-func needRoot(t *testing.T) {
+func needRoot(t testing.TB) {
 	t.Helper()
 	if os.Geteuid() == 0 {
 		return
@@ -123,7 +123,7 @@ type cgroupLab struct {
 	mount string
 }
 
-func newCgroupLab(t *testing.T) *cgroupLab {
+func newCgroupLab(t testing.TB) *cgroupLab {
 	t.Helper()
 	needRoot(t)
 	dir := t.TempDir()
@@ -136,7 +136,7 @@ func newCgroupLab(t *testing.T) *cgroupLab {
 
 // mkdir makes the cgroup path (say /system.slice/t-x.service) and returns
 // its id; it is removed when the test ends.
-func (c *cgroupLab) mkdir(t *testing.T, path string) uint64 {
+func (c *cgroupLab) mkdir(t testing.TB, path string) uint64 {
 	t.Helper()
 	dir := filepath.Join(c.mount, path)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -218,6 +218,7 @@ func TestCgroupAndProgram(t *testing.T) {
 	l := NewLookup()
 	defer l.Close()
 	cgroups := NewCgroups(lab.mount, 100)
+	programs := NewPrograms()
 
 	aPath := fmt.Sprintf("/system.slice/t-sockdiag-%d.service", os.Getpid())
 	bPath := fmt.Sprintf("/user.slice/t-sockdiag-%d.scope/sub", os.Getpid())
@@ -242,11 +243,11 @@ func TestCgroupAndProgram(t *testing.T) {
 		if err != nil || path != tt.path || UnitOf(path) != tt.unit {
 			t.Errorf("cgroup %d: %q %v, unit %q; want %s, unit %s", s.CgroupID, path, err, UnitOf(path), tt.path, tt.unit)
 		}
-		if name, err := Program(lab.mount, path, s.Inode); err != nil || name != tt.name {
+		if name, err := programs.Find(lab.mount, path, s.Inode); err != nil || name != tt.name {
 			t.Errorf("program of %s: %q %v, want %s", tt.path, name, err, tt.name)
 		}
 		// Asked in the wrong cgroup, no process there holds it.
-		if name, err := Program(lab.mount, "/", s.Inode); ReasonOf(err) != NoOwner {
+		if name, err := programs.Find(lab.mount, "/", s.Inode); ReasonOf(err) != NoOwner {
 			t.Errorf("program of %s asked in /: %q %v, want %s", tt.path, name, err, NoOwner)
 		}
 	}
@@ -312,4 +313,74 @@ func TestUnitOf(t *testing.T) {
 			t.Errorf("UnitOf(%q) = %q, want %q", path, got, want)
 		}
 	}
+}
+
+// TestProgramsCacheProves: a socket found in an earlier reading of the
+// cgroup's processes is named only if its process still holds it; one it
+// has closed since is no one's, not the cached answer.
+func TestProgramsCacheProves(t *testing.T) {
+	lab := newCgroupLab(t)
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	path := fmt.Sprintf("/t-sockdiag-cache-%d.service", os.Getpid())
+	lab.mkdir(t, path)
+	ap := addrPort(ln.Addr())
+	script := fmt.Sprintf(`echo $$ > %s/cgroup.procs && exec 3<>/dev/tcp/%s/%d 4<>/dev/tcp/%s/%d && echo ready && read x && exec 4>&- && echo closed && read y`,
+		filepath.Join(lab.mount, path), ap.Addr(), ap.Port(), ap.Addr(), ap.Port())
+	cmd := exec.Command("bash", "-c", script)
+	stdin, _ := cmd.StdinPipe()
+	stdout, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { stdin.Close(); _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	out := bufio.NewReader(stdout)
+	if line, _ := out.ReadString('\n'); line != "ready\n" {
+		t.Fatalf("bash: %q", line)
+	}
+	for range 2 {
+		c, err := ln.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+	}
+	// Which socket is on which fd, as bash holds them.
+	fdInode := func(fd int) uint64 {
+		link, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/%d", cmd.Process.Pid, fd))
+		var ino uint64
+		if _, serr := fmt.Sscanf(link, "socket:[%d]", &ino); err != nil || serr != nil {
+			t.Fatalf("fd %d: %q %v %v", fd, link, err, serr)
+		}
+		return ino
+	}
+	kept, closed := fdInode(3), fdInode(4)
+	programs := NewPrograms()
+	name := filepath.Base(mustRealpath(t, mustLookPath(t, "bash")))
+	// The first lookup reads the cgroup's processes: both sockets are seen.
+	if got, err := programs.Find(lab.mount, path, kept); err != nil || got != name {
+		t.Fatalf("first socket: %q %v, want %s", got, err, name)
+	}
+	_, _ = io.WriteString(stdin, "\n")
+	if line, _ := out.ReadString('\n'); line != "closed\n" {
+		t.Fatalf("bash: %q", line)
+	}
+	if got, err := programs.Find(lab.mount, path, closed); ReasonOf(err) != NoOwner {
+		t.Errorf("socket closed since it was seen: %q %v, want %s", got, err, NoOwner)
+	}
+	if got, err := programs.Find(lab.mount, path, kept); err != nil || got != name {
+		t.Errorf("socket still held: %q %v, want %s", got, err, name)
+	}
+}
+
+func mustLookPath(t *testing.T, name string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err != nil {
+		t.Skipf("no %s", name)
+	}
+	return p
 }
