@@ -44,7 +44,9 @@ func BenchmarkProgram(b *testing.B) {
 		b.Fatal(err)
 	}
 	// Back to the root before the cgroup is removed.
-	b.Cleanup(func() { _ = os.WriteFile(filepath.Join(lab.mount, "cgroup.procs"), []byte(strconv.Itoa(os.Getpid())), 0) })
+	b.Cleanup(func() {
+		_ = os.WriteFile(filepath.Join(lab.mount, "cgroup.procs"), []byte(strconv.Itoa(os.Getpid())), 0)
+	})
 	ln, err := net.Listen("tcp4", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)
