@@ -34,8 +34,8 @@ type holder struct {
 
 // Bounds of the Programs cache: cgroups kept, and sockets kept per cgroup.
 const (
-	maxScans       = 64
-	maxScanSockets = 8192
+	maxScans       = 32
+	maxScanSockets = 4096
 )
 
 // NewPrograms returns an empty Programs.
@@ -60,16 +60,17 @@ func (p *Programs) Find(mount, path string, inode uint64) (string, error) {
 			return name, err
 		}
 	}
-	sc, denied, err := scan(mount, path)
+	sc, err := scan(mount, path, inode)
 	if err != nil {
 		return "", err
 	}
+	denied := sc.denied
 	if _, ok := p.scans[path]; !ok && len(p.scans) >= maxScans {
 		clear(p.scans)
 	}
-	holders, ok := sc[inode]
-	delete(sc, inode)
-	p.scans[path] = sc
+	holders, ok := sc.found[inode]
+	delete(sc.found, inode)
+	p.scans[path] = sc.found
 	if !ok {
 		if denied != nil {
 			return "", &Error{Reason: Denied, Err: denied}
@@ -107,12 +108,13 @@ func programOf(holders []holder, want string, inode uint64) (string, error) {
 }
 
 // scan reads the socket links of every process of the cgroup at path:
-// socket inode -> the fds holding it. denied is the last permission
+// socket inode -> the fds holding it, at most maxScanSockets sockets
+// besides want, which is always kept. denied is the last permission
 // error met on a process, for when the socket is not found.
-func scan(mount, path string) (map[uint64][]holder, error, error) {
+func scan(mount, path string, want uint64) (scanned, error) {
 	procs, err := os.ReadFile(filepath.Join(mount, path, "cgroup.procs"))
 	if err != nil {
-		return nil, nil, fsFail(err, "read the processes of cgroup %s: %w", path, err)
+		return scanned{}, fsFail(err, "read the processes of cgroup %s: %w", path, err)
 	}
 	found := map[uint64][]holder{}
 	var denied error
@@ -123,17 +125,23 @@ func scan(mount, path string) (map[uint64][]holder, error, error) {
 		if err != nil {
 			continue
 		}
-		if err := socketsOf(int32(pid), found); errors.Is(err, os.ErrPermission) {
+		if err := socketsOf(int32(pid), want, found); errors.Is(err, os.ErrPermission) {
 			denied = err
 		}
 	}
-	return found, denied, nil
+	return scanned{found: found, denied: denied}, nil
+}
+
+// scanned is one reading of a cgroup's processes.
+type scanned struct {
+	found  map[uint64][]holder
+	denied error // the last permission error met, if any
 }
 
 // socketsOf adds the sockets process pid holds to found. It reads the
 // fd directory once and each link relative to it (readlinkat), with no
 // path walk and no allocation per fd.
-func socketsOf(pid int32, found map[uint64][]holder) error {
+func socketsOf(pid int32, want uint64, found map[uint64][]holder) error {
 	path := "/proc/" + strconv.Itoa(int(pid)) + "/fd"
 	dir, err := unix.Open(path, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
@@ -173,8 +181,8 @@ func socketsOf(pid int32, found map[uint64][]holder) error {
 				continue
 			}
 			fd, _ := strconv.Atoi(string(name))
-			if len(found[inode]) == 0 && len(found) >= maxScanSockets {
-				return nil
+			if inode != want && len(found[inode]) == 0 && len(found) >= maxScanSockets {
+				continue
 			}
 			found[inode] = append(found[inode], holder{pid: pid, fd: int32(fd)})
 		}
