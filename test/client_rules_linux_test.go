@@ -236,3 +236,47 @@ func metricOrZero(metrics, series string) float64 {
 	}
 	return 0
 }
+
+// TestClientRulesUnprivileged: run as the unit runs (nobody, CAP_NET_RAW
+// alone), the exact sock_diag lookup and the cgroup tree still tell a
+// root client's unit, so a unit rule pins it; a program rule cannot read
+// root's /proc/PID/fd, so it matches none, and that is counted as denied.
+func TestClientRulesUnprivileged(t *testing.T) {
+	lab := newServingLab(t)
+	tree := mountCgroup2(t)
+	// t.TempDir's parent is root's alone; the unit's user must reach the
+	// mount to walk it.
+	if err := os.Chmod(filepath.Dir(tree.mount), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	curl, err := exec.LookPath("curl")
+	if err != nil {
+		netlab.SkipOrFail(t, "no curl: %v", err)
+	}
+	launcher, config := asNobody(t, `
+listen: [{addr: 127.0.0.1:1080}]
+admin: {addr: 127.0.0.1:9090}
+log: {format: json}
+rules:
+  - {name: apt, unit: [t-apt.service], via: ens33}
+  - {name: curls, program: [curl], via: ens33}
+default: ens160
+`, true)
+	proc := lab.StartProxy(launcher, "127.0.0.1:1080", "", "run", "-c", config)
+	if uid, _ := procCaps(t, proc.Pid()); uid != "65534" {
+		t.Fatalf("nicproxy runs as uid %s, want 65534", uid)
+	}
+	before := lab.Snapshot()
+	checkPinned(t, before, tree.curlIn(t, lab, "/system.slice/t-apt.service", curl, ""), netlab.Ens33, netlab.Ens160)
+	if e := nextAccess(t, proc, 0); e["rule"] != "apt" || e["unit"] != "t-apt.service" || e["uid"] != float64(0) {
+		t.Errorf("access line %v: want rule apt, unit t-apt.service, uid 0", e)
+	}
+	before = lab.Snapshot()
+	checkPinned(t, before, tree.curlIn(t, lab, "/system.slice/t-other.service", curl, ""), netlab.Ens160, netlab.Ens33)
+	if e := nextAccess(t, proc, 1); e["rule"] != "default" || e["program"] != "" {
+		t.Errorf("access line %v: want the default, no program (root's fds are not nobody's to read)", e)
+	}
+	if n := metricOrZero(adminGet(t, lab.Lab, "/metrics"), `nicproxy_client_lookup_failures_total{reason="denied"}`); n != 1 {
+		t.Errorf("denied lookups counted %v, want 1", n)
+	}
+}
