@@ -86,7 +86,7 @@ func inCgroup(dir string, argv ...string) []string {
 	return append([]string{"-c", `echo $$ > "$0/cgroup.procs" && exec "$@"`, dir}, argv...)
 }
 
-// TestClientRules: rules by systemd unit, user id and program name, each
+// TestClientRules: rules by systemd unit, user id, program name and cgroup, each
 // flow proven by the address the server saw and by the other NIC sending
 // nothing; the access log and /api/status say who the client was; a
 // client gone before the lookup matches no such rule and is counted.
@@ -112,6 +112,7 @@ rules:
   - {name: apt, unit: [t-apt.service], via: ens33}
   - {name: nobody, uid: [65534], via: ens33}
   - {name: copy, program: [curl-ens33], via: ens33}
+  - {name: jobs, cgroup: [/t-jobs.slice], via: ens33}
 default: ens160
 `)
 	entry := 0
@@ -132,6 +133,7 @@ default: ens160
 		{"uid rule (nobody)", "/system.slice/t-nobody.service", curl, "65534", netlab.Ens33, netlab.Ens160, "nobody", "t-nobody.service", "", 65534},
 		{"program rule", "/user.slice/t-prog.scope", curlCopy, "", netlab.Ens33, netlab.Ens160, "copy", "t-prog.scope", "curl-ens33", 0},
 		{"another program: default", "/user.slice/t-prog.scope", curl, "", netlab.Ens160, netlab.Ens33, "default", "t-prog.scope", "curl", 0},
+		{"cgroup rule, a cgroup below it", "/t-jobs.slice/t-job-1.scope", curl, "", netlab.Ens33, netlab.Ens160, "jobs", "t-job-1.scope", "curl", 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -188,41 +190,42 @@ default: ens160
 		}
 	})
 
-	t.Run("a client gone before the lookup matches none and is counted", func(t *testing.T) {
+	t.Run("clients gone before the lookup match none, are counted, logged once", func(t *testing.T) {
 		before := metricOrZero(adminGet(t, lab.Lab, "/metrics"), `nicproxy_client_lookup_failures_total{reason="closed"}`)
-		// The proxy is stopped while the client connects, sends its
-		// whole request and closes: when the proxy runs again and looks
-		// the socket up, no process holds it.
-		if err := proc.Signal(syscall.SIGSTOP); err != nil {
-			t.Fatal(err)
-		}
-		stopped := true
-		defer func() {
-			if stopped {
-				_ = proc.Signal(syscall.SIGCONT)
+		for range 2 {
+			goneBeforeLookup(t, lab, proc)
+			e := access(t)
+			if e["rule"] != "default" || e["client_unknown"] == nil || e["unit"] != "" || e["uid"] != float64(-1) {
+				t.Errorf("access line %v: want the default rule, client unknown, no unit nor uid", e)
 			}
-		}()
-		conn, err := lab.DialHost("tcp", "127.0.0.1:1080")
-		if err != nil {
-			t.Fatal(err)
-		}
-		req := fmt.Sprintf("GET %s HTTP/1.1\r\nHost: %s\r\n\r\n", lab.url("http", netlab.Server.String(), "/echo"), netlab.Server)
-		if _, err := io.WriteString(conn, req); err != nil {
-			t.Fatal(err)
-		}
-		conn.Close()
-		if err := proc.Signal(syscall.SIGCONT); err != nil {
-			t.Fatal(err)
-		}
-		stopped = false
-		e := access(t)
-		if e["rule"] != "default" || e["client_unknown"] == nil || e["unit"] != "" || e["uid"] != float64(-1) {
-			t.Errorf("access line %v: want the default rule, client unknown, no unit nor uid", e)
 		}
 		eventually(t, 10*time.Second, func() bool {
-			return metricOrZero(adminGet(t, lab.Lab, "/metrics"), `nicproxy_client_lookup_failures_total{reason="closed"}`) == before+1
-		}, func() string { return "the closed client was not counted:\n" + adminGet(t, lab.Lab, "/metrics") })
+			return metricOrZero(adminGet(t, lab.Lab, "/metrics"), `nicproxy_client_lookup_failures_total{reason="closed"}`) == before+2
+		}, func() string { return "the closed clients were not both counted:\n" + adminGet(t, lab.Lab, "/metrics") })
+		if n := strings.Count(proc.Output(), `"reason":"closed","error"`); n != 1 {
+			t.Errorf("%d log lines for the reason closed, want 1:\n%s", n, proc.Output())
+		}
 	})
+}
+
+// goneBeforeLookup stops the proxy while a client connects, sends a whole
+// request and closes, then lets it run: when it looks the client's socket
+// up, no process holds it.
+func goneBeforeLookup(t *testing.T, lab *servingLab, proc *netlab.Proc) {
+	t.Helper()
+	if err := proc.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = proc.Signal(syscall.SIGCONT) }()
+	conn, err := lab.DialHost("tcp", "127.0.0.1:1080")
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := fmt.Sprintf("GET %s HTTP/1.1\r\nHost: %s\r\n\r\n", lab.url("http", netlab.Server.String(), "/echo"), netlab.Server)
+	if _, err := io.WriteString(conn, req); err != nil {
+		t.Fatal(err)
+	}
+	conn.Close()
 }
 
 // metricOrZero is metric for a series that may not exist yet.
