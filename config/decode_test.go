@@ -427,6 +427,48 @@ func TestParseRuleFields(t *testing.T) {
 	}
 }
 
+// TestParseClientRules: unit, cgroup, uid and program decode as written,
+// a single value stands for a one-item list like the other rule keys, and
+// a rule with only client keys is no catch-all.
+func TestParseClientRules(t *testing.T) {
+	cfg := mustParse(t, `rules:
+  - {name: updates, unit: [apt-daily.service, session-2.scope], via: ens33}
+  - {name: backup, cgroup: /system.slice/restic.service, via: ens33}
+  - {name: browser, program: [firefox, chromium], via: ens160}
+  - {name: builds, uid: [1001, 0], via: ens160}
+  - {name: last, via: ens33}
+`, hostOpts())
+	r := cfg.Rules
+	if !slices.Equal(r[0].Units, []string{"apt-daily.service", "session-2.scope"}) || !r[0].NeedsClient() {
+		t.Errorf("rule 0 = %+v", r[0])
+	}
+	if !slices.Equal(r[1].Cgroups, []string{"/system.slice/restic.service"}) || !slices.Equal(r[1].ClientKeys(), []string{"cgroup"}) {
+		t.Errorf("rule 1 = %+v", r[1])
+	}
+	if !slices.Equal(r[2].Programs, []string{"firefox", "chromium"}) {
+		t.Errorf("rule 2 = %+v", r[2])
+	}
+	if !slices.Equal(r[3].UIDs, []uint32{1001, 0}) || !r[3].MatchUID(0) || r[3].MatchUID(1000) {
+		t.Errorf("rule 3 = %+v", r[3])
+	}
+	if r[4].NeedsClient() {
+		t.Errorf("rule 4 needs no client lookup: %+v", r[4])
+	}
+	if len(cfg.Warnings) != 0 {
+		t.Errorf("client rules are not catch-alls; got %v", warnings(cfg))
+	}
+	for path, want := range map[string]bool{
+		"/system.slice/restic.service":         true,
+		"/system.slice/restic.service/payload": true,
+		"/system.slice/restic.service2":        false,
+		"/system.slice":                        false,
+	} {
+		if got := r[1].MatchCgroup(path); got != want {
+			t.Errorf("cgroup rule on %s: %v, want %v", path, got, want)
+		}
+	}
+}
+
 func TestParseWarnings(t *testing.T) {
 	cfg := mustParse(t, `interfaces:
   ens200: {}

@@ -9,7 +9,7 @@ import (
 )
 
 func ruleKeys() []string {
-	return []string{"name", "dst", "domain", "port", "src", "user", "listener", "network", "via", "action"}
+	return []string{"name", "dst", "domain", "port", "src", "user", "listener", "unit", "cgroup", "uid", "program", "network", "via", "action"}
 }
 
 func (d *decoder) rules(dr *draft, n *yaml.Node) {
@@ -52,6 +52,18 @@ func (d *decoder) rules(dr *draft, n *yaml.Node) {
 		}
 		if f, ok := fs["listener"]; ok {
 			r.Listeners = d.names(f.val, p+".listener", i, &dr.listenRefs)
+		}
+		if f, ok := fs["unit"]; ok {
+			r.Units = d.strings(f.val, p+".unit", "unit", checkUnit)
+		}
+		if f, ok := fs["cgroup"]; ok {
+			r.Cgroups = d.strings(f.val, p+".cgroup", "cgroup", checkCgroup)
+		}
+		if f, ok := fs["uid"]; ok {
+			r.UIDs = d.uids(f.val, p+".uid")
+		}
+		if f, ok := fs["program"]; ok {
+			r.Programs = d.strings(f.val, p+".program", "program", checkProgram)
 		}
 		if f, ok := fs["network"]; ok {
 			if s, ok := d.scalar(f.val, p+".network"); ok {

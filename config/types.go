@@ -202,6 +202,17 @@ type Rule struct {
 	Users []string
 	// Listeners matches the name of the listener the client came in on.
 	Listeners []string
+	// Units matches the systemd unit (service or scope) of the local
+	// client's socket: the last *.service or *.scope in its cgroup path.
+	Units []string
+	// Cgroups matches the cgroup v2 path of the local client's socket, or
+	// any cgroup below one of them.
+	Cgroups []string
+	// UIDs matches the user id owning the local client's socket.
+	UIDs []uint32
+	// Programs matches the file name of the executable of the process
+	// holding the local client's socket.
+	Programs []string
 	// Network restricts the rule to TCP or UDP; NetworkAny matches both.
 	Network Network
 	// Action is what a match does.

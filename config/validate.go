@@ -138,7 +138,7 @@ func (d *decoder) checkRefs(dr *draft, fileListeners []string, listenFlag string
 
 func matchesAll(r Rule) bool {
 	return r.Dst.Len() == 0 && r.Domains.Len() == 0 && r.Ports.Len() == 0 && r.Src.Len() == 0 &&
-		len(r.Users) == 0 && len(r.Listeners) == 0 && r.Network == NetworkAny
+		len(r.Users) == 0 && len(r.Listeners) == 0 && r.Network == NetworkAny && !r.NeedsClient()
 }
 
 // checkOpen refuses listeners reachable from the network that anyone could

@@ -52,11 +52,8 @@ func (p *httpProxy) forward(w http.ResponseWriter, r *http.Request, rs *session)
 		http.Error(w, "nicproxy: "+err.Error(), httpStatus(err))
 		return false
 	}
-	decision := p.st.router.Route(r.Context(), router.Request{
-		Client: rs.from, User: rs.user, Listener: rs.listener.Name,
-		Host: host, Port: port, Network: config.NetworkTCP,
-	})
-	rs.rule = decision.RuleName
+	decision := p.st.router.Route(r.Context(), rs.routeRequest(host, port, config.NetworkTCP))
+	rs.noteDecision(decision)
 	if decision.Action == config.ActionReject {
 		rs.err = fmt.Errorf("%s: %w by rule %s", rs.dest, errRejected, decision.RuleName)
 		http.Error(w, "nicproxy: "+rs.err.Error(), http.StatusForbidden)

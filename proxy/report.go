@@ -28,6 +28,9 @@ type reporter interface {
 	Finished(admin.Flow)
 	// AuthFailed counts a failed proxy login.
 	AuthFailed()
+	// ClientUnknown counts a client that could not be told apart, by
+	// reason.
+	ClientUnknown(reason string)
 	// Reloaded records a configuration reload.
 	Reloaded(ok bool, at time.Time)
 }

@@ -39,6 +39,9 @@ type Server struct {
 	report  reporter     // ops, as sessions see it
 	health  *health
 
+	clientsMu sync.Mutex
+	clients   *clients // who local clients are; nil until a configuration needs it
+
 	mu        sync.Mutex
 	listeners map[string]*listener // by listen address
 	serving   *serving             // set while Serve runs
@@ -64,12 +67,13 @@ type serving struct {
 // the current state when it is accepted and keeps it to the end, so a
 // reload never changes the rules under an open connection.
 type state struct {
-	cfg    *config.Config
-	router *router.Router
-	dialer *upstream.Dialer
-	users  *users
-	socks5 *socks5Server
-	http   *httpProxy
+	cfg     *config.Config
+	clients bool // a rule matches by who the client is
+	router  *router.Router
+	dialer  *upstream.Dialer
+	users   *users
+	socks5  *socks5Server
+	http    *httpProxy
 }
 
 // Options are the host services a Server uses.
@@ -114,10 +118,11 @@ func (s *Server) newState(cfg *config.Config, prev *state) *state {
 	}
 	dialer := upstream.New(cfg, opts)
 	st := &state{
-		cfg:    cfg,
-		router: router.New(cfg, dialer.Resolver(cfg.Resolver.Via)),
-		dialer: dialer,
-		users:  newUsers(cfg.Users, s.auth, prevUsers(prev)),
+		cfg:     cfg,
+		clients: needsClients(cfg),
+		router:  router.New(cfg, dialer.Resolver(cfg.Resolver.Via), s.clientsFor(cfg)),
+		dialer:  dialer,
+		users:   newUsers(cfg.Users, s.auth, prevUsers(prev)),
 	}
 	st.socks5 = newSOCKS5Server(s, st)
 	st.http = newHTTPProxy(s, st)
@@ -139,6 +144,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	// open connections are only cut when the grace period runs out.
 	connCtx, cutConns := context.WithCancel(context.Background())
 	defer cutConns()
+	defer s.closeClients()
 	run := &serving{connCtx: connCtx, workers: newWorkers(10 * time.Second)}
 	defer run.workers.close()
 

@@ -37,6 +37,8 @@ type session struct {
 	dest     string
 	rule     string
 	nic      string
+	who      *router.Peer // who the client is, when a rule asked
+	peerRec  *router.Peer // on the owner: the connection's one Peer
 	up, down int64
 	err      error
 
@@ -138,11 +140,8 @@ func (ss *session) connect(ctx context.Context, host string, port uint16) (*upst
 	if err != nil {
 		return nil, err
 	}
-	decision := ss.st.router.Route(ctx, router.Request{
-		Client: ss.from, User: ss.user, Listener: ss.listener.Name,
-		Host: host, Port: port, Network: config.NetworkTCP,
-	})
-	ss.rule = decision.RuleName
+	decision := ss.st.router.Route(ctx, ss.routeRequest(host, port, config.NetworkTCP))
+	ss.noteDecision(decision)
 	if decision.Action == config.ActionReject {
 		return nil, fmt.Errorf("%s: %w by rule %s", ss.dest, errRejected, decision.RuleName)
 	}
@@ -215,10 +214,12 @@ func (ss *session) logAccess() {
 	if result != "ok" && result != "idle-timeout" {
 		reason = reasonOf(ss.err)
 	}
+	who := ss.who.Info()
 	ss.srv.report.Finished(admin.Flow{
 		Start: ss.start, Client: ss.from, User: ss.user, Protocol: ss.protocol,
 		Listener: ss.listener.Name, Dest: ss.dest, Rule: ss.rule, NIC: ss.nic,
 		Up: ss.up, Down: ss.down, Result: result, Reason: reason,
+		Unit: who.Unit, UID: uint32(max(who.UID, 0)), HasUID: who.UID >= 0, Program: who.Program,
 	})
 	if !ss.st.cfg.Log.Access {
 		return
@@ -238,6 +239,12 @@ func (ss *session) logAccess() {
 	}
 	if reason != "" {
 		fields = append(fields, zap.String("reason", reason))
+	}
+	if who.Asked {
+		fields = append(fields, zap.String("unit", who.Unit), zap.Int64("uid", who.UID), zap.String("program", who.Program))
+		if who.Err != "" {
+			fields = append(fields, zap.String("client_unknown", who.Err))
+		}
 	}
 	if ss.err != nil && !errors.Is(ss.err, relay.ErrIdle) {
 		fields = append(fields, zap.Error(ss.err))

@@ -12,7 +12,6 @@ import (
 
 	"nicproxy/bind"
 	"nicproxy/config"
-	"nicproxy/proxy/router"
 	"nicproxy/proxy/socks5udp"
 	"nicproxy/proxy/upstream"
 )
@@ -183,10 +182,7 @@ func (a *association) decide(dest socks5udp.Destination) udpDecision {
 			return udpDecision{err: err}
 		}
 	}
-	decision := ss.st.router.Route(ctx, router.Request{
-		Client: ss.from, User: ss.user, Listener: ss.listener.Name,
-		Host: host, Port: dest.Port, Network: config.NetworkUDP,
-	})
+	decision := ss.st.router.Route(ctx, ss.routeRequest(host, dest.Port, config.NetworkUDP))
 	d := udpDecision{rule: decision.RuleName}
 	if decision.Action == config.ActionReject {
 		d.err = fmt.Errorf("%w by rule %s", errRejected, decision.RuleName)

@@ -162,6 +162,10 @@ func ruleFields(r *config.Rule) string {
 	add("dst", r.Dst.Len(), r.Dst.String())
 	add("domain", r.Domains.Len(), r.Domains.String())
 	add("port", r.Ports.Len(), r.Ports.String())
+	add("unit", len(r.Units), strings.Join(r.Units, ", "))
+	add("cgroup", len(r.Cgroups), strings.Join(r.Cgroups, ", "))
+	add("uid", len(r.UIDs), strings.ReplaceAll(strings.Trim(fmt.Sprint(r.UIDs), "[]"), " ", ", "))
+	add("program", len(r.Programs), strings.Join(r.Programs, ", "))
 	if len(parts) == 0 {
 		return "(everything)"
 	}

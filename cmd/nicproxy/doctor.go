@@ -11,6 +11,7 @@ import (
 
 	"nicproxy/bind"
 	"nicproxy/bind/cgroup"
+	"nicproxy/bind/sockdiag"
 )
 
 // doctor diagnoses the host for each NIC the config names (every NIC that
@@ -56,7 +57,7 @@ func doctor(args []string, stdout, stderr io.Writer) int {
 	}
 
 	reports := bind.Doctor(context.Background(), bind.DoctorOptions{NICs: nics, Target: *target, Timeout: *timeout, PerNIC: perNIC})
-	reports = append(reports, cgroup.Doctor())
+	reports = append(reports, cgroup.Doctor(), sockdiag.Doctor())
 	worst := bind.OK
 	for _, r := range reports {
 		fmt.Fprintf(stdout, "%s\n", r.NIC)

@@ -21,6 +21,11 @@ func execPolicy(cfg *config.Config, links bind.Links) (cgroup.Policy, []string, 
 	var p cgroup.Policy
 	var warnings []string
 	for _, r := range cfg.Rules {
+		if r.NeedsClient() {
+			// Skipping would be wrong: the rule was written for this one
+			// command, and exec has no other clients to tell it from.
+			return cgroup.Policy{}, nil, fmt.Errorf("rule %d %s matches by %s: exec pins the one command it runs, so there is no local client to tell apart; drop the key for exec, or run the program under `nicproxy serve` with this rule", r.Index, r.Name, strings.Join(r.ClientKeys(), " and "))
+		}
 		var needs []string
 		if r.Domains.Len() > 0 {
 			needs = append(needs, "domain")

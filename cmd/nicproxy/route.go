@@ -25,6 +25,8 @@ func route(args []string, stdout, stderr io.Writer) int {
 	src := fs.String("s", "", "client address `SRC` (default 127.0.0.1)")
 	listener := fs.String("listener", "", "`NAME` of the listener the client came in on (default: the first)")
 	udp := fs.Bool("udp", false, "route a UDP flow (SOCKS5 UDP ASSOCIATE) instead of TCP")
+	fromPID := fs.Int("from-pid", 0, "route a connection `PID` would make (its unit, cgroup, uid and program)")
+	unit := fs.String("unit", "", "route a connection from systemd unit `NAME`")
 	positional, err := parseFlags(fs, args)
 	if err == nil && len(positional) != 1 {
 		err = usageError{"want exactly one DEST[:PORT]"}
@@ -41,6 +43,14 @@ func route(args []string, stdout, stderr io.Writer) int {
 			err = usageError{fmt.Sprintf("-s %q is not an IP address", *src)}
 		}
 		client = netip.AddrPortFrom(a, 0)
+	}
+	var peer *router.Peer
+	if err == nil {
+		peer, err = routePeer(*fromPID, *unit)
+	}
+	if _, usage := err.(usageError); err != nil && !usage {
+		fmt.Fprintf(stderr, "nicproxy route: --from-pid: %v\n", err)
+		return exitFailure
 	}
 	if err != nil {
 		return reportUsage(stderr, "route", fs, err)
@@ -72,10 +82,10 @@ func route(args []string, stdout, stderr io.Writer) int {
 	defer cancel()
 	// The lookup dst rules need goes through resolver.via, pinned, as the
 	// proxy would make it.
-	r := router.New(cfg, upstream.New(cfg, upstream.Options{}).Resolver(cfg.Resolver.Via))
+	r := router.New(cfg, upstream.New(cfg, upstream.Options{}).Resolver(cfg.Resolver.Via), nil)
 	d, why := r.Explain(ctx, router.Request{
 		Client: client, User: *user, Listener: listenerName,
-		Host: host, Port: port, Network: network,
+		Host: host, Port: port, Network: network, Peer: peer,
 	})
 	printDecision(stdout, host, port, network, d, why)
 	return exitOK
@@ -134,6 +144,9 @@ func printDecision(w io.Writer, host string, port uint16, network config.Network
 		line("via", "%s", describeVia(d.Via, d.Via.String()))
 	}
 	line("why", "%s", strings.Join(why.Matched, "; "))
+	if d.Peer != nil {
+		line("client", "%s", describePeer(d.Peer.Info()))
+	}
 	if l := why.Lookup; l != nil {
 		by := "looked up via " + l.Via
 		if l.Via == config.ResolverViaSystem {

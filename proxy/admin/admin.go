@@ -76,6 +76,12 @@ type Flow struct {
 	Up, Down int64
 	Result   string // ok, refused, timeout, …
 	Reason   string // why it failed, in a few words; "" when it did not
+	// Unit, UID and Program are who the local client was, when a rule
+	// asked the kernel: "" and HasUID false when unknown or not asked.
+	Unit    string
+	UID     uint32
+	HasUID  bool
+	Program string
 }
 
 // Admin keeps the metrics and the status page's figures, and serves them.
@@ -117,6 +123,11 @@ func (a *Admin) Finished(f Flow) {
 
 // AuthFailed counts one failed proxy authentication.
 func (a *Admin) AuthFailed() { a.metrics.authFailures.Inc() }
+
+// ClientUnknown counts a client whose socket, cgroup or program could not
+// be told, by reason (sockdiag.Reason): unit, cgroup, uid and program
+// rules then matched nothing for it.
+func (a *Admin) ClientUnknown(reason string) { a.metrics.clientUnknown.WithLabelValues(reason).Inc() }
 
 // Query counts one DNS question sent through nic (upstream.DNSObserver).
 func (a *Admin) Query(nic, result string) { a.metrics.dnsQueries.WithLabelValues(nic, result).Inc() }

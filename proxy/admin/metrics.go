@@ -15,7 +15,9 @@ type metrics struct {
 	dnsQueries   *prometheus.CounterVec
 	dnsHits      *prometheus.CounterVec
 	authFailures prometheus.Counter
-	reloads      *reloadMetrics
+	// clientUnknown counts lookups of who a client is that found nothing.
+	clientUnknown *prometheus.CounterVec
+	reloads       *reloadMetrics
 }
 
 func newMetrics(src Source) *metrics {
@@ -46,10 +48,14 @@ func newMetrics(src Source) *metrics {
 			Name: "nicproxy_auth_failures_total",
 			Help: "Failed proxy authentications (SOCKS5 and HTTP), wrong names and passwords alike.",
 		}),
+		clientUnknown: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "nicproxy_client_lookup_failures_total",
+			Help: "Clients whose socket, cgroup or program could not be told (unit, cgroup, uid and program rules matched none), by reason.",
+		}, []string{"reason"}),
 	}
 	m.reloads = newReloadMetrics(m.registry)
 	m.registry.MustRegister(
-		m.connections, m.bytes, m.dials, m.dnsQueries, m.dnsHits, m.authFailures,
+		m.connections, m.bytes, m.dials, m.dnsQueries, m.dnsHits, m.authFailures, m.clientUnknown,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "nicproxy_active_connections",
 			Help: "Client connections open now.",

@@ -69,6 +69,9 @@ type ConnectionInfo struct {
 	Duration string    `json:"duration"`
 	Result   string    `json:"result"`
 	Reason   string    `json:"reason,omitempty"`
+	Unit     string    `json:"unit,omitempty"`
+	UID      *uint32   `json:"uid,omitempty"`
+	Program  string    `json:"program,omitempty"`
 }
 
 func newStatus() *status {
@@ -108,10 +111,19 @@ func (st *status) finished(f Flow) {
 		End: now, Clock: now.Format(clockFormat), Client: f.Client.String(), User: f.User,
 		Protocol: f.Protocol, Dest: f.Dest, Rule: f.Rule, NIC: f.NIC, Up: f.Up, Down: f.Down,
 		Duration: now.Sub(f.Start).Round(time.Millisecond).String(), Result: f.Result, Reason: f.Reason,
+		Unit: f.Unit, UID: knownUID(f.UID, f.HasUID), Program: f.Program,
 	})
 	if len(st.recent) > statusRecent {
 		st.recent = st.recent[:statusRecent]
 	}
+}
+
+// knownUID is uid for JSON, nil (left out) when unknown.
+func knownUID(uid uint32, known bool) *uint32 {
+	if !known {
+		return nil
+	}
+	return &uid
 }
 
 // totals returns, per NIC, bytes moved so far and open tunnels.

@@ -24,6 +24,13 @@ type Request struct {
 	Host     string         // destination as requested: a name or an IP literal
 	Port     uint16         // destination port; 0 when unknown (no port rule matches)
 	Network  config.Network // config.NetworkTCP or config.NetworkUDP
+	// Server is the address the client connected to (the accepted
+	// socket's local address); with Client it names the client's socket
+	// for unit, cgroup, uid and program rules.
+	Server netip.AddrPort
+	// Peer is the connection's record of who the client is; nil when
+	// the caller keeps none (those rules then match nothing).
+	Peer *Peer
 }
 
 // Decision is the router's answer.
@@ -44,6 +51,9 @@ type Decision struct {
 	// none was needed. When the flow is dialed through the NIC that made
 	// it, the dialer uses its answer rather than ask again.
 	Lookup *Lookup
+	// Peer is the request's Peer when a rule asked who the client is,
+	// nil when none needed to.
+	Peer *Peer
 }
 
 // Lookup is one lookup of a destination name, made to test dst rules.
@@ -78,17 +88,20 @@ type Router struct {
 	fallback    config.Via
 	resolver    Resolver
 	resolverVia string
+	clients     Clients
 }
 
 // New returns a Router over cfg's rules and default. resolver looks up the
 // names dst rules meet, through cfg.Resolver.Via; nil means such rules
 // never match a name. One resolver for every dst rule makes the NIC that
 // carries a flow's lookup predictable: resolver.via, or the flow's own NIC.
-func New(cfg *config.Config, resolver Resolver) *Router {
+// clients tells who a local client is, for unit, cgroup, uid and program
+// rules; nil means they match only a Request's already known Peer.
+func New(cfg *config.Config, resolver Resolver, clients Clients) *Router {
 	if isNilResolver(resolver) {
 		resolver = nil
 	}
-	return &Router{rules: cfg.Rules, fallback: cfg.Default, resolver: resolver, resolverVia: cfg.Resolver.Via}
+	return &Router{rules: cfg.Rules, fallback: cfg.Default, resolver: resolver, resolverVia: cfg.Resolver.Via, clients: clients}
 }
 
 // Route returns the decision for req: the first rule whose given fields all
@@ -123,6 +136,11 @@ func (r *Router) route(ctx context.Context, req Request, explain bool) (Decision
 		if !matchFields(rule, req, dest) {
 			continue
 		}
+		// Who the client is costs a netlink round trip: asked only once
+		// every field in memory has matched, and once per connection.
+		if rule.NeedsClient() && (req.Peer == nil || !req.Peer.matchClient(rule, r.clients, req.Client, req.Server)) {
+			continue
+		}
 		// dst is tried last so a name is only resolved once every cheaper
 		// field of the rule has matched.
 		matched, ok := r.matchDst(ctx, rule, req, dest, &lookup)
@@ -133,7 +151,7 @@ func (r *Router) route(ctx context.Context, req Request, explain bool) (Decision
 			why.Matched = explainFields(rule, req, dest, matched)
 		}
 		why.Lookup = lookup
-		d := Decision{Rule: rule.Index, RuleName: rule.Name, Action: rule.Action, Via: rule.Via, Lookup: lookup}
+		d := Decision{Rule: rule.Index, RuleName: rule.Name, Action: rule.Action, Via: rule.Via, Lookup: lookup, Peer: askedPeer(req.Peer)}
 		if !dest.isLiteral {
 			d.Addr = matched // resolved: dial the address that matched, not the name
 		}
@@ -143,7 +161,20 @@ func (r *Router) route(ctx context.Context, req Request, explain bool) (Decision
 		why.Matched = []string{"no rule matched"}
 	}
 	why.Lookup = lookup
-	return Decision{Rule: -1, RuleName: "default", Action: config.ActionVia, Via: r.fallback, Lookup: lookup}, why
+	return Decision{Rule: -1, RuleName: "default", Action: config.ActionVia, Via: r.fallback, Lookup: lookup, Peer: askedPeer(req.Peer)}, why
+}
+
+// askedPeer is p when a rule asked who the client is, else nil.
+func askedPeer(p *Peer) *Peer {
+	if p == nil {
+		return nil
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.asked {
+		return nil
+	}
+	return p
 }
 
 // destination is what matching needs of a request, worked out once.
@@ -215,6 +246,21 @@ func explainFields(rule *config.Rule, req Request, dest destination, matched net
 	}
 	if rule.Domains.Len() > 0 {
 		note("domain %s in %s", req.Host, rule.Domains)
+	}
+	if rule.NeedsClient() {
+		info := req.Peer.Info()
+		if len(rule.Units) > 0 {
+			note("unit %s in %s", info.Unit, strings.Join(rule.Units, ", "))
+		}
+		if len(rule.Cgroups) > 0 {
+			note("cgroup %s in %s", info.Cgroup, strings.Join(rule.Cgroups, ", "))
+		}
+		if len(rule.UIDs) > 0 {
+			note("uid %d", info.UID)
+		}
+		if len(rule.Programs) > 0 {
+			note("program %s in %s", info.Program, strings.Join(rule.Programs, ", "))
+		}
 	}
 	if rule.Dst.Len() > 0 {
 		note("address %s in dst %s", matched, rule.Dst)

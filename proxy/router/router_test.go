@@ -77,7 +77,7 @@ func newRouter(t *testing.T, res Resolver) *Router {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return New(cfg, res)
+	return New(cfg, res, nil)
 }
 
 func TestRoute(t *testing.T) {
@@ -171,7 +171,7 @@ func TestRouteResolvesOnlyWhenNeeded(t *testing.T) {
 	if d.RuleName != "corp" || res.lookups != 1 {
 		t.Errorf("rule %q after %d lookups, want corp after 1", d.RuleName, res.lookups)
 	}
-	r = New(&config.Config{Rules: nil, Default: config.Via{Mode: config.ViaPinned, NICs: []string{"ens33"}}}, res)
+	r = New(&config.Config{Rules: nil, Default: config.Via{Mode: config.ViaPinned, NICs: []string{"ens33"}}}, res, nil)
 	res.lookups = 0
 	r.Route(context.Background(), Request{Host: "example.com", Port: 443})
 	if res.lookups != 0 {
@@ -214,7 +214,7 @@ default: ens33
 		t.Fatal(err)
 	}
 	res := &fakeResolver{names: map[string][]string{"x.example": {"203.0.113.1"}, "y.example": {"8.8.8.8"}}}
-	r := New(cfg, res)
+	r := New(cfg, res, nil)
 	d := r.Route(context.Background(), Request{Host: "x.example", Port: 80, Network: config.NetworkTCP})
 	if d.RuleName != "c" || addrString(d.Addr) != "203.0.113.1" {
 		t.Fatalf("rule %q addr %v, want c and 203.0.113.1", d.RuleName, d.Addr)
@@ -234,7 +234,7 @@ default: ens33
 func TestRouteAllocatesNothing(t *testing.T) {
 	r := newRouter(t, &fakeResolver{})
 	req := Request{Host: "203.0.113.7", Port: 9, Network: config.NetworkTCP,
-		Client: netip.MustParseAddrPort("127.0.0.1:1"), Listener: "127.0.0.1:1080", User: "bob"}
+		Client: netip.MustParseAddrPort("127.0.0.1:1"), Listener: "127.0.0.1:1080", User: "bob", Peer: &Peer{}}
 	if d := r.Route(context.Background(), req); d.RuleName != "default" {
 		t.Fatalf("routed to %s, want the default", d.RuleName)
 	}
