@@ -64,15 +64,18 @@ timeouts: {handshake: 1s}
 		// As curl sends it: long enough that the bytes read as a SOCKS5
 		// greeting ("G", then 'E' = 69 methods) are all there.
 		request := "GET " + url + " HTTP/1.1\r\nHost: web.test\r\nUser-Agent: curl/7.88.1\r\nAccept: */*\r\n\r\n"
-		if reply := wrongProtocol(t, "127.0.0.1:1080", []byte(request)); reply != "" {
-			t.Errorf("a socks5-only listener answered an HTTP request with %q, want the close alone", reply)
+		// SOCKS5's "no acceptable methods", at once, then the close.
+		if reply := wrongProtocol(t, "127.0.0.1:1080", []byte(request)); reply != "\x05\xff" {
+			t.Errorf("a socks5-only listener answered an HTTP request with %q, want \"\\x05\\xff\" and the close", reply)
 		}
 	})
 	t.Run("an http listener does not speak socks5", func(t *testing.T) {
-		// net/http waits for the end of a request line that never comes;
-		// the handshake timeout ends it with a 400.
-		if reply := wrongProtocol(t, "[::1]:8080", []byte{0x05, 0x01, 0x00}); !strings.HasPrefix(reply, "HTTP/1.1 400 Bad Request\r\n") {
-			t.Errorf("an http-only listener answered a SOCKS5 greeting with %q, want 400", reply)
+		// A 400 at once, not net/http waiting for a line end that never
+		// comes until the handshake timeout.
+		const want = "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n" +
+			"Content-Length: 43\r\n\r\nnicproxy: this port speaks HTTP, not SOCKS\n"
+		if reply := wrongProtocol(t, "[::1]:8080", []byte{0x05, 0x01, 0x00}); reply != want {
+			t.Errorf("an http-only listener answered a SOCKS5 greeting with %q, want %q", reply, want)
 		}
 	})
 	t.Run("socks4 user id matches a user rule", func(t *testing.T) {
