@@ -38,6 +38,9 @@ type Server struct {
 	ops     *admin.Admin // metrics and the status page
 	report  reporter     // ops, as sessions see it
 	health  *health
+	// udpLookups holds a token per UDP name being decided, across every
+	// association (maxLookupsTotal).
+	udpLookups chan struct{}
 
 	mu        sync.Mutex
 	listeners map[string]*listener // by listen address
@@ -83,10 +86,11 @@ type Options struct {
 // New builds a Server for cfg. It opens nothing until Listen.
 func New(cfg *config.Config, log *zap.Logger, opts Options) *Server {
 	s := &Server{
-		log:       log,
-		opts:      opts,
-		sweeper:   relay.NewIdleSweeper(cfg.Timeouts.Idle),
-		listeners: map[string]*listener{},
+		log:        log,
+		opts:       opts,
+		sweeper:    relay.NewIdleSweeper(cfg.Timeouts.Idle),
+		listeners:  map[string]*listener{},
+		udpLookups: make(chan struct{}, maxLookupsTotal),
 	}
 	s.local = newHostAddrs()
 	s.hs = newGate(func() int { return s.state.Load().cfg.Limits.MaxHandshakes })
