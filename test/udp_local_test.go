@@ -141,3 +141,41 @@ default: ens160
 		}
 	})
 }
+
+// TestUDPIPv6OnlyNameKeepsItsNIC: under balancing, a name with only IPv6
+// answers is sent through the NIC that looked it up. (The IPv6 socket was
+// opened by a second balancing pick, which round-robin put on the other
+// NIC: the lookup left through one NIC and the datagram through the
+// other.)
+func TestUDPIPv6OnlyNameKeepsItsNIC(t *testing.T) {
+	lab := netlab.New(t)
+	lab.EnableIPv6()
+	echo := lab.StartEchoOn(netlab.Server6)
+	dns := lab.StartDNSZone(netlab.Zone{Records: map[string][]netip.Addr{"v6.test": {netlab.Server6}}})
+	lab.UseDNS(dns.Addr())
+	lab.StartProxy(nicproxyBinary, "127.0.0.1:1080", `
+default: {balance: [ens33, ens160], strategy: round-robin}
+`)
+	_, relay, udp := udpAssociate(t, lab)
+	before := lab.Snapshot()
+	udpSend(t, udp, relay, "v6.test", echo.UDP.Port(), "v6 only")
+	from, seen, payload := udpReply(t, udp, 10*time.Second)
+	if payload != "v6 only" || from != echo.UDP {
+		t.Fatalf("reply %q from %v, want the datagram echoed by %v", payload, from, echo.UDP)
+	}
+	asked := dns.Seen()
+	if len(asked) != 1 {
+		t.Fatalf("DNS queries came from %v, want one NIC's address", asked)
+	}
+	want, other := netlab.Ens33, netlab.Ens160
+	if asked[0] == netlab.Ens160.Addr {
+		want, other = other, want
+	}
+	if seen.Addr() != want.Addr6 {
+		t.Errorf("the lookup left through %s, the datagram through %v (server saw it), want %s's %v",
+			want.Name, seen.Addr(), want.Name, want.Addr6)
+	}
+	if tx := before.TxSince(other.Name); tx != 0 {
+		t.Errorf("%s sent %d bytes, want 0: the lookup and the datagram both went through %s", other.Name, tx, want.Name)
+	}
+}
