@@ -1,0 +1,137 @@
+package test
+
+import (
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"nicproxy/test/netlab"
+)
+
+// slowNamesLab is a lab whose DNS server never answers within a test (each
+// lookup times out after the lab resolv.conf's second), with nicproxy
+// (binary) serving SOCKS5 on 127.0.0.1:1080 through ens160.
+func slowNamesLab(t *testing.T, binary string) (*netlab.Lab, *netlab.Echo, *netlab.DNS, *netlab.Proc) {
+	t.Helper()
+	lab := netlab.New(t)
+	echo := lab.StartEcho()
+	dns := lab.StartDNSZone(netlab.Zone{Delay: time.Hour})
+	lab.UseDNS(dns.Addr())
+	proc := lab.StartProxy(binary, "127.0.0.1:1080", `
+default: ens160
+timeouts: {dial: 30s}
+`)
+	return lab, echo, dns, proc
+}
+
+// peakDuring samples the proxy's descriptors and resident memory every few
+// milliseconds while fn runs and for settle after it, and returns the
+// highest of each (memory in KiB).
+func peakDuring(t *testing.T, pid int, settle time.Duration, fn func()) (fds, rssKiB int) {
+	t.Helper()
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		tick := time.NewTicker(5 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			rss, n := procStat(t, pid)
+			fds, rssKiB = max(fds, n), max(rssKiB, rss)
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	fn()
+	time.Sleep(settle)
+	close(done)
+	wg.Wait()
+	return fds, rssKiB
+}
+
+// TestUDPAssociationLookupBound: one association sending to 4,096 names
+// that never answer holds a bounded number of lookups, so the proxy stays
+// under 300 descriptors (it held two DNS sockets per name: 8,212 for
+// 4,096 names), and the association still relays, pinned, meanwhile.
+func TestUDPAssociationLookupBound(t *testing.T) {
+	const names = 4096
+	lab, echo, dns, proc := slowNamesLab(t, nicproxyBinary)
+	_, relay, udp := udpAssociate(t, lab)
+	udpExchange(t, udp, relay, netlab.Server.String(), echo.UDP.Port(), []byte("warm"))
+	_, base := procStat(t, proc.Pid())
+
+	peak, _ := peakDuring(t, proc.Pid(), 500*time.Millisecond, func() {
+		for i := range names {
+			udpSend(t, udp, relay, fmt.Sprintf("n%d.slow.test", i), 9, "x")
+			if i%32 == 31 {
+				time.Sleep(time.Millisecond) // the relay's socket buffer is not the bound under test
+			}
+		}
+	})
+	t.Logf("%d names: at most %d descriptors (%d before), %d DNS queries", names, peak, base, dns.Total())
+	if peak >= 300 {
+		t.Errorf("nicproxy held %d descriptors for one association's %d slow names, want under 300", peak, names)
+	}
+	if q := dns.Total(); q == 0 {
+		t.Fatal("no name was looked up: the test sent nothing the bound could hold back")
+	}
+	before := lab.Snapshot()
+	_, reply := udpExchange(t, udp, relay, netlab.Server.String(), echo.UDP.Port(), []byte("still relays"))
+	seen, data := echoed(t, reply)
+	if data != "still relays" {
+		t.Errorf("echo %q", data)
+	}
+	checkPinned(t, before, flow{seen: seen, sent: len(data)}, netlab.Ens160, netlab.Ens33)
+}
+
+// TestUDPAssociationByteBudget: an association flooding datagrams of 60 KB
+// to names that never answer holds at most its byte budget for them: the
+// proxy's peak resident memory grows by less than 1 MiB and a margin (it
+// grew by what the client sent, 16 datagrams a name).
+func TestUDPAssociationByteBudget(t *testing.T) {
+	const (
+		names    = 256
+		perName  = 16
+		size     = 60000
+		budget   = 1 << 20
+		marginKB = 16 << 10
+	)
+	lab, echo, dns, proc := slowNamesLab(t, plainBinary(t))
+	_, relay, udp := udpAssociate(t, lab)
+	udpExchange(t, udp, relay, netlab.Server.String(), echo.UDP.Port(), []byte("warm"))
+	base, _ := procStat(t, proc.Pid())
+	payload := strings.Repeat("b", size)
+
+	_, peak := peakDuring(t, proc.Pid(), 300*time.Millisecond, func() {
+		for i := range names {
+			for j := range perName {
+				udpSend(t, udp, relay, fmt.Sprintf("n%d.slow.test", i), 9, payload)
+				if j%2 == 1 {
+					time.Sleep(100 * time.Microsecond) // the relay's socket buffer is not the bound under test
+				}
+			}
+		}
+	})
+	growth := peak - base
+	t.Logf("%d names × %d datagrams of %d bytes: resident memory %d KiB at most, %d KiB before (+%d KiB); %d DNS queries",
+		names, perName, size, peak, base, growth, dns.Total())
+	if growth >= budget>>10+marginKB {
+		t.Errorf("resident memory grew by %d KiB, want under the %d KiB budget and a %d KiB margin", growth, budget>>10, marginKB)
+	}
+	if dns.Total() == 0 {
+		t.Fatal("no name was looked up: the flood reached no decision")
+	}
+	before := lab.Snapshot()
+	_, reply := udpExchange(t, udp, relay, netlab.Server.String(), echo.UDP.Port(), []byte("still relays"))
+	seen, data := echoed(t, reply)
+	if data != "still relays" {
+		t.Errorf("echo %q", data)
+	}
+	checkPinned(t, before, flow{seen: seen, sent: len(data)}, netlab.Ens160, netlab.Ens33)
+}
