@@ -81,6 +81,10 @@ type Options struct {
 	// caller runs a bind.LinkWatcher here so dials read NIC state from
 	// memory.
 	Links bind.Links
+	// Local knows the host's own addresses from memory, for loops and
+	// local_destinations; nil lists them through the kernel at most once
+	// a second. The caller runs a bind.AddrWatcher here.
+	Local LocalAddrs
 }
 
 // New builds a Server for cfg. It opens nothing until Listen.
@@ -92,7 +96,7 @@ func New(cfg *config.Config, log *zap.Logger, opts Options) *Server {
 		listeners:  map[string]*listener{},
 		udpLookups: make(chan struct{}, maxLookupsTotal),
 	}
-	s.local = newHostAddrs()
+	s.local = newHostAddrs(opts.Local)
 	s.hs = newGate(func() int { return s.state.Load().cfg.Limits.MaxHandshakes })
 	s.ops = admin.New(adminSource{s})
 	s.report = s.ops
