@@ -45,6 +45,22 @@ const (
 	retryFailed = time.Second
 )
 
+// UDPBounds are what one SOCKS5 UDP association may hold and what all of
+// them may do at once, for `check` to say.
+type UDPBounds struct {
+	Destinations int // destinations one association remembers
+	Queued       int // datagrams waiting for one destination being decided
+	QueuedBytes  int // payload bytes one association holds for destinations being decided
+	Lookups      int // names one association may be deciding at once
+	LookupsTotal int // names every association together may be deciding at once
+}
+
+// UDPLimits returns the bounds associations are served with.
+func UDPLimits() UDPBounds {
+	return UDPBounds{Destinations: maxDestinations, Queued: maxQueued, QueuedBytes: maxQueuedBytes,
+		Lookups: maxLookups, LookupsTotal: maxLookupsTotal}
+}
+
 // routeState is where a destination is in its life.
 type routeState uint8
 
