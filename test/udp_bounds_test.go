@@ -2,6 +2,8 @@ package test
 
 import (
 	"fmt"
+	"net"
+	"net/netip"
 	"strings"
 	"sync"
 	"testing"
@@ -134,4 +136,47 @@ func TestUDPAssociationByteBudget(t *testing.T) {
 		t.Errorf("echo %q", data)
 	}
 	checkPinned(t, before, flow{seen: seen, sent: len(data)}, netlab.Ens160, netlab.Ens33)
+}
+
+// TestUDPLookupBoundOverAllAssociations: associations together look up at
+// most 1,024 names at once. 24 associations each send to 64 names that
+// never answer (each within its own bound of 64); every lookup in flight
+// holds a socket per question (A and AAAA), so the proxy's descriptors
+// grow by at most 2,048 and a small slack, where all 1,536 lookups held
+// 3,072.
+func TestUDPLookupBoundOverAllAssociations(t *testing.T) {
+	const (
+		associations = 24
+		perAssoc     = 64
+		total        = 1024
+		slack        = 32
+	)
+	// Without the race detector the proxy reads the 1,536 datagrams long
+	// before the first lookup times out (the lab resolver's second).
+	lab, echo, _, proc := slowNamesLab(t, plainBinary(t))
+	type assoc struct {
+		relay netip.AddrPort
+		udp   *net.UDPConn
+	}
+	var as []assoc
+	for range associations {
+		_, relay, udp := udpAssociate(t, lab)
+		udpExchange(t, udp, relay, netlab.Server.String(), echo.UDP.Port(), []byte("warm"))
+		as = append(as, assoc{relay, udp})
+	}
+	_, base := procStat(t, proc.Pid())
+	peak, _ := peakDuring(t, proc.Pid(), 500*time.Millisecond, func() {
+		for a, x := range as {
+			for i := range perAssoc {
+				udpSend(t, x.udp, x.relay, fmt.Sprintf("n%d.a%d.slow.test", i, a), 9, "x")
+			}
+		}
+	})
+	t.Logf("%d associations × %d names: at most %d descriptors (%d before)", associations, perAssoc, peak, base)
+	if grown := peak - base; grown > 2*total+slack {
+		t.Errorf("descriptors grew by %d, want at most %d (two per lookup, %d lookups) and %d", grown, 2*total+slack, total, slack)
+	}
+	if peak-base < total {
+		t.Errorf("descriptors grew by %d: the lookups did not all start, so the bound was not reached", peak-base)
+	}
 }
