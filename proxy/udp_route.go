@@ -134,18 +134,22 @@ func (a *association) relayNew(dest socks5udp.Destination, payload []byte, from 
 		a.mu.Unlock()
 		return
 	}
-	var refused *int
-	var why string
+	var (
+		refused *int   // the count of datagrams refused by the bound hit
+		why     string // the bound, in words
+		bound   zap.Field
+	)
 	isName := dest.Host != "" && !isLiteral(dest.Host)
 	slot := false
 	switch {
 	case len(a.routes) >= maxDestinations:
-		refused, why = &a.summary.refused, "the association has reached its cap of destinations"
+		refused, why, bound = &a.summary.refused, "the association has reached its cap of destinations", zap.Int("max_destinations", maxDestinations)
 	case a.queuedBytes+len(payload) > maxQueuedBytes:
-		refused, why = &a.summary.overBudget, "the association holds its budget of queued bytes"
+		refused, why, bound = &a.summary.overBudget, "the association holds its budget of queued bytes", zap.Int("max_queued_bytes", maxQueuedBytes)
 	case isName:
 		if slot = a.lookups < maxLookups && a.ss.srv.acquireUDPLookup(); !slot {
-			refused, why = &a.summary.busy, "too many names are being looked up"
+			refused, why, bound = &a.summary.busy, "too many names are being looked up",
+				zap.Ints("max_lookups", []int{maxLookups, maxLookupsTotal})
 		}
 	}
 	if refused != nil {
@@ -154,9 +158,7 @@ func (a *association) relayNew(dest socks5udp.Destination, payload []byte, from 
 		a.mu.Unlock()
 		if first {
 			a.ss.srv.log.Warn("udp: datagram dropped: "+why,
-				zap.Stringer("client", a.ss.from), zap.Stringer("dest", dest),
-				zap.Int("max_destinations", maxDestinations), zap.Int("max_queued_bytes", maxQueuedBytes),
-				zap.Int("max_lookups", maxLookups), zap.Int("max_lookups_total", maxLookupsTotal))
+				zap.Stringer("client", a.ss.from), zap.Stringer("dest", dest), bound)
 		}
 		return
 	}
