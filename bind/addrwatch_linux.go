@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"maps"
 	"net/netip"
-	"runtime"
 	"sync/atomic"
 
 	"github.com/vishvananda/netlink"
@@ -49,17 +48,8 @@ type linkAddr struct {
 // NewAddrWatcher lists the addresses of the calling thread's network
 // namespace and returns a watcher serving that list. Run keeps it current.
 func NewAddrWatcher() (*AddrWatcher, error) {
-	// The namespace and the handle from one thread, as NewLinkWatcher
-	// takes them, and for the same reason.
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	ns, err := netns.Get()
+	ns, handle, err := handleHere()
 	if err != nil {
-		return nil, fmt.Errorf("watch addresses: current network namespace: %w", err)
-	}
-	handle, err := netlink.NewHandle()
-	if err != nil {
-		ns.Close()
 		return nil, fmt.Errorf("watch addresses: %w", err)
 	}
 	w := &AddrWatcher{handle: handle, ns: ns}
@@ -92,8 +82,9 @@ func (w *AddrWatcher) Addrs() map[netip.Addr]bool {
 
 // Run follows address notifications until ctx ends, then releases the
 // watcher's netlink sockets; changed, when not nil, is called after each
-// change is applied (on Run's goroutine, one call at a time). It returns
-// ctx's error, or the error that stopped it from subscribing again.
+// listing and each change applied (on Run's goroutine, one call at a
+// time). It returns ctx's error, or the error that stopped it from
+// subscribing again.
 func (w *AddrWatcher) Run(ctx context.Context, changed func()) error {
 	defer w.close()
 	defer w.addrs.Store(nil)
@@ -102,74 +93,29 @@ func (w *AddrWatcher) Run(ctx context.Context, changed func()) error {
 			changed()
 		}
 	}
-	for {
-		// Subscribe before listing, so no change between the two is
-		// missed (see LinkWatcher.Run).
-		updates := make(chan netlink.AddrUpdate, 64)
-		done := make(chan struct{})
-		if err := w.subscribe(updates, done); err != nil {
-			close(done)
-			return fmt.Errorf("watch addresses: subscribe: %w", err)
-		}
-		if err := w.relist(); err != nil {
-			close(done)
-			drainAddrs(updates)
-			return err
-		}
-		notify()
-		lost := w.follow(ctx, updates, notify)
-		close(done)
-		drainAddrs(updates)
-		if !lost {
-			return ctx.Err()
-		}
-	}
-}
-
-func (w *AddrWatcher) subscribe(updates chan netlink.AddrUpdate, done chan struct{}) error {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	opts := netlink.AddrSubscribeOptions{
-		ErrorCallback:          func(error) {}, // the closed channel in Run is the signal
-		ReceiveBufferSize:      w.rcvbuf,
-		ReceiveBufferForceSize: w.rcvbuf != 0,
-	}
-	current, err := netns.Get()
-	if err != nil {
-		return fmt.Errorf("current network namespace: %w", err)
-	}
-	defer current.Close()
-	if !current.Equal(w.ns) {
-		opts.Namespace = &w.ns
-	}
-	return netlink.AddrSubscribeWithOptions(updates, done, opts)
-}
-
-// follow applies updates until ctx ends (false) or the subscription dies
-// (true: notifications may have been lost).
-func (w *AddrWatcher) follow(ctx context.Context, updates <-chan netlink.AddrUpdate, notify func()) bool {
-	for {
-		select {
-		case <-ctx.Done():
-			return false
-		case u, ok := <-updates:
-			if !ok {
-				return ctx.Err() == nil
-			}
+	return keepCurrent(ctx, "watch addresses", follower[netlink.AddrUpdate]{
+		subscribe: w.subscribe, relist: w.relist, listed: notify,
+		apply: func(u netlink.AddrUpdate) {
 			if w.beforeApply != nil {
 				w.beforeApply()
 			}
 			if w.apply(u) {
 				notify()
 			}
-		}
-	}
+		},
+	})
 }
 
-// drainAddrs waits for the subscription's reader to close its channel.
-func drainAddrs(updates <-chan netlink.AddrUpdate) {
-	for range updates {
-	}
+// subscribe starts address notifications from the watcher's namespace.
+func (w *AddrWatcher) subscribe(updates chan netlink.AddrUpdate, done chan struct{}) error {
+	return subscribeIn(w.ns, func(ns *netns.NsHandle) error {
+		return netlink.AddrSubscribeWithOptions(updates, done, netlink.AddrSubscribeOptions{
+			Namespace:              ns,
+			ErrorCallback:          func(error) {}, // the closed channel in Run is the signal
+			ReceiveBufferSize:      w.rcvbuf,
+			ReceiveBufferForceSize: w.rcvbuf != 0,
+		})
+	})
 }
 
 // apply applies one notification and reports whether the set of
