@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"maps"
 	"net"
-	"runtime"
 	"sync/atomic"
 
 	"github.com/vishvananda/netlink"
@@ -39,19 +38,8 @@ type linkTable struct {
 // NewLinkWatcher lists the NICs of the calling thread's network namespace
 // and returns a watcher serving that list. Run keeps it current.
 func NewLinkWatcher() (*LinkWatcher, error) {
-	// The namespace and the handle from one thread. The handle is made in
-	// the current namespace rather than with NewHandleAt(ns), which enters
-	// ns even when it is the current one, and entering a namespace needs
-	// CAP_SYS_ADMIN: the unit runs with CAP_NET_RAW alone.
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	ns, err := netns.Get()
+	ns, handle, err := handleHere()
 	if err != nil {
-		return nil, fmt.Errorf("watch links: current network namespace: %w", err)
-	}
-	handle, err := netlink.NewHandle()
-	if err != nil {
-		ns.Close()
 		return nil, fmt.Errorf("watch links: %w", err)
 	}
 	w := &LinkWatcher{handle: handle, ns: ns}
@@ -72,26 +60,14 @@ func (w *LinkWatcher) Link(name string) (Link, error) {
 	return w.kernel.Link(name)
 }
 
-// subscribe starts link notifications from the watcher's namespace. It
-// names the namespace only when the calling thread is in another one (a
-// watcher made inside a test's namespace, run from elsewhere): naming it
-// makes netlink enter it, which needs CAP_SYS_ADMIN even when it is the
-// current namespace.
+// subscribe starts link notifications from the watcher's namespace.
 func (w *LinkWatcher) subscribe(updates chan netlink.LinkUpdate, done chan struct{}) error {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	opts := netlink.LinkSubscribeOptions{
-		ErrorCallback: func(error) {}, // the closed channel in Run is the signal
-	}
-	current, err := netns.Get()
-	if err != nil {
-		return fmt.Errorf("current network namespace: %w", err)
-	}
-	defer current.Close()
-	if !current.Equal(w.ns) {
-		opts.Namespace = &w.ns
-	}
-	return netlink.LinkSubscribeWithOptions(updates, done, opts)
+	return subscribeIn(w.ns, func(ns *netns.NsHandle) error {
+		return netlink.LinkSubscribeWithOptions(updates, done, netlink.LinkSubscribeOptions{
+			Namespace:     ns,
+			ErrorCallback: func(error) {}, // the closed channel in Run is the signal
+		})
+	})
 }
 
 // Run follows link notifications until ctx ends, then releases the
@@ -101,51 +77,7 @@ func (w *LinkWatcher) subscribe(updates chan netlink.LinkUpdate, done chan struc
 func (w *LinkWatcher) Run(ctx context.Context) error {
 	defer w.close()
 	defer w.links.Store(nil)
-	for {
-		// Subscribe before listing, so no change between the two is
-		// missed; a notification older than the list is applied on top of
-		// it, and the newer ones that follow it correct it.
-		updates := make(chan netlink.LinkUpdate, 64)
-		done := make(chan struct{})
-		if err := w.subscribe(updates, done); err != nil {
-			close(done)
-			return fmt.Errorf("watch links: subscribe: %w", err)
-		}
-		if err := w.relist(); err != nil {
-			close(done)
-			drain(updates)
-			return err
-		}
-		lost := w.follow(ctx, updates)
-		close(done)
-		drain(updates)
-		if !lost {
-			return ctx.Err()
-		}
-	}
-}
-
-// follow applies updates until ctx ends (false) or the subscription dies
-// (true: notifications may have been lost).
-func (w *LinkWatcher) follow(ctx context.Context, updates <-chan netlink.LinkUpdate) bool {
-	for {
-		select {
-		case <-ctx.Done():
-			return false
-		case u, ok := <-updates:
-			if !ok {
-				return ctx.Err() == nil
-			}
-			w.apply(u)
-		}
-	}
-}
-
-// drain waits for the subscription's reader to close its channel, which it
-// does once its socket is closed, so no goroutine of it outlives Run.
-func drain(updates <-chan netlink.LinkUpdate) {
-	for range updates {
-	}
+	return keepCurrent(ctx, "watch links", follower[netlink.LinkUpdate]{subscribe: w.subscribe, relist: w.relist, apply: w.apply})
 }
 
 func (w *LinkWatcher) apply(u netlink.LinkUpdate) {

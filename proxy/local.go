@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"nicproxy/config"
@@ -49,42 +50,76 @@ func normalizeHost(host string) (string, netip.Addr) {
 	return host, netip.Addr{}
 }
 
-// hostAddrs knows the host's own addresses. Listing them is a netlink dump,
-// too dear for every connection and too stale if done only at start (a
-// NIC's address can change under a running proxy), so the list is kept
-// for a second and refreshed by the first check after that.
-type hostAddrs struct {
-	list func() ([]net.Addr, error) // net.InterfaceAddrs; a field so tests can give their own
+// LocalAddrs reports whether an address is one of the host's own, from
+// memory; a running *bind.AddrWatcher is one.
+type LocalAddrs interface {
+	Has(netip.Addr) bool
+}
 
-	mu    sync.Mutex
+// hostAddrs knows the host's own addresses; every dial asks it, so it
+// never makes a dial wait. Given a watcher, it asks that. Without one it
+// lists them (a netlink dump) at most once a hostAddrsTTL: the first check
+// after that refreshes the listing while others read the one before.
+type hostAddrs struct {
+	watched LocalAddrs                 // nil: listed
+	list    func() ([]net.Addr, error) // net.InterfaceAddrs; a field so tests can give their own
+
+	listing    atomic.Pointer[addrListing]
+	refreshing sync.Mutex // held by the one check listing again
+}
+
+// addrListing is one listing of the host's addresses, never changed.
+type addrListing struct {
 	addrs map[netip.Addr]bool
 	at    time.Time
 }
 
-func newHostAddrs() *hostAddrs { return &hostAddrs{list: net.InterfaceAddrs} }
+func newHostAddrs(watched LocalAddrs) *hostAddrs {
+	return &hostAddrs{watched: watched, list: net.InterfaceAddrs}
+}
 
 // hostAddrsTTL is how long a listing of the host's addresses is trusted.
 const hostAddrsTTL = time.Second
 
 // has reports whether a is one of the host's addresses.
 func (h *hostAddrs) has(a netip.Addr) bool {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.addrs == nil || time.Since(h.at) > hostAddrsTTL {
-		addrs, err := h.list()
-		if err == nil || h.addrs == nil {
-			h.addrs = map[netip.Addr]bool{}
-			for _, addr := range addrs {
-				if p, ok := addr.(*net.IPNet); ok {
-					if ip, ok := netip.AddrFromSlice(p.IP); ok {
-						h.addrs[ip.Unmap()] = true
-					}
-				}
+	if h.watched != nil {
+		return h.watched.Has(a)
+	}
+	l := h.listing.Load()
+	switch {
+	case l == nil:
+		// The first listing: no check can be answered without it.
+		h.refreshing.Lock()
+		if l = h.listing.Load(); l == nil {
+			l = h.relist(nil)
+		}
+		h.refreshing.Unlock()
+	case time.Since(l.at) > hostAddrsTTL && h.refreshing.TryLock():
+		l = h.relist(l)
+		h.refreshing.Unlock()
+	}
+	return l.addrs[a]
+}
+
+// relist lists the addresses again and publishes the listing; a listing
+// that fails keeps the one before (old) for another TTL.
+func (h *hostAddrs) relist(old *addrListing) *addrListing {
+	addrs, err := h.list()
+	l := &addrListing{addrs: map[netip.Addr]bool{}, at: time.Now()}
+	if err != nil && old != nil {
+		l.addrs = old.addrs
+		addrs = nil
+	}
+	for _, addr := range addrs {
+		if p, ok := addr.(*net.IPNet); ok {
+			if ip, ok := netip.AddrFromSlice(p.IP); ok {
+				l.addrs[ip.Unmap()] = true
 			}
-			h.at = time.Now()
 		}
 	}
-	return h.addrs[a]
+	h.listing.Store(l)
+	return l
 }
 
 // isLocal reports whether a is the proxy host itself: loopback, the

@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/netip"
 	"testing"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -76,3 +77,64 @@ func TestCheckDest(t *testing.T) {
 }
 
 func errorsIs(err, target error) bool { return err != nil && errors.Is(err, target) }
+
+// TestHostAddrsNeverWaitsForAListing: while one check lists the host's
+// addresses again (a netlink dump that can take a while), other checks
+// answer from the listing before instead of waiting for it. (The listing
+// was made under the mutex every check took.)
+func TestHostAddrsNeverWaitsForAListing(t *testing.T) {
+	own := []net.Addr{&net.IPNet{IP: net.ParseIP("192.0.2.80"), Mask: net.CIDRMask(24, 32)}}
+	entered, release := make(chan struct{}), make(chan struct{})
+	calls := 0
+	h := newHostAddrs(nil)
+	h.list = func() ([]net.Addr, error) {
+		calls++
+		if calls > 1 {
+			close(entered)
+			<-release
+		}
+		return own, nil
+	}
+	if !h.has(netip.MustParseAddr("192.0.2.80")) {
+		t.Fatal("192.0.2.80 is listed but not the host's")
+	}
+	l := *h.listing.Load()
+	l.at = l.at.Add(-2 * hostAddrsTTL) // stale: the next check lists again
+	h.listing.Store(&l)
+	listed := make(chan struct{})
+	go func() { defer close(listed); h.has(netip.MustParseAddr("192.0.2.1")) }()
+	<-entered
+	answered := make(chan bool)
+	go func() { answered <- h.has(netip.MustParseAddr("192.0.2.80")) }()
+	select {
+	case got := <-answered:
+		if !got {
+			t.Error("a check during the listing answered 192.0.2.80 is not the host's")
+		}
+	case <-time.After(10 * time.Second):
+		t.Error("a check waited for another's listing")
+		close(release)
+		<-answered
+		<-listed
+		return
+	}
+	close(release)
+	<-listed
+}
+
+// TestHostAddrsWatched: given a watcher, the checks ask it and list
+// nothing themselves.
+func TestHostAddrsWatched(t *testing.T) {
+	h := newHostAddrs(watchedAddrs{netip.MustParseAddr("192.0.2.48"): true})
+	h.list = func() ([]net.Addr, error) {
+		t.Error("a check listed the addresses though a watcher knows them")
+		return nil, nil
+	}
+	if !h.isLocal(netip.MustParseAddr("192.0.2.48")) || h.isLocal(netip.MustParseAddr("192.0.2.80")) {
+		t.Error("the checks did not answer what the watcher knows")
+	}
+}
+
+type watchedAddrs map[netip.Addr]bool
+
+func (w watchedAddrs) Has(a netip.Addr) bool { return w[a] }

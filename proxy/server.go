@@ -38,6 +38,9 @@ type Server struct {
 	ops     *admin.Admin // metrics and the status page
 	report  reporter     // ops, as sessions see it
 	health  *health
+	// udpLookups holds a token per UDP name being decided, across every
+	// association (maxLookupsTotal).
+	udpLookups chan struct{}
 
 	clientsMu sync.Mutex
 	clients   *clients // who local clients are; nil until a configuration needs it
@@ -82,17 +85,22 @@ type Options struct {
 	// caller runs a bind.LinkWatcher here so dials read NIC state from
 	// memory.
 	Links bind.Links
+	// Local knows the host's own addresses from memory, for loops and
+	// local_destinations; nil lists them through the kernel at most once
+	// a second. The caller runs a bind.AddrWatcher here.
+	Local LocalAddrs
 }
 
 // New builds a Server for cfg. It opens nothing until Listen.
 func New(cfg *config.Config, log *zap.Logger, opts Options) *Server {
 	s := &Server{
-		log:       log,
-		opts:      opts,
-		sweeper:   relay.NewIdleSweeper(cfg.Timeouts.Idle),
-		listeners: map[string]*listener{},
+		log:        log,
+		opts:       opts,
+		sweeper:    relay.NewIdleSweeper(cfg.Timeouts.Idle),
+		listeners:  map[string]*listener{},
+		udpLookups: make(chan struct{}, maxLookupsTotal),
 	}
-	s.local = newHostAddrs()
+	s.local = newHostAddrs(opts.Local)
 	s.hs = newGate(func() int { return s.state.Load().cfg.Limits.MaxHandshakes })
 	s.ops = admin.New(adminSource{s})
 	s.report = s.ops

@@ -15,7 +15,6 @@ import (
 	"github.com/things-go/go-socks5/statute"
 	"go.uber.org/zap"
 
-	"nicproxy/proxy/router"
 	"nicproxy/proxy/socks5udp"
 )
 
@@ -91,6 +90,10 @@ type association struct {
 	uplinks map[string]*uplink                  // by NIC and family
 	sentTo  map[netip.AddrPort]struct{}         // destinations whose replies may come back
 	summary udpSummary                          // what the access line says
+	// queuedBytes are the payload bytes queued for destinations being
+	// decided (at most maxQueuedBytes); lookups, the names being decided
+	// on goroutines of their own (at most maxLookups).
+	queuedBytes, lookups int
 	// workers are the goroutines the association starts besides run's
 	// own: the client reader, the uplinks' reply readers, the deciders.
 	workers sync.WaitGroup
@@ -210,11 +213,12 @@ func (a *association) send(via *uplink, to netip.AddrPort, payload []byte) {
 	}
 }
 
-// uplink returns the pinned socket for a decision and family, opening it
-// (and its reply reader) on first use. The socket is made without a.mu
-// held; of two deciders that race to open one, the second closes its own.
-func (a *association) uplink(ctx context.Context, decision router.Decision, host, family string) (*uplink, error) {
-	key := decision.Via.String() + "|" + family
+// uplink returns the socket for datagrams through nic (pinned to it, or
+// unpinned for upstream.System) and family, opening it (and its reply
+// reader) on first use. The socket is made without a.mu held; of two
+// deciders that race to open one, the second closes its own.
+func (a *association) uplink(ctx context.Context, nic, family string) (*uplink, error) {
+	key := nic + "|" + family
 	a.mu.Lock()
 	u, ok := a.uplinks[key]
 	closed := a.closed
@@ -225,7 +229,7 @@ func (a *association) uplink(ctx context.Context, decision router.Decision, host
 	if closed {
 		return nil, errAssociationClosed
 	}
-	pc, nic, err := a.ss.st.dialer.PacketConn(ctx, family, decision, a.ss.from, host)
+	pc, err := a.ss.st.dialer.ListenPacket(ctx, nic, family)
 	if err != nil {
 		return nil, err
 	}
@@ -248,6 +252,20 @@ func (a *association) uplink(ctx context.Context, decision router.Decision, host
 	}()
 	return u, nil
 }
+
+// acquireUDPLookup takes one of the server's maxLookupsTotal slots for a
+// UDP name being decided, if one is free; it never waits.
+func (s *Server) acquireUDPLookup() bool {
+	select {
+	case s.udpLookups <- struct{}{}:
+		return true
+	default:
+		return false
+	}
+}
+
+// releaseUDPLookup gives back a slot acquireUDPLookup took.
+func (s *Server) releaseUDPLookup() { <-s.udpLookups }
 
 // errAssociationClosed is a decision finished after its association ended.
 var errAssociationClosed = errors.New("association closed")

@@ -16,7 +16,7 @@ import (
 	"nicproxy/proxy/upstream"
 )
 
-// What one association may hold.
+// What one association may hold, and what all of them may do at once.
 const (
 	// maxDestinations bounds what one association remembers, so a client
 	// spraying destinations cannot grow it without limit. A datagram to
@@ -25,12 +25,40 @@ const (
 	// maxQueued is how many datagrams wait for a destination while it is
 	// decided; more are dropped, as a full socket buffer would drop them.
 	maxQueued = 16
+	// maxQueuedBytes bounds the payload bytes one association holds for
+	// destinations still being decided, whatever their number: without
+	// it, 64 names each holding 16 datagrams of 64 KiB would be 64 MiB.
+	maxQueuedBytes = 1 << 20
+	// maxLookups is how many names one association may be deciding at
+	// once; each lookup holds a socket per question in flight. A datagram
+	// to another new name meanwhile is dropped, before any lookup, and a
+	// later one tries again.
+	maxLookups = 64
+	// maxLookupsTotal is the same bound over every association of the
+	// server, so many associations cannot fill the descriptor table.
+	maxLookupsTotal = 1024
 	// retryFailed is how long a destination that failed (a name that did
 	// not resolve, a NIC that was down) stays failed: its datagrams are
 	// dropped without a lookup each, yet a NIC that comes back or a name
 	// that appears is used within this time.
 	retryFailed = time.Second
 )
+
+// UDPBounds are what one SOCKS5 UDP association may hold and what all of
+// them may do at once, for `check` to say.
+type UDPBounds struct {
+	Destinations int // destinations one association remembers
+	Queued       int // datagrams waiting for one destination being decided
+	QueuedBytes  int // payload bytes one association holds for destinations being decided
+	Lookups      int // names one association may be deciding at once
+	LookupsTotal int // names every association together may be deciding at once
+}
+
+// UDPLimits returns the bounds associations are served with.
+func UDPLimits() UDPBounds {
+	return UDPBounds{Destinations: maxDestinations, Queued: maxQueued, QueuedBytes: maxQueuedBytes,
+		Lookups: maxLookups, LookupsTotal: maxLookupsTotal}
+}
 
 // routeState is where a destination is in its life.
 type routeState uint8
@@ -65,9 +93,10 @@ type udpDecision struct {
 }
 
 // relay sends one datagram of the client (from), queues it while its
-// destination is decided, or drops it. A new destination is decided on a
-// goroutine of its own, so the client's other datagrams keep flowing
-// meanwhile.
+// destination is decided, or drops it. A destination that is an address
+// is decided at once (routing an address does no I/O but opening its
+// socket); a name is decided on a goroutine of its own, so the client's
+// other datagrams keep flowing while it is looked up.
 func (a *association) relay(dest socks5udp.Destination, payload []byte, from netip.AddrPort) {
 	a.mu.Lock()
 	r := a.routes[dest]
@@ -76,32 +105,7 @@ func (a *association) relay(dest socks5udp.Destination, payload []byte, from net
 		r = nil
 	}
 	if r == nil {
-		if a.closed {
-			a.mu.Unlock()
-			return
-		}
-		if len(a.routes) >= maxDestinations {
-			a.summary.refused++
-			first := a.summary.refused == 1
-			a.mu.Unlock()
-			if first {
-				a.ss.srv.log.Warn("udp: destination refused: the association has reached its cap",
-					zap.Stringer("client", a.ss.from), zap.Stringer("dest", dest),
-					zap.Int("max_destinations", maxDestinations))
-			}
-			return
-		}
-		a.fixClient(from)
-		r = &udpRoute{queue: [][]byte{bytes.Clone(payload)}}
-		a.routes[dest] = r
-		// fromClient, the caller, is a worker: the count cannot be zero
-		// here, so this Add never races run's Wait.
-		a.workers.Add(1)
-		a.mu.Unlock()
-		go func() {
-			defer a.workers.Done()
-			a.settle(dest, r)
-		}()
+		a.relayNew(dest, payload, from) // unlocks a.mu
 		return
 	}
 	switch r.state {
@@ -116,10 +120,98 @@ func (a *association) relay(dest socks5udp.Destination, payload []byte, from net
 		return
 	}
 	a.fixClient(from)
-	if len(r.queue) < maxQueued {
-		r.queue = append(r.queue, bytes.Clone(payload))
-	}
+	a.enqueue(r, payload)
 	a.mu.Unlock()
+}
+
+// relayNew starts deciding a destination the association has no route
+// for, with payload as the first datagram of its queue, or refuses it when
+// the association is at one of its bounds. It is called with a.mu held
+// and unlocks it.
+func (a *association) relayNew(dest socks5udp.Destination, payload []byte, from netip.AddrPort) {
+	if a.closed {
+		a.mu.Unlock()
+		return
+	}
+	var (
+		refused *int   // the count of datagrams refused by the bound hit
+		why     string // the bound, in words
+		bound   zap.Field
+	)
+	isName := dest.Host != "" && !isLiteral(dest.Host)
+	slot := false
+	switch {
+	case len(a.routes) >= maxDestinations:
+		refused, why, bound = &a.summary.refused, "the association has reached its cap of destinations", zap.Int("max_destinations", maxDestinations)
+	case a.queuedBytes+len(payload) > maxQueuedBytes:
+		refused, why, bound = &a.summary.overBudget, "the association holds its budget of queued bytes", zap.Int("max_queued_bytes", maxQueuedBytes)
+	case isName:
+		if slot = a.lookups < maxLookups && a.ss.srv.acquireUDPLookup(); !slot {
+			refused, why, bound = &a.summary.busy, "too many names are being looked up",
+				zap.Ints("max_lookups", []int{maxLookups, maxLookupsTotal})
+		}
+	}
+	if refused != nil {
+		*refused++
+		first := *refused == 1
+		a.mu.Unlock()
+		if first {
+			a.ss.srv.log.Warn("udp: datagram dropped: "+why,
+				zap.Stringer("client", a.ss.from), zap.Stringer("dest", dest), bound)
+		}
+		return
+	}
+	a.fixClient(from)
+	r := &udpRoute{}
+	a.enqueue(r, payload)
+	a.routes[dest] = r
+	if !slot {
+		a.mu.Unlock()
+		a.settle(dest, r)
+		return
+	}
+	a.lookups++
+	// fromClient, the caller, is a worker: the count cannot be zero
+	// here, so this Add never races run's Wait.
+	a.workers.Add(1)
+	a.mu.Unlock()
+	go func() {
+		defer a.workers.Done()
+		defer func() {
+			a.mu.Lock()
+			a.lookups--
+			a.mu.Unlock()
+			a.ss.srv.releaseUDPLookup()
+		}()
+		a.settle(dest, r)
+	}()
+}
+
+// isLiteral reports whether a requested host needs no lookup.
+func isLiteral(host string) bool {
+	_, a := normalizeHost(host)
+	return a.IsValid()
+}
+
+// enqueue keeps a copy of payload for r, still being decided, within
+// maxQueued and the association's byte budget; a.mu is held.
+func (a *association) enqueue(r *udpRoute, payload []byte) {
+	if len(r.queue) >= maxQueued || a.queuedBytes+len(payload) > maxQueuedBytes {
+		return
+	}
+	r.queue = append(r.queue, bytes.Clone(payload))
+	a.queuedBytes += len(payload)
+}
+
+// takeQueue empties r's queue and gives its bytes back to the budget; a.mu
+// is held.
+func (a *association) takeQueue(r *udpRoute) [][]byte {
+	queue := r.queue
+	r.queue = nil
+	for _, p := range queue {
+		a.queuedBytes -= len(p)
+	}
+	return queue
 }
 
 // settle decides dest, then sends what queued for it meanwhile, or drops
@@ -129,8 +221,7 @@ func (a *association) settle(dest socks5udp.Destination, r *udpRoute) {
 	a.mu.Lock()
 	if d.err != nil {
 		r.state, r.retryAt = routeFailed, time.Now().Add(retryFailed)
-		dropped := len(r.queue)
-		r.queue = nil
+		dropped := len(a.takeQueue(r))
 		ending := a.closed || a.ctx.Err() != nil
 		if !ending {
 			a.summary.record(dest, d)
@@ -150,8 +241,7 @@ func (a *association) settle(dest socks5udp.Destination, r *udpRoute) {
 	// Datagrams that arrive while the queue is sent join its tail, so the
 	// destination sees them in the order the client sent them.
 	for len(r.queue) > 0 {
-		queue := r.queue
-		r.queue = nil
+		queue := a.takeQueue(r)
 		a.mu.Unlock()
 		for _, p := range queue {
 			a.send(d.via, d.to, p)
@@ -163,8 +253,10 @@ func (a *association) settle(dest socks5udp.Destination, r *udpRoute) {
 }
 
 // decide routes dest like a TCP flow with network udp: rules, then the
-// NIC's socket, then, for a name, a lookup through that NIC. It runs
-// without a.mu held.
+// NIC, then, for a name, a lookup through that NIC, then the socket for
+// that NIC and the address's family. The address is checked (loops,
+// local_destinations) by the dialer, in the one place TCP dials are
+// checked too. It runs without a.mu held.
 func (a *association) decide(dest socks5udp.Destination) udpDecision {
 	ss := a.ss
 	ctx, cancel := context.WithTimeout(a.ctx, ss.st.cfg.Timeouts.Dial)
@@ -173,35 +265,14 @@ func (a *association) decide(dest socks5udp.Destination) udpDecision {
 	if host == "" {
 		host = dest.Addr.String()
 	}
-	host, literal := normalizeHost(host)
-	if literal.IsValid() {
-		dest.Addr = literal
-	}
-	if dest.Addr.IsValid() {
-		if err := ss.srv.checkDest(ss.st.cfg, netip.AddrPortFrom(dest.Addr, dest.Port)); err != nil {
-			return udpDecision{err: err}
-		}
-	}
+	host, _ = normalizeHost(host)
 	decision := ss.st.router.Route(ctx, ss.routeRequest(host, dest.Port, config.NetworkUDP))
 	d := udpDecision{rule: decision.RuleName}
 	if decision.Action == config.ActionReject {
 		d.err = fmt.Errorf("%w by rule %s", errRejected, decision.RuleName)
 		return d
 	}
-	addr := dest.Addr
-	if !addr.IsValid() {
-		addr = decision.Addr
-	}
-	if addr.IsValid() && addr.IsLoopback() {
-		decision.Via = config.Via{Mode: config.ViaSystem} // never leaves the host
-	}
-	// Names are resolved through the NIC the datagrams will take: the
-	// IPv4 socket's NIC decides, and IPv4 answers are preferred.
-	family := "udp4"
-	if addr.IsValid() && addr.Is6() {
-		family = "udp6"
-	}
-	via, err := a.uplink(ctx, decision, host, family)
+	route, err := ss.st.dialer.RoutePacket(ctx, decision, ss.from, upstream.Target{Host: host, Port: dest.Port, Addr: decision.Addr})
 	if err != nil {
 		d.err = err
 		var de *bind.DialError
@@ -210,27 +281,17 @@ func (a *association) decide(dest socks5udp.Destination) udpDecision {
 		}
 		return d
 	}
-	d.nic = via.nic
-	if !addr.IsValid() {
-		addrs, err := ss.st.dialer.Lookup(ctx, via.nic, dest.Host)
-		if err != nil || len(addrs) == 0 {
-			d.err = fmt.Errorf("resolve %s via %s: %w", dest.Host, via.nic, errors.Join(upstream.ErrResolve, err))
-			return d
-		}
-		addr = addrs[0] // IPv4 first, as Lookup orders them
-		if err := ss.srv.checkDest(ss.st.cfg, netip.AddrPortFrom(addr, dest.Port)); err != nil {
-			d.err = err
-			return d
-		}
-		if addr.Is6() {
-			if via, err = a.uplink(ctx, decision, host, "udp6"); err != nil {
-				d.err = err
-				return d
-			}
-			d.nic = via.nic
-		}
+	d.nic = route.NIC
+	family := "udp4"
+	if route.Addr.Is6() {
+		family = "udp6"
 	}
-	d.to, d.via = netip.AddrPortFrom(addr, dest.Port), via
+	via, err := a.uplink(ctx, route.NIC, family)
+	if err != nil {
+		d.err = err
+		return d
+	}
+	d.to, d.via = netip.AddrPortFrom(route.Addr, dest.Port), via
 	return d
 }
 
@@ -242,6 +303,8 @@ type udpSummary struct {
 	dest, rule, nic string
 	err             error
 	refused         int // datagrams refused past maxDestinations
+	overBudget      int // datagrams to new destinations refused past maxQueuedBytes
+	busy            int // datagrams to new names refused past maxLookups or maxLookupsTotal
 }
 
 func (s *udpSummary) record(dest socks5udp.Destination, d udpDecision) {

@@ -53,9 +53,18 @@ func startBacklogHolder(tb testing.TB, lab *netlab.Lab, port uint16, backlog int
 // procStat reads a process's resident memory (KiB) and open descriptors.
 func procStat(tb testing.TB, pid int) (rssKiB, fds int) {
 	tb.Helper()
-	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	rssKiB, fds, err := readProcStat(pid)
 	if err != nil {
 		tb.Fatal(err)
+	}
+	return rssKiB, fds
+}
+
+// readProcStat is procStat for a goroutine that may not fail its test.
+func readProcStat(pid int) (rssKiB, fds int, err error) {
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, 0, err
 	}
 	for _, line := range strings.Split(string(status), "\n") {
 		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
@@ -64,9 +73,9 @@ func procStat(tb testing.TB, pid int) (rssKiB, fds int) {
 	}
 	entries, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
 	if err != nil {
-		tb.Fatal(err)
+		return 0, 0, err
 	}
-	return rssKiB, len(entries)
+	return rssKiB, len(entries), nil
 }
 
 // BenchmarkIdleTunnels opens 9,000 idle tunnels through SOCKS5 and through

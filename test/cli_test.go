@@ -108,7 +108,8 @@ default: ens160
 		{"--version", []string{"--version"}, 0, []string{"nicproxy "}, nil},
 		{"unknown command", []string{"nosuch"}, 2, nil, []string{`unknown command "nosuch"`}},
 		{"check a good file", []string{"check", "-c", good}, 0,
-			[]string{"config.yaml: OK", "ens160  up", "ens33   up", "0  alice-wan  user alice", "-> ens160 -> ens33 (failover, in order)", "2  no-smtp    port 25", "-> reject", "default:   ens160"}, nil},
+			[]string{"config.yaml: OK", "ens160  up", "ens33   up", "0  alice-wan  user alice", "-> ens160 -> ens33 (failover, in order)", "2  no-smtp    port 25", "-> reject", "default:   ens160",
+				"udp:       per association 4096 destinations, 16 datagrams and 1024 KiB queued while deciding, 64 names in lookup; 1024 lookups in all"}, nil},
 		{"check every error of a bad file with its position", []string{"check", "-c", bad}, 2, nil, []string{
 			bad + `:4:10: rules[0].via: unknown interface "ens16O" (have: ens33, ens160)`,
 			bad + `:5:12: rules[1].port: port 70000 is out of range 1-65535`,

@@ -54,11 +54,17 @@ func udpReply(t *testing.T, udp *net.UDPConn, timeout time.Duration) (from, seen
 // accessLines returns the JSON access-log lines of the proxy's output.
 func accessLines(t *testing.T, output string) []map[string]any {
 	t.Helper()
+	return logLines(output, "access")
+}
+
+// logLines returns the JSON log lines of the proxy's output whose msg is
+// msg.
+func logLines(output, msg string) []map[string]any {
 	var lines []map[string]any
 	sc := bufio.NewScanner(strings.NewReader(output))
 	for sc.Scan() {
 		var entry map[string]any
-		if json.Unmarshal(sc.Bytes(), &entry) == nil && entry["msg"] == "access" {
+		if json.Unmarshal(sc.Bytes(), &entry) == nil && entry["msg"] == msg {
 			lines = append(lines, entry)
 		}
 	}

@@ -6,7 +6,7 @@ import (
 	"net"
 	"net/netip"
 
-	"github.com/vishvananda/netlink"
+	"nicproxy/bind"
 )
 
 // alwaysLocal are destinations on the host whatever its addresses:
@@ -40,52 +40,36 @@ func LocalPrefixes() ([]netip.Prefix, error) {
 
 // WatchLocal keeps the programs' local addresses in step with the host's
 // until ctx ends, so an address added while the command runs (DHCP, a VPN)
-// is reached directly and not through a NIC. errs gets what it cannot
-// apply; it returns once its goroutine has stopped.
+// is reached directly and not through a NIC, and one that left is pinned
+// again. It follows bind.AddrWatcher, which subscribes again and re-lists
+// when notifications are lost. errs gets what it cannot apply; it returns
+// once its watcher has stopped.
 func (p *Programs) WatchLocal(ctx context.Context, errs func(error)) error {
-	updates := make(chan netlink.AddrUpdate, 64)
-	done := make(chan struct{})
-	report := func(err error) {
-		// Closing the subscription makes its pending receive fail: that
-		// is the end, not an error.
-		if ctx.Err() == nil {
-			errs(err)
-		}
-	}
-	if err := netlink.AddrSubscribeWithOptions(updates, done, netlink.AddrSubscribeOptions{
-		ErrorCallback: report,
-		ListExisting:  true,
-	}); err != nil {
+	w, err := bind.NewAddrWatcher()
+	if err != nil {
 		return fmt.Errorf("watch the host's addresses: %w", err)
 	}
-	defer func() {
-		close(done)
-		for range updates { // netlink closes it once its goroutine ends
-		}
-	}()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case u, ok := <-updates:
-			if !ok {
-				return nil
-			}
-			ip, ok := netip.AddrFromSlice(u.LinkAddress.IP)
-			if !ok {
-				continue
-			}
-			ip = ip.Unmap()
-			pre := netip.PrefixFrom(ip, ip.BitLen())
-			var err error
-			if u.NewAddr {
-				err = p.AddLocal(pre)
-			} else if !ip.IsLoopback() && !ip.IsUnspecified() {
-				err = p.RemoveLocal(pre)
-			}
-			if err != nil {
-				errs(err)
+	applied := map[netip.Addr]bool{}
+	sync := func() {
+		now := w.Addrs()
+		for a := range now {
+			if !applied[a] {
+				if err := p.AddLocal(netip.PrefixFrom(a, a.BitLen())); err != nil {
+					errs(err)
+				}
 			}
 		}
+		for a := range applied {
+			if !now[a] && !a.IsLoopback() && !a.IsUnspecified() {
+				if err := p.RemoveLocal(netip.PrefixFrom(a, a.BitLen())); err != nil {
+					errs(err)
+				}
+			}
+		}
+		applied = now
 	}
+	if err := w.Run(ctx, sync); err != nil && ctx.Err() == nil {
+		errs(err)
+	}
+	return nil
 }

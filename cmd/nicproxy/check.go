@@ -8,6 +8,7 @@ import (
 	"text/tabwriter"
 
 	"nicproxy/config"
+	"nicproxy/proxy"
 )
 
 // check validates a config file and prints a one-screen summary of what
@@ -101,6 +102,9 @@ func printSummary(w io.Writer, cfg *config.Config) {
 	fmt.Fprintf(tw, "timeouts:\thandshake %s, dial %s, attempt %s, idle %s, shutdown %s\n", t.Handshake, t.Dial, t.Attempt, t.Idle, t.Shutdown)
 	l := cfg.Limits
 	fmt.Fprintf(tw, "limits:\tmax_connections %d, max_handshakes %d, max_header_bytes %d\n", l.MaxConnections, l.MaxHandshakes, l.MaxHeaderBytes)
+	u := proxy.UDPLimits()
+	fmt.Fprintf(tw, "udp:\tper association %d destinations, %d datagrams and %d KiB queued while deciding, %d names in lookup; %d lookups in all\n",
+		u.Destinations, u.Queued, u.QueuedBytes>>10, u.Lookups, u.LookupsTotal)
 	local := string(cfg.LocalDestinations)
 	if cfg.LocalDestinationsDefaulted {
 		local += " (the default: " + map[config.LocalPolicy]string{

@@ -64,7 +64,9 @@ func serve(args []string, stderr io.Writer) int {
 
 	links, stopWatching := watchLinks(log)
 	defer stopWatching()
-	srv := proxy.New(cfg, log, proxy.Options{Links: links})
+	local, stopWatchingAddrs := watchAddrs(log)
+	defer stopWatchingAddrs()
+	srv := proxy.New(cfg, log, proxy.Options{Links: links, Local: local})
 	if err := srv.Listen(ctx); err != nil {
 		log.Error("cannot listen", zap.Error(err))
 		return exitFailure
@@ -173,15 +175,34 @@ func watchLinks(log *zap.Logger) (links bind.Links, stop func()) {
 		log.Warn("cannot watch NICs; asking the kernel on every dial", zap.Error(err))
 		return nil, func() {}
 	}
+	return w, follow(log, "stopped watching NICs; asking the kernel on every dial", w.Run)
+}
+
+// watchAddrs starts following the host's own addresses, so that the check
+// every dial makes (is the destination the host itself?) reads them from
+// memory. Without the watcher, the proxy lists them at most once a second.
+func watchAddrs(log *zap.Logger) (local proxy.LocalAddrs, stop func()) {
+	w, err := bind.NewAddrWatcher()
+	if err != nil {
+		log.Warn("cannot watch the host's addresses; listing them once a second", zap.Error(err))
+		return nil, func() {}
+	}
+	return w, follow(log, "stopped watching the host's addresses; listing them on every dial",
+		func(ctx context.Context) error { return w.Run(ctx, nil) })
+}
+
+// follow runs a watcher until stop is called, and says so if it ends
+// before; stop ends it and waits for it.
+func follow(log *zap.Logger, stopped string, run func(context.Context) error) (stop func()) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		if err := w.Run(ctx); !errors.Is(err, context.Canceled) {
-			log.Warn("stopped watching NICs; asking the kernel on every dial", zap.Error(err))
+		if err := run(ctx); !errors.Is(err, context.Canceled) {
+			log.Warn(stopped, zap.Error(err))
 		}
 	}()
-	return w, func() { cancel(); <-done }
+	return func() { cancel(); <-done }
 }
 
 // notify tells systemd about a state change when NOTIFY_SOCKET is set.

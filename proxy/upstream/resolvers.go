@@ -32,8 +32,12 @@ type DNSObserver interface {
 type resolvers struct {
 	settings config.Resolver
 	observer DNSObserver
-	// carried are the previous set's resolvers, offered to this set as it
-	// fills; a copy, so sets of past reloads are not kept alive in a chain.
+	// carried are the previous set's resolvers not yet claimed by this
+	// set, offered to it as it fills: a copy, from which each NIC's entry
+	// goes once the NIC has a resolver here (its old one kept or
+	// replaced), so a retired resolver is not kept by the set after it.
+	// Nothing here refers to the set itself, so sets of past reloads are
+	// not kept alive in a chain.
 	carried    map[string]*nicResolver
 	carriedSys Resolver
 
@@ -69,15 +73,20 @@ func (rs *resolvers) forNIC(nic string, servers []netip.AddrPort, dialer *bind.D
 	if r, ok := rs.byNIC[nic]; ok {
 		return r.resolver
 	}
-	if old, ok := rs.carried[nic]; ok && slices.Equal(old.servers, servers) && old.options == dialer.Options {
+	old, ok := rs.carried[nic]
+	delete(rs.carried, nic)
+	if ok && slices.Equal(old.servers, servers) && old.options == dialer.Options {
 		rs.byNIC[nic] = old
 		return old.resolver
 	}
+	// The callbacks hold the observer, not rs: a cache carried into the
+	// next set must not keep this one alive.
+	observer := rs.observer
 	cache := dnscache.New(dnscache.Config{
 		NIC: nic, Servers: servers, Dial: dialer.DialContext,
 		CacheSize: rs.settings.CacheSize, MinTTL: rs.settings.MinTTL, MaxTTL: rs.settings.MaxTTL,
-		OnQuery:    func(result string) { rs.observer.Query(nic, result) },
-		OnCacheHit: func() { rs.observer.CacheHit(nic) },
+		OnQuery:    func(result string) { observer.Query(nic, result) },
+		OnCacheHit: func() { observer.CacheHit(nic) },
 	})
 	r := &nicResolver{servers: servers, options: dialer.Options, resolver: cache}
 	rs.byNIC[nic] = r
