@@ -2,22 +2,17 @@ package main
 
 import (
 	"flag"
+	"fmt"
+	"io"
+
+	"nicproxy/bind/execpin"
 )
 
 // execOptions are exec's flags.
 type execOptions struct {
 	file, nic, user    string
 	cgroup, pin, unpin string
-
-	// resolvConf, when set, is the resolv.conf CMD sees instead of the
-	// host's (whose nameserver is a resolver on the host).
-	resolvConf string
 }
-
-// resolvHelper is the hidden subcommand exec runs as CMD's first step when
-// CMD needs a resolv.conf of its own: in a new mount namespace, it mounts
-// that file over /etc/resolv.conf, takes on --user, and becomes CMD.
-const resolvHelper = "__exec-with-resolv-conf"
 
 func execFlags() (*flag.FlagSet, *execOptions) {
 	o := &execOptions{}
@@ -54,4 +49,38 @@ func (o *execOptions) check(cmd []string) error {
 		return usageError{"give -c FILE or -i NIC, not both"}
 	}
 	return nil
+}
+
+// execCmd is `nicproxy exec`: it reads the flags and the configuration and
+// hands them to bind/execpin, which pins CMD's sockets in the kernel.
+func execCmd(args []string, stdout, stderr io.Writer) int {
+	fs, o := execFlags()
+	err := fs.Parse(args)
+	if err == nil {
+		err = o.check(fs.Args())
+	}
+	if err != nil {
+		return reportUsage(stderr, "exec", fs, err)
+	}
+	if o.unpin != "" {
+		if err := execpin.Unpin(o.unpin); err != nil {
+			fmt.Fprintf(stderr, "nicproxy exec: unpin: %v\n", err)
+			return exitFailure
+		}
+		return exitOK
+	}
+	opts, err := hostOptions()
+	if err != nil {
+		fmt.Fprintf(stderr, "nicproxy exec: %v\n", err)
+		return exitUsage
+	}
+	opts.InterfaceOverride = o.nic
+	cfg, err := loadConfig(o.file, opts)
+	if err != nil {
+		return reportConfigError(stderr, err)
+	}
+	return execpin.Run(fs.Args(), execpin.Options{
+		Config: cfg, User: o.user, Cgroup: o.cgroup, Pin: o.pin,
+		Stdout: stdout, Stderr: stderr,
+	})
 }

@@ -10,6 +10,8 @@ import (
 	"io"
 	"os"
 	"strings"
+
+	"nicproxy/bind/execpin"
 )
 
 // Exit statuses, as the spec promises them to scripts.
@@ -61,8 +63,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return doctor(rest, stdout, stderr)
 	case "exec":
 		return execCmd(rest, stdout, stderr)
-	case resolvHelper:
-		return execWithResolvConf(rest, stderr)
+	case execpin.HelperCommand:
+		return execpin.Helper(rest, stderr)
 	case "reload":
 		return reloadCommand(rest, stdout, stderr)
 	case "version", "--version", "-version", "-V":

@@ -1,4 +1,4 @@
-package main
+package execpin
 
 import (
 	"errors"
@@ -108,7 +108,7 @@ func withPrivateResolvConf(cmd *exec.Cmd, content, user string) (cleanup func(),
 		cleanup()
 		return nil, err
 	}
-	cmd.Args = append([]string{self, resolvHelper, f.Name(), user, "--"}, cmd.Args...)
+	cmd.Args = append([]string{self, HelperCommand, f.Name(), user, "--"}, cmd.Args...)
 	cmd.Path = self
 	cmd.Err = nil // the helper finds CMD itself
 	cmd.SysProcAttr.Unshareflags |= syscall.CLONE_NEWNS
@@ -117,11 +117,11 @@ func withPrivateResolvConf(cmd *exec.Cmd, content, user string) (cleanup func(),
 	return cleanup, nil
 }
 
-// execWithResolvConf is the helper's body: args are FILE USER -- CMD
+// Helper is the helper's body: args are FILE USER -- CMD
 // [ARGS...] (USER may be empty). It never returns on success.
-func execWithResolvConf(args []string, stderr io.Writer) int {
+func Helper(args []string, stderr io.Writer) int {
 	if len(args) < 4 || args[2] != "--" {
-		fmt.Fprintln(stderr, "nicproxy: "+resolvHelper+" is exec's own step, not a command")
+		fmt.Fprintln(stderr, "nicproxy: "+HelperCommand+" is exec's own step, not a command")
 		return exitUsage
 	}
 	file, user, argv := args[0], args[1], args[3:]

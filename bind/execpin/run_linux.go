@@ -1,4 +1,4 @@
-package main
+package execpin
 
 import (
 	"context"
@@ -18,71 +18,74 @@ import (
 	"nicproxy/bind/dnscache"
 )
 
-// execCmd is `nicproxy exec`: it runs a command in a new cgroup v2 whose
-// BPF programs pin every socket to the NIC, or attaches the same programs
-// to an existing cgroup. Nothing is relayed: the kernel routes the
+// Run is `nicproxy exec` once its flags are read: it runs argv in a new
+// cgroup v2 whose BPF programs pin every socket to the NIC, or attaches
+// the same programs to o.Cgroup. Nothing is relayed: the kernel routes the
 // command's own sockets. It fails closed: when the programs cannot be
-// attached, the command is not started and exec exits 2.
-func execCmd(args []string, stdout, stderr io.Writer) int {
-	fs, o := execFlags()
-	err := fs.Parse(args)
-	if err == nil {
-		err = o.check(fs.Args())
-	}
+// attached, the command is not started and Run returns 2. Otherwise it
+// returns the command's exit status.
+func Run(argv []string, o Options) int {
+	policy, warnings, err := Policy(o.Config, bind.SystemLinks{})
 	if err != nil {
-		return reportUsage(stderr, "exec", fs, err)
+		fmt.Fprintf(o.Stderr, "nicproxy exec: %s: cannot pin, so nothing was started: %v\n", o.Config.Source, err)
+		return exitUsage
 	}
-	if o.unpin != "" {
-		if err := cgroup.Unpin(o.unpin); err != nil {
-			fmt.Fprintf(stderr, "nicproxy exec: unpin: %v\n", err)
-			return exitFailure
+	for _, w := range warnings {
+		fmt.Fprintf(o.Stderr, "nicproxy exec: warning: %s: %s\n", o.Config.Source, w)
+	}
+	resolvConf := ""
+	if o.Cgroup == "" {
+		if resolvConf, err = privateResolvConf(o.Config, "/etc/resolv.conf", dnscache.DefaultStubUpstreams); err != nil {
+			fmt.Fprintf(o.Stderr, "nicproxy exec: cannot pin the command's DNS, so nothing was started: %v\n", err)
+			return exitUsage
 		}
-		return exitOK
+	} else if stub, _ := readResolvConf("/etc/resolv.conf"); stub != "" {
+		// An existing cgroup's processes keep their mount namespace.
+		fmt.Fprintf(o.Stderr, "nicproxy exec: warning: /etc/resolv.conf names %s, a resolver on this host: the processes' queries to it stay on the host, and it looks names up through whichever NIC it chooses\n", stub)
 	}
 
-	policy, code := execLoadPolicy(o, stderr)
-	if code != exitOK {
-		return code
-	}
 	local, err := cgroup.LocalPrefixes()
 	if err != nil {
-		return execSetupFailed(stderr, err)
+		return setupFailed(o.Stderr, err)
 	}
 	progs, err := cgroup.Load(policy, local)
 	if err != nil {
-		return execSetupFailed(stderr, err)
+		return setupFailed(o.Stderr, err)
 	}
 	defer progs.Close()
 
-	if o.cgroup != "" {
-		return execAttachExisting(o, progs, stdout, stderr)
+	if o.Cgroup != "" {
+		return attachExisting(o, progs)
 	}
 
 	hierarchy, err := cgroup.Hierarchy()
 	if err != nil {
-		return execSetupFailed(stderr, err)
+		return setupFailed(o.Stderr, err)
 	}
 	group, err := cgroup.NewGroup(hierarchy)
 	if err != nil {
-		return execSetupFailed(stderr, err)
+		return setupFailed(o.Stderr, err)
 	}
 	detach, err := progs.AttachGroup(group)
 	if err != nil {
 		_ = group.Remove()
-		return execSetupFailed(stderr, err)
+		return setupFailed(o.Stderr, err)
 	}
-	code = execRun(fs.Args(), o, group, progs, stderr)
+	code := run(argv, o, resolvConf, group, progs)
 	if err := detach(); err != nil {
-		fmt.Fprintf(stderr, "nicproxy exec: detach the programs: %v\n", err)
+		fmt.Fprintf(o.Stderr, "nicproxy exec: detach the programs: %v\n", err)
 	}
 	if err := group.Remove(); err != nil {
-		fmt.Fprintf(stderr, "nicproxy exec: %v\n", err)
+		fmt.Fprintf(o.Stderr, "nicproxy exec: %v\n", err)
 	}
 	return code
 }
 
-// execSetupFailed reports why the command was not started.
-func execSetupFailed(stderr io.Writer, err error) int {
+// Unpin detaches and removes programs pinned with Options.Pin under dir.
+func Unpin(dir string) error { return cgroup.Unpin(dir) }
+
+// setupFailed reports why the command was not started.
+func setupFailed(stderr io.Writer, err error) int {
 	hint := ""
 	if errors.Is(err, cgroup.ErrPermission) || errors.Is(err, os.ErrPermission) {
 		hint = "\n  run exec as root (sudo nicproxy exec ...) or give it CAP_BPF, CAP_NET_ADMIN and CAP_SYS_ADMIN; `nicproxy doctor` checks this host"
@@ -91,42 +94,10 @@ func execSetupFailed(stderr io.Writer, err error) int {
 	return exitUsage
 }
 
-// execLoadPolicy loads the configuration (or -i) and compiles what the
-// kernel can enforce, printing the warnings.
-func execLoadPolicy(o *execOptions, stderr io.Writer) (cgroup.Policy, int) {
-	opts, err := hostOptions()
-	if err != nil {
-		fmt.Fprintf(stderr, "nicproxy exec: %v\n", err)
-		return cgroup.Policy{}, exitUsage
-	}
-	opts.InterfaceOverride = o.nic
-	cfg, err := loadConfig(o.file, opts)
-	if err != nil {
-		return cgroup.Policy{}, reportConfigError(stderr, err)
-	}
-	policy, warnings, err := execPolicy(cfg, bind.SystemLinks{})
-	if err != nil {
-		fmt.Fprintf(stderr, "nicproxy exec: %s: cannot pin, so nothing was started: %v\n", cfg.Source, err)
-		return cgroup.Policy{}, exitUsage
-	}
-	for _, w := range warnings {
-		fmt.Fprintf(stderr, "nicproxy exec: warning: %s: %s\n", cfg.Source, w)
-	}
-	if o.cgroup == "" {
-		if o.resolvConf, err = privateResolvConf(cfg, "/etc/resolv.conf", dnscache.DefaultStubUpstreams); err != nil {
-			fmt.Fprintf(stderr, "nicproxy exec: cannot pin the command's DNS, so nothing was started: %v\n", err)
-			return cgroup.Policy{}, exitUsage
-		}
-	} else if stub, _ := readResolvConf("/etc/resolv.conf"); stub != "" {
-		// An existing cgroup's processes keep their mount namespace.
-		fmt.Fprintf(stderr, "nicproxy exec: warning: /etc/resolv.conf names %s, a resolver on this host: the processes' queries to it stay on the host, and it looks names up through whichever NIC it chooses\n", stub)
-	}
-	return policy, exitOK
-}
-
-// execRun starts the command inside group and waits for it and every
-// process it left behind; it returns the command's exit status.
-func execRun(argv []string, o *execOptions, group *cgroup.Group, progs *cgroup.Programs, stderr io.Writer) int {
+// run starts the command inside group and waits for it and every process
+// it left behind; it returns the command's exit status.
+func run(argv []string, o Options, resolvConf string, group *cgroup.Group, progs *cgroup.Programs) int {
+	stderr := o.Stderr
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	defer func() {
@@ -144,8 +115,8 @@ func execRun(argv []string, o *execOptions, group *cgroup.Group, progs *cgroup.P
 	// Born in the cgroup (clone3 with CLONE_INTO_CGROUP): the programs
 	// apply from the child's first instruction.
 	cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: group.FD()}
-	if o.user != "" {
-		cred, err := lookupCredential(o.user)
+	if o.User != "" {
+		cred, err := lookupCredential(o.User)
 		if err != nil {
 			fmt.Fprintf(stderr, "nicproxy exec: --user: %v\n", err)
 			return exitUsage
@@ -153,8 +124,8 @@ func execRun(argv []string, o *execOptions, group *cgroup.Group, progs *cgroup.P
 		cmd.SysProcAttr.Credential = cred
 	}
 
-	if o.resolvConf != "" {
-		cleanup, err := withPrivateResolvConf(cmd, o.resolvConf, o.user)
+	if resolvConf != "" {
+		cleanup, err := withPrivateResolvConf(cmd, resolvConf, o.User)
 		if err != nil {
 			fmt.Fprintf(stderr, "nicproxy exec: cannot give the command its resolv.conf, so it was not started: %v\n", err)
 			return exitUsage
@@ -214,23 +185,24 @@ func execRun(argv []string, o *execOptions, group *cgroup.Group, progs *cgroup.P
 	}
 }
 
-// execAttachExisting attaches the programs to an existing cgroup (a
+// attachExisting attaches the programs to an existing cgroup (a
 // systemd unit's) and holds them until SIGINT or SIGTERM, or pins them in
 // bpffs so they outlive this process.
-func execAttachExisting(o *execOptions, progs *cgroup.Programs, stdout, stderr io.Writer) int {
-	att, err := progs.Attach(o.cgroup)
+func attachExisting(o Options, progs *cgroup.Programs) int {
+	stdout, stderr := o.Stdout, o.Stderr
+	att, err := progs.Attach(o.Cgroup)
 	if err != nil {
-		return execSetupFailed(stderr, err)
+		return setupFailed(stderr, err)
 	}
-	if o.pin != "" {
-		if err := att.Pin(o.pin); err != nil {
+	if o.Pin != "" {
+		if err := att.Pin(o.Pin); err != nil {
 			_ = att.Close()
-			return execSetupFailed(stderr, err)
+			return setupFailed(stderr, err)
 		}
 		// The pins hold the programs attached; this process's
 		// references go with it.
 		_ = att.Close()
-		fmt.Fprintf(stdout, "pinned %s; remove with: nicproxy exec --unpin %s\n", o.cgroup, o.pin)
+		fmt.Fprintf(stdout, "pinned %s; remove with: nicproxy exec --unpin %s\n", o.Cgroup, o.Pin)
 		return exitOK
 	}
 	defer att.Close()
@@ -244,7 +216,7 @@ func execAttachExisting(o *execOptions, progs *cgroup.Programs, stdout, stderr i
 		defer wg.Done()
 		_ = progs.WatchLocal(ctx, func(err error) { fmt.Fprintf(stderr, "nicproxy exec: warning: %v\n", err) })
 	}()
-	fmt.Fprintf(stdout, "pinning %s until SIGINT or SIGTERM\n", o.cgroup)
+	fmt.Fprintf(stdout, "pinning %s until SIGINT or SIGTERM\n", o.Cgroup)
 	<-sigs
 	cancel()
 	wg.Wait()
