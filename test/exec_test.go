@@ -256,8 +256,14 @@ func TestExecNotAllowed(t *testing.T) {
 	if !strings.Contains(out, "warn  bpf         cannot load cgroup BPF programs") {
 		t.Errorf("doctor as nobody does not say exec cannot load its programs:\n%s", out)
 	}
+	if !strings.Contains(out, "warn  egress      cannot load the cgroup_skb/egress program") {
+		t.Errorf("doctor as nobody does not say egress enforcement cannot load:\n%s", out)
+	}
 	res := nicproxy(t, lab, "doctor", "-c", writeConfig(t, "default: ens160\n"))
 	if !strings.Contains(res.stdout, "ok    bpf         connect4/6, sendmsg4/6 and sock_create programs load") {
 		t.Errorf("doctor as root does not say exec can work:\n%s", res.stdout)
+	}
+	if !strings.Contains(res.stdout, "ok    egress      cgroup_skb/egress loads") {
+		t.Errorf("doctor as root does not say egress enforcement loads:\n%s", res.stdout)
 	}
 }

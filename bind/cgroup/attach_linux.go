@@ -32,6 +32,7 @@ var hooks = []hook{
 	{"nicproxy_conn6", ebpf.CGroupSockAddr, ebpf.AttachCGroupInet6Connect},
 	{"nicproxy_send4", ebpf.CGroupSockAddr, ebpf.AttachCGroupUDP4Sendmsg},
 	{"nicproxy_send6", ebpf.CGroupSockAddr, ebpf.AttachCGroupUDP6Sendmsg},
+	{"nicproxy_egress", ebpf.CGroupSKB, ebpf.AttachCGroupInetEgress},
 }
 
 // Programs are the loaded programs and their maps for one Policy. They
@@ -70,6 +71,8 @@ func Load(p Policy, local []netip.Prefix) (*Programs, error) {
 		switch h.attach {
 		case ebpf.AttachCGroupInetSockCreate:
 			insns = sockCreateProgram(p.Default)
+		case ebpf.AttachCGroupInetEgress:
+			insns = egressProgram()
 		default:
 			v6 := h.attach == ebpf.AttachCGroupInet6Connect || h.attach == ebpf.AttachCGroupUDP6Sendmsg
 			sendmsg := h.attach == ebpf.AttachCGroupUDP4Sendmsg || h.attach == ebpf.AttachCGroupUDP6Sendmsg

@@ -40,5 +40,11 @@ func Doctor() bind.NICReport {
 		progs.Close()
 		add(bind.OK, "bpf", "connect4/6, sendmsg4/6 and sock_create programs load")
 	}
+	// exec fails closed without egress enforcement, so say it apart.
+	if err := egressLoads(); err != nil {
+		add(bind.Warn, "egress", "cannot load the cgroup_skb/egress program that drops packets leaving through another NIC than their rule names: %v; exec will not start commands", err)
+	} else {
+		add(bind.OK, "egress", "cgroup_skb/egress loads: packets leaving through another NIC than their rule names are dropped and counted")
+	}
 	return r
 }

@@ -1,7 +1,10 @@
 // Package cgroup pins every socket of a cgroup v2 to a NIC in the kernel:
 // BPF programs at cgroup/connect4, connect6, sendmsg4, sendmsg6 and
 // sock_create bind each socket with SO_BINDTOIFINDEX before the kernel
-// routes it, so nothing is relayed and unmodified programs are pinned.
+// routes it, so nothing is relayed and unmodified programs are pinned. A
+// cgroup_skb/egress program is the guarantee behind those hooks: it passes
+// a packet only when it leaves through loopback or the NIC its
+// destination's rule names, and drops and counts the rest.
 //
 // Policy is the part that knows no kernel: the rules, compiled into the
 // tables the programs look up (a port class per port, then an LPM trie from

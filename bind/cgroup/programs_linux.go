@@ -323,6 +323,7 @@ func mapSpecs(rulesEntries, localEntries int) map[string]*ebpf.MapSpec {
 		mapPorts: {
 			Name: mapPorts, Type: ebpf.Array, KeySize: 4, ValueSize: 4, MaxEntries: 65536,
 		},
+		mapDrops: dropsSpec.Copy(),
 	}
 }
 

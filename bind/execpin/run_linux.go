@@ -72,6 +72,7 @@ func Run(argv []string, o Options) int {
 		return setupFailed(o.Stderr, err)
 	}
 	code := run(argv, o, resolvConf, group, progs)
+	reportDrops(o.Stderr, progs)
 	if err := detach(); err != nil {
 		fmt.Fprintf(o.Stderr, "nicproxy exec: detach the programs: %v\n", err)
 	}
@@ -79,6 +80,21 @@ func Run(argv []string, o Options) int {
 		fmt.Fprintf(o.Stderr, "nicproxy exec: %v\n", err)
 	}
 	return code
+}
+
+// reportDrops says how many packets the egress program dropped: each is a
+// packet that tried to leave through another NIC than its rule names (an
+// IP_PKTINFO, a socket from outside the cgroup's hooks), or to a rejected
+// destination.
+func reportDrops(stderr io.Writer, progs *cgroup.Programs) {
+	n, err := progs.Dropped()
+	if err != nil {
+		fmt.Fprintf(stderr, "nicproxy exec: warning: %v\n", err)
+		return
+	}
+	if n > 0 {
+		fmt.Fprintf(stderr, "nicproxy exec: dropped %d packets at egress that would have left through another NIC than their destination's rule names, or to a rejected destination\n", n)
+	}
 }
 
 // Unpin detaches and removes programs pinned with Options.Pin under dir.
@@ -220,6 +236,7 @@ func attachExisting(o Options, progs *cgroup.Programs) int {
 	<-sigs
 	cancel()
 	wg.Wait()
+	reportDrops(stderr, progs)
 	return exitOK
 }
 
