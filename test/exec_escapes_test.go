@@ -59,3 +59,43 @@ func TestExecPktinfo(t *testing.T) {
 		t.Errorf("exec does not report the dropped packet: %s", res.stderr)
 	}
 }
+
+// tosClient connects a UDP socket, sends one datagram with IP_TOS as a
+// per-packet option (as QUIC stacks send ECN), then one plainly, and
+// prints what came back for each.
+const tosClient = `import socket, struct, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(5)
+s.connect((sys.argv[1], int(sys.argv[2])))
+try:
+    s.sendmsg([b"tos"], [(socket.IPPROTO_IP, socket.IP_TOS, struct.pack("i", 0x10))])
+    print(s.recv(1024).decode())
+except PermissionError:
+    print("tos refused")
+s.send(b"plain")
+print(s.recv(1024).decode())
+`
+
+// TestExecConnectedUDPWithOption: a connected UDP socket that sends once
+// with a per-packet option and then plainly leaves nothing on ens33: the
+// sendmsg program takes its empty destination for the connected peer and
+// leaves the pin alone.
+func TestExecConnectedUDPWithOption(t *testing.T) {
+	lab := netlab.New(t)
+	echo := lab.StartEcho()
+	before := lab.Snapshot()
+	res := nicproxy(t, lab, "exec", "-i", "ens160", "--", python, "-c", tosClient, echo.UDP.Addr().String(), fmt.Sprint(echo.UDP.Port()))
+	if res.code != 0 {
+		t.Fatalf("exit %d\nstdout: %s\nstderr: %s", res.code, res.stdout, res.stderr)
+	}
+	lines := strings.Split(strings.TrimSpace(res.stdout), "\n")
+	if len(lines) != 2 || !strings.HasSuffix(lines[0], "tos") || !strings.HasSuffix(lines[1], "plain") {
+		t.Fatalf("want both datagrams echoed, got %q", res.stdout)
+	}
+	for _, line := range lines {
+		if seen := seenIn(t, line); seen != netlab.Ens160.Addr {
+			t.Errorf("server saw %v, want ens160's %v", seen, netlab.Ens160.Addr)
+		}
+	}
+	execPinned(t, before, seenIn(t, lines[1]), uint64(len("tosplain")), netlab.Ens160, netlab.Ens33)
+}

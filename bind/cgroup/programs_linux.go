@@ -93,6 +93,9 @@ const (
 func sockAddrProgram(v6, sendmsg bool, ours []int) asm.Instructions {
 	insns := asm.Instructions{asm.Mov.Reg(rCtx, asm.R1)}
 	insns = append(insns, sockAddrDestination(v6)...)
+	if sendmsg {
+		insns = append(insns, connectedPeer(v6)...)
+	}
 	insns = append(insns, lookupLocal("unpin")...)
 	insns = append(insns, sockAddrPort()...)
 	insns = append(insns, portClass()...)
@@ -127,6 +130,30 @@ func sockAddrDestination(v6 bool) asm.Instructions {
 		asm.StoreMem(asm.RFP, stRulesIP+12, asm.R2, asm.Word),
 		asm.StoreMem(asm.RFP, stLocalIP+12, asm.R2, asm.Word),
 	)
+}
+
+// connectedPeer lets a sendmsg with no destination (a zero address) go
+// as it is. The kernel runs sendmsg programs on a connected socket when
+// the call carries a per-packet option (IP_TOS, IP_TTL, IPV6_TCLASS, as
+// QUIC stacks send), with no address: the datagram goes to the connected
+// peer, which connect's program already pinned for. Taking the zero
+// address for "this host" would unpin the socket, and every later send()
+// would follow the routing table.
+func connectedPeer(v6 bool) asm.Instructions {
+	if !v6 {
+		return asm.Instructions{
+			asm.LoadMem(asm.R2, asm.RFP, stRulesIP+12, asm.Word),
+			asm.JEq.Imm(asm.R2, 0, "allow"),
+		}
+	}
+	insns := asm.Instructions{asm.Mov.Imm(asm.R3, 0)}
+	for i := int16(0); i < 4; i++ {
+		insns = append(insns,
+			asm.LoadMem(asm.R2, asm.RFP, stRulesIP+4*i, asm.Word),
+			asm.Or.Reg(asm.R3, asm.R2),
+		)
+	}
+	return append(insns, asm.JEq.Imm(asm.R3, 0, "allow"))
 }
 
 // v4MappedPrefix writes ::ffff: (the first 12 bytes of an IPv4-mapped
