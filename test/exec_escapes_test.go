@@ -2,8 +2,10 @@ package test
 
 import (
 	"fmt"
+	"net"
 	"strings"
 	"testing"
+	"time"
 
 	"nicproxy/test/netlab"
 )
@@ -98,4 +100,120 @@ func TestExecConnectedUDPWithOption(t *testing.T) {
 		}
 	}
 	execPinned(t, before, seenIn(t, lines[1]), uint64(len("tosplain")), netlab.Ens160, netlab.Ens33)
+}
+
+// loopbackUDPServer answers datagrams on 127.0.0.1:7074 and [::1]:7074
+// with "echo " and what came; it listens on TCP 127.0.0.1:7073 to say it
+// is ready.
+const loopbackUDPServer = `import select, socket
+socks = []
+for fam, addr in [(socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")]:
+    s = socket.socket(fam, socket.SOCK_DGRAM)
+    s.bind((addr, 7074))
+    socks.append(s)
+ready = socket.socket()
+ready.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+ready.bind(("127.0.0.1", 7073))
+ready.listen()
+while True:
+    for s in select.select(socks + [ready], [], [])[0]:
+        if s is ready:
+            s.accept()[0].close()
+            continue
+        data, peer = s.recvfrom(1024)
+        s.sendto(b"echo " + data, peer)
+`
+
+// TestExecLoopbackUDPServer: a UDP server bound to 127.0.0.1 and one
+// bound to ::1 inside exec answer a client on the host, as root and as an
+// unprivileged user, and no NIC sends anything.
+func TestExecLoopbackUDPServer(t *testing.T) {
+	lab := netlab.New(t)
+	for _, as := range [][]string{nil, {"--user", "nobody"}} {
+		t.Run(fmt.Sprint("as ", as), func(t *testing.T) {
+			lab := lab.With(t)
+			args := append(append([]string{"exec", "-i", "ens160"}, as...), "--", python, "-c", loopbackUDPServer)
+			p := lab.StartProxy(nicproxyBinary, "127.0.0.1:7073", "", args...)
+			before := lab.Snapshot()
+			for _, addr := range []string{"127.0.0.1:7074", "[::1]:7074"} {
+				var reply string
+				err := lab.InHost(func() error {
+					c, err := net.Dial("udp", addr)
+					if err != nil {
+						return err
+					}
+					defer c.Close()
+					if _, err := c.Write([]byte("hello")); err != nil {
+						return err
+					}
+					buf := make([]byte, 64)
+					if err := c.SetReadDeadline(time.Now().Add(5 * time.Second)); err != nil {
+						return err
+					}
+					n, err := c.Read(buf)
+					reply = string(buf[:n])
+					return err
+				})
+				if err != nil || reply != "echo hello" {
+					t.Errorf("server on %s: reply %q, %v; want \"echo hello\"\n%s", addr, reply, err, p.Output())
+				}
+			}
+			if tx := before.TxSince("ens160") + before.TxSince("ens33"); tx != 0 {
+				t.Errorf("the NICs sent %d bytes for loopback datagrams", tx)
+			}
+		})
+	}
+}
+
+// unprivilegedUDP, run as nobody, sends UDP to a loopback server of its
+// own (unconnected, from the first datagram), to argv[1]:argv[2] over a
+// connected socket, and then to it unconnected, retrying once after
+// EPERM; it prints each reply.
+const unprivilegedUDP = `import os, socket, sys
+host, port = sys.argv[1], int(sys.argv[2])
+print("uid", os.getuid())
+srv = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+srv.bind(("127.0.0.1", 0))
+c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+c.settimeout(5)
+c.sendto(b"lo", srv.getsockname())
+data, peer = srv.recvfrom(64)
+srv.sendto(b"loopback " + data, peer)
+print(c.recvfrom(64)[0].decode())
+conn = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+conn.settimeout(5)
+conn.connect((host, port))
+conn.send(b"connected")
+print(conn.recv(1024).decode())
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+u.settimeout(5)
+try:
+    u.sendto(b"unconnected", (host, port))
+except PermissionError:
+    u.sendto(b"unconnected", (host, port))
+print(u.recvfrom(1024)[0].decode())
+`
+
+// TestExecUnprivilegedUDP: exec --user nobody (no CAP_NET_RAW, which a
+// re-pin needs) sends UDP to loopback and, by a dst rule, through ens33
+// while the default is ens160: connected from its first datagram,
+// unconnected from its second at the latest.
+func TestExecUnprivilegedUDP(t *testing.T) {
+	lab := netlab.New(t)
+	viaRule := lab.StartEcho()
+	config := writeConfig(t, fmt.Sprintf("rules:\n  - dst: [%s/32]\n    via: ens33\ndefault: ens160\n", netlab.Server))
+	before := lab.Snapshot()
+	res := nicproxy(t, lab, "exec", "-c", config, "--user", "nobody", "--", python, "-c", unprivilegedUDP, viaRule.UDP.Addr().String(), fmt.Sprint(viaRule.UDP.Port()))
+	if res.code != 0 {
+		t.Fatalf("exit %d\nstdout: %s\nstderr: %s", res.code, res.stdout, res.stderr)
+	}
+	lines := strings.Split(strings.TrimSpace(res.stdout), "\n")
+	if len(lines) != 4 || lines[0] == "uid 0" || lines[1] != "loopback lo" ||
+		!strings.HasSuffix(lines[2], " connected") || !strings.HasSuffix(lines[3], " unconnected") {
+		t.Fatalf("want uid, loopback, connected and unconnected replies, got %q", res.stdout)
+	}
+	execPinned(t, before, seenIn(t, lines[2]), uint64(len("connectedunconnected")), netlab.Ens33, netlab.Ens160)
+	if seen := seenIn(t, lines[3]); seen != netlab.Ens33.Addr {
+		t.Errorf("the unconnected datagram was seen from %v, want ens33's %v", seen, netlab.Ens33.Addr)
+	}
 }

@@ -88,19 +88,8 @@ for host, port in [("%s", %d), ("%s", %d)]:
 	// is re-pinned for the next.
 	t.Run("unconnected UDP to a rule's NIC: first refused, then via ens33", func(t *testing.T) {
 		lab := lab.With(t)
-		retry := fmt.Sprintf(`import socket
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.settimeout(5)
-try:
-    s.sendto(b"first", ("%[1]s", %[2]d))
-    print("first sent")
-except PermissionError:
-    print("first refused")
-s.sendto(b"second", ("%[1]s", %[2]d))
-print(s.recvfrom(1024)[0].decode())
-`, viaRule.UDP.Addr(), viaRule.UDP.Port())
 		before := lab.Snapshot()
-		out := mustRun(t, lab, "exec", "-c", config, "--", python, "-c", retry)
+		out := mustRun(t, lab, "exec", "-c", config, "--", python, "-c", udpRetryClient, viaRule.UDP.Addr().String(), fmt.Sprint(viaRule.UDP.Port()))
 		first, reply, _ := strings.Cut(out, "\n")
 		if first != "first refused" {
 			t.Errorf("first datagram: %q, want refused", first)

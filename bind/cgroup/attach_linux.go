@@ -32,6 +32,8 @@ var hooks = []hook{
 	{"nicproxy_conn6", ebpf.CGroupSockAddr, ebpf.AttachCGroupInet6Connect},
 	{"nicproxy_send4", ebpf.CGroupSockAddr, ebpf.AttachCGroupUDP4Sendmsg},
 	{"nicproxy_send6", ebpf.CGroupSockAddr, ebpf.AttachCGroupUDP6Sendmsg},
+	{"nicproxy_bind4", ebpf.CGroupSockAddr, ebpf.AttachCGroupInet4Bind},
+	{"nicproxy_bind6", ebpf.CGroupSockAddr, ebpf.AttachCGroupInet6Bind},
 	{"nicproxy_egress", ebpf.CGroupSKB, ebpf.AttachCGroupInetEgress},
 }
 
@@ -70,7 +72,9 @@ func Load(p Policy, local []netip.Prefix) (*Programs, error) {
 		var insns asm.Instructions
 		switch h.attach {
 		case ebpf.AttachCGroupInetSockCreate:
-			insns = sockCreateProgram(p.Default)
+			insns = sockCreateProgram(p.Default, p.UDPAtFirstUse)
+		case ebpf.AttachCGroupInet4Bind, ebpf.AttachCGroupInet6Bind:
+			insns = bindProgram(h.attach == ebpf.AttachCGroupInet6Bind, ours)
 		case ebpf.AttachCGroupInetEgress:
 			insns = egressProgram()
 		default:

@@ -30,7 +30,8 @@ func Doctor() bind.NICReport {
 	default:
 		add(bind.OK, "cgroup2", "hierarchy at %s", m)
 	}
-	progs, err := Load(Policy{Default: Verdict{Action: System}}, nil)
+	// A pin verdict, so that every path of the programs meets the verifier.
+	progs, err := Load(Policy{Default: Verdict{Action: Pin, NIC: "lo", Index: loopbackIfindex}}, nil)
 	switch {
 	case errors.Is(err, ErrPermission):
 		add(bind.Warn, "bpf", "cannot load cgroup BPF programs: %v; run exec as root, or with CAP_BPF, CAP_NET_ADMIN and CAP_SYS_ADMIN", err)

@@ -105,7 +105,8 @@ func sockAddrProgram(v6, sendmsg bool, ours []int) asm.Instructions {
 		asm.JEq.Imm(rA, int32(Reject), "deny"),
 		asm.JEq.Imm(rA, int32(System), "unpin"),
 	)
-	insns = append(insns, pinSocket(ours)...)
+	insns = append(insns, pinTo()...)
+	insns = append(insns, unpinOurs(ours)...)
 	insns = append(insns, setPin(sendmsg)...)
 	return append(insns, allowOrDeny()...)
 }
@@ -249,20 +250,27 @@ func lookupVerdict(none string) asm.Instructions {
 	}
 }
 
-// pinSocket jumps to set with rB the interface to bind the socket to, or
-// to allow when the socket is already where it belongs. Falling in at
-// "pin" (rB the verdict's index) pins unless already pinned there; at
-// "unpin", the socket is unbound (rB 0) if one of ours (exec's pins)
-// holds it, and left alone otherwise.
-func pinSocket(ours []int) asm.Instructions {
-	insns := asm.Instructions{
-		asm.LoadMem(asm.R1, rCtx, offSk, asm.DWord).WithSymbol("pin"),
+// pinTo jumps to set to bind the socket to rB, the verdict's interface,
+// or to allow when it is already pinned there.
+func pinTo() asm.Instructions {
+	return asm.Instructions{
+		asm.LoadMem(asm.R1, rCtx, offSk, asm.DWord),
 		asm.LoadMem(asm.R2, asm.R1, offBoundDevIf, asm.Word),
 		asm.JEq.Reg(asm.R2, rB, "allow"),
+		asm.Mov.Reg(rA, asm.R2), // the old pin, for setPin
 		asm.Ja.Label("set"),
+	}
+}
 
+// unpinOurs, entered at "unpin", jumps to set with rB 0 (unbind) when one
+// of ours (the interfaces exec pins to) holds the socket, and to allow
+// otherwise: a socket bound to any other device was bound by the program
+// itself.
+func unpinOurs(ours []int) asm.Instructions {
+	insns := asm.Instructions{
 		asm.LoadMem(asm.R1, rCtx, offSk, asm.DWord).WithSymbol("unpin"),
 		asm.LoadMem(asm.R2, asm.R1, offBoundDevIf, asm.Word),
+		asm.Mov.Reg(rA, asm.R2),
 		asm.Mov.Imm(rB, 0),
 	}
 	for _, idx := range ours {
@@ -273,8 +281,10 @@ func pinSocket(ours []int) asm.Instructions {
 
 // setPin binds the socket to rB with SO_BINDTOIFINDEX (0 unbinds). If
 // the kernel refuses, so does the program: the socket never leaves the
-// wrong way. A sendmsg program also refuses the datagram it sees, which
-// the kernel routed by the old pin.
+// wrong way. A sendmsg program also refuses the datagram it sees when the
+// socket had a pin (rA), which the kernel routed that datagram by; an
+// unbound socket's datagram follows the routing table, and the egress
+// program passes it only if that is the NIC the rule names.
 func setPin(sendmsg bool) asm.Instructions {
 	insns := asm.Instructions{
 		asm.StoreMem(asm.RFP, stIfindex, rB, asm.Word).WithSymbol("set"),
@@ -288,7 +298,10 @@ func setPin(sendmsg bool) asm.Instructions {
 		asm.JNE.Imm(asm.R0, 0, "deny"),
 	}
 	if sendmsg {
-		insns = append(insns, asm.Ja.Label("deny"))
+		insns = append(insns,
+			asm.JEq.Imm(rA, 0, "allow"),
+			asm.Ja.Label("deny"),
+		)
 	}
 	return insns
 }
@@ -308,13 +321,21 @@ func allowOrDeny() asm.Instructions {
 // are left for connect to pin, so loopback connections keep working. Every
 // other socket (UDP, ICMP, raw) is pinned to the creation verdict before it
 // can send anything, because a sendmsg program cannot change the device of
-// the datagram it sees and raw and ICMP sockets meet no other hook. When
-// the creation verdict rejects, sockets other than UDP (which sendmsg and
-// connect judge per destination) cannot be created at all.
-func sockCreateProgram(create Verdict) asm.Instructions {
+// the datagram it sees and raw and ICMP sockets meet no other hook; with
+// udpAtFirstUse, UDP sockets are left for connect and sendmsg too (see
+// Policy.UDPAtFirstUse). When the creation verdict rejects, sockets other
+// than UDP (which sendmsg and connect judge per destination) cannot be
+// created at all.
+func sockCreateProgram(create Verdict, udpAtFirstUse bool) asm.Instructions {
 	insns := asm.Instructions{
 		asm.LoadMem(asm.R2, asm.R1, offSockType, asm.Word),
 		asm.JEq.Imm(asm.R2, sockStream, "allow"),
+	}
+	if udpAtFirstUse {
+		insns = append(insns,
+			asm.LoadMem(asm.R2, asm.R1, offSockProto, asm.Word),
+			asm.JEq.Imm(asm.R2, ipprotoUDP, "allow"),
+		)
 	}
 	switch create.Action {
 	case Pin:
@@ -334,6 +355,49 @@ func sockCreateProgram(create Verdict) asm.Instructions {
 		asm.Mov.Imm(asm.R0, 1).WithSymbol("allow"),
 		asm.Return(),
 	)
+}
+
+// bindProgram builds the bind4 or bind6 program: a socket bound to a
+// loopback address is a server for the host itself, so a pin exec gave it
+// at creation comes off (a UDP socket pinned to a NIC never receives from
+// loopback, and cannot bind ::1 at all). Other addresses keep the pin.
+func bindProgram(v6 bool, ours []int) asm.Instructions {
+	if len(ours) == 0 {
+		// exec pins nothing: there is nothing to take off.
+		return asm.Instructions{asm.Mov.Imm(asm.R0, 1), asm.Return()}
+	}
+	insns := asm.Instructions{asm.Mov.Reg(rCtx, asm.R1)}
+	if v6 {
+		// ::1, or ::ffff:127.x.y.z.
+		insns = append(insns,
+			asm.LoadMem(asm.R2, rCtx, offUserIP6, asm.Word),
+			asm.LoadMem(asm.R3, rCtx, offUserIP6+4, asm.Word),
+			asm.Or.Reg(asm.R2, asm.R3),
+			asm.JNE.Imm(asm.R2, 0, "allow"),
+			asm.LoadMem(asm.R2, rCtx, offUserIP6+8, asm.Word),
+			asm.JEq.Imm(asm.R2, 0, "v6loopback"),
+			asm.Mov.Imm32(asm.R3, -0x10000),
+			asm.HostTo(asm.LE, asm.R3, asm.Word),
+			asm.JNE.Reg(asm.R2, asm.R3, "allow"),
+			asm.LoadMem(asm.R2, rCtx, offUserIP6+12, asm.Byte),
+			asm.JEq.Imm(asm.R2, 127, "unpin"),
+			asm.Ja.Label("allow"),
+			asm.LoadMem(asm.R2, rCtx, offUserIP6+12, asm.Word).WithSymbol("v6loopback"),
+			asm.Mov.Imm32(asm.R3, 1),
+			asm.HostTo(asm.BE, asm.R3, asm.Word),
+			asm.JEq.Reg(asm.R2, asm.R3, "unpin"),
+			asm.Ja.Label("allow"),
+		)
+	} else {
+		insns = append(insns,
+			asm.LoadMem(asm.R2, rCtx, offUserIP4, asm.Byte),
+			asm.JEq.Imm(asm.R2, 127, "unpin"),
+			asm.Ja.Label("allow"),
+		)
+	}
+	insns = append(insns, unpinOurs(ours)...)
+	insns = append(insns, setPin(false)...)
+	return append(insns, allowOrDeny()...)
 }
 
 // mapSpecs are the maps the programs look up, sized for the policy.

@@ -45,3 +45,8 @@ type Options struct {
 // that file over /etc/resolv.conf, takes on --user, and becomes CMD (see
 // Helper).
 const HelperCommand = "__exec-with-resolv-conf"
+
+// SelfTestCommand is the hidden subcommand exec runs inside the cgroup,
+// with CMD's credentials, before CMD: it checks that a pin takes (see
+// SelfTest).
+const SelfTestCommand = "__exec-selftest"

@@ -136,25 +136,8 @@ func Helper(args []string, stderr io.Writer) int {
 	if err := unix.Mount(file, "/etc/resolv.conf", "", unix.MS_BIND, ""); err != nil {
 		return fail(fmt.Errorf("mount %s over /etc/resolv.conf: %w", file, err))
 	}
-	if user != "" {
-		cred, err := lookupCredential(user)
-		if err != nil {
-			return fail(err)
-		}
-		groups := make([]int, len(cred.Groups))
-		for i, g := range cred.Groups {
-			groups[i] = int(g)
-		}
-		// Groups first: once the uid is dropped, they can no longer be set.
-		for _, step := range []func() error{
-			func() error { return syscall.Setgroups(groups) },
-			func() error { return syscall.Setgid(int(cred.Gid)) },
-			func() error { return syscall.Setuid(int(cred.Uid)) },
-		} {
-			if err := step(); err != nil {
-				return fail(fmt.Errorf("become %s: %w", user, err))
-			}
-		}
+	if err := becomeUser(user); err != nil {
+		return fail(err)
 	}
 	path, err := exec.LookPath(argv[0])
 	if err != nil {
@@ -167,4 +150,32 @@ func Helper(args []string, stderr io.Writer) int {
 	err = syscall.Exec(path, argv, os.Environ())
 	fmt.Fprintf(stderr, "nicproxy exec: %s: %v\n", argv[0], err)
 	return 126
+}
+
+// becomeUser drops this process to user's uid, gid and groups ("" keeps
+// it as it is): the helpers start as root, for what needs root, and then
+// act as CMD will.
+func becomeUser(user string) error {
+	if user == "" {
+		return nil
+	}
+	cred, err := lookupCredential(user)
+	if err != nil {
+		return err
+	}
+	groups := make([]int, len(cred.Groups))
+	for i, g := range cred.Groups {
+		groups[i] = int(g)
+	}
+	// Groups first: once the uid is dropped, they can no longer be set.
+	for _, step := range []func() error{
+		func() error { return syscall.Setgroups(groups) },
+		func() error { return syscall.Setgid(int(cred.Gid)) },
+		func() error { return syscall.Setuid(int(cred.Uid)) },
+	} {
+		if err := step(); err != nil {
+			return fmt.Errorf("become %s: %w", user, err)
+		}
+	}
+	return nil
 }

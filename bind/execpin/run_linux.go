@@ -33,6 +33,9 @@ func Run(argv []string, o Options) int {
 	for _, w := range warnings {
 		fmt.Fprintf(o.Stderr, "nicproxy exec: warning: %s: %s\n", o.Config.Source, w)
 	}
+	// Without CAP_NET_RAW, CMD's sockets can be pinned once but never
+	// moved: its UDP sockets wait for their first destination.
+	policy.UDPAtFirstUse = o.User != ""
 	resolvConf := ""
 	if o.Cgroup == "" {
 		if resolvConf, err = privateResolvConf(o.Config, "/etc/resolv.conf", dnscache.DefaultStubUpstreams); err != nil {
@@ -71,7 +74,8 @@ func Run(argv []string, o Options) int {
 		_ = group.Remove()
 		return setupFailed(o.Stderr, err)
 	}
-	code := run(argv, o, resolvConf, group, progs)
+	probe := func() error { return selfTest(group, policy, local, o.User) }
+	code := run(argv, o, resolvConf, group, progs, probe)
 	reportDrops(o.Stderr, progs)
 	if err := detach(); err != nil {
 		fmt.Fprintf(o.Stderr, "nicproxy exec: detach the programs: %v\n", err)
@@ -112,7 +116,7 @@ func setupFailed(stderr io.Writer, err error) int {
 
 // run starts the command inside group and waits for it and every process
 // it left behind; it returns the command's exit status.
-func run(argv []string, o Options, resolvConf string, group *cgroup.Group, progs *cgroup.Programs) int {
+func run(argv []string, o Options, resolvConf string, group *cgroup.Group, progs *cgroup.Programs, probe func() error) int {
 	stderr := o.Stderr
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
@@ -138,6 +142,9 @@ func run(argv []string, o Options, resolvConf string, group *cgroup.Group, progs
 			return exitUsage
 		}
 		cmd.SysProcAttr.Credential = cred
+	}
+	if err := probe(); err != nil {
+		return setupFailed(stderr, err)
 	}
 
 	if resolvConf != "" {

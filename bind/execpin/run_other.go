@@ -23,3 +23,9 @@ func Helper(args []string, stderr io.Writer) int {
 	fmt.Fprintln(stderr, "nicproxy: "+HelperCommand+" is exec's own step, not a command")
 	return exitUsage
 }
+
+// SelfTest is exec's own step on Linux.
+func SelfTest(args []string, stdout, stderr io.Writer) int {
+	fmt.Fprintln(stderr, "nicproxy: "+SelfTestCommand+" is exec's own step, not a command")
+	return exitUsage
+}

@@ -65,6 +65,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return execCmd(rest, stdout, stderr)
 	case execpin.HelperCommand:
 		return execpin.Helper(rest, stderr)
+	case execpin.SelfTestCommand:
+		return execpin.SelfTest(rest, stdout, stderr)
 	case "reload":
 		return reloadCommand(rest, stdout, stderr)
 	case "version", "--version", "-version", "-V":
