@@ -1,8 +1,10 @@
 package test
 
 import (
+	"bufio"
 	"fmt"
 	"net"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -215,5 +217,66 @@ func TestExecUnprivilegedUDP(t *testing.T) {
 	execPinned(t, before, seenIn(t, lines[2]), uint64(len("connectedunconnected")), netlab.Ens33, netlab.Ens160)
 	if seen := seenIn(t, lines[3]); seen != netlab.Ens33.Addr {
 		t.Errorf("the unconnected datagram was seen from %v, want ens33's %v", seen, netlab.Ens33.Addr)
+	}
+}
+
+// greeter listens on 0.0.0.0:7075 and greets each client with the
+// address it accepted it on; it also listens on 127.0.0.1:7076 to say it
+// is ready.
+const greeter = `import select, socket
+ln = socket.socket()
+ln.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+ln.bind(("0.0.0.0", 7075))
+ln.listen()
+ready = socket.socket()
+ready.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+ready.bind(("127.0.0.1", 7076))
+ready.listen()
+while True:
+    for s in select.select([ln, ready], [], [])[0]:
+        c = s.accept()[0]
+        try:
+            c.sendall(("hello from %s\n" % c.getsockname()[0]).encode())
+            c.shutdown(socket.SHUT_WR)
+            while c.recv(1024):
+                pass
+        except OSError:
+            pass  # the readiness probe hangs up at once
+        c.close()
+`
+
+// TestExecListener: a listener inside CMD answers a client that came
+// through ens160, from ens160: every packet of the connection, SYN-ACK
+// included, leaves by ens160 and none by ens33, which the routing table
+// would pick for the reply.
+func TestExecListener(t *testing.T) {
+	lab := netlab.New(t)
+	lab.StartProxy(nicproxyBinary, "127.0.0.1:7076", "", "exec", "-i", "ens160", "--", python, "-c", greeter)
+	before := lab.Snapshot()
+	var greeting string
+	err := lab.InUpstream(func() error {
+		c, err := net.DialTimeout("tcp", netip.AddrPortFrom(netlab.Ens160.Addr, 7075).String(), 5*time.Second)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		if err := c.SetDeadline(time.Now().Add(5 * time.Second)); err != nil {
+			return err
+		}
+		line, err := bufio.NewReader(c).ReadString('\n')
+		greeting = strings.TrimSpace(line)
+		return err
+	})
+	if err != nil {
+		t.Fatalf("client through ens160: %v", err)
+	}
+	if want := "hello from " + netlab.Ens160.Addr.String(); greeting != want {
+		t.Errorf("greeting %q, want %q", greeting, want)
+	}
+	if tx := before.TxSince("ens160"); tx < 3*54 {
+		t.Errorf("ens160 sent %d bytes, want at least a SYN-ACK, the greeting and a FIN", tx)
+	}
+	if tx := before.TxSince("ens33"); tx != 0 {
+		t.Errorf("ens33 sent %d bytes, want 0", tx)
 	}
 }

@@ -34,6 +34,7 @@ var hooks = []hook{
 	{"nicproxy_send6", ebpf.CGroupSockAddr, ebpf.AttachCGroupUDP6Sendmsg},
 	{"nicproxy_bind4", ebpf.CGroupSockAddr, ebpf.AttachCGroupInet4Bind},
 	{"nicproxy_bind6", ebpf.CGroupSockAddr, ebpf.AttachCGroupInet6Bind},
+	{"nicproxy_listen", ebpf.SockOps, ebpf.AttachCGroupSockOps},
 	{"nicproxy_egress", ebpf.CGroupSKB, ebpf.AttachCGroupInetEgress},
 }
 
@@ -77,6 +78,8 @@ func Load(p Policy, local []netip.Prefix) (*Programs, error) {
 			insns = bindProgram(h.attach == ebpf.AttachCGroupInet6Bind, ours)
 		case ebpf.AttachCGroupInetEgress:
 			insns = egressProgram()
+		case ebpf.AttachCGroupSockOps:
+			insns = listenProgram(p.Default)
 		default:
 			v6 := h.attach == ebpf.AttachCGroupInet6Connect || h.attach == ebpf.AttachCGroupUDP6Sendmsg
 			sendmsg := h.attach == ebpf.AttachCGroupUDP4Sendmsg || h.attach == ebpf.AttachCGroupUDP6Sendmsg
