@@ -280,3 +280,64 @@ func TestExecListener(t *testing.T) {
 		t.Errorf("ens33 sent %d bytes, want 0", tx)
 	}
 }
+
+// pinger sends one ICMP echo request to argv[1] from a raw socket and
+// prints "reply to ADDR", ADDR being where the echo reply was sent: the
+// source address the destination saw.
+const pinger = `import os, socket, struct, sys
+def csum(b):
+    s = sum(struct.unpack("!%dH" % (len(b) // 2), b))
+    s = (s >> 16) + (s & 0xffff)
+    return ~(s + (s >> 16)) & 0xffff
+ident, body = os.getpid() & 0xffff, b"nicproxy" * 4
+req = struct.pack("!BBHHH", 8, 0, csum(struct.pack("!BBHHH", 8, 0, 0, ident, 1) + body), ident, 1) + body
+s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+s.settimeout(3)
+try:
+    s.sendto(req, (sys.argv[1], 0))
+except PermissionError:
+    sys.exit("refused")
+while True:
+    try:
+        data = s.recv(1024)
+    except socket.timeout:
+        sys.exit("no reply")
+    ihl = (data[0] & 0xf) * 4
+    kind, _, _, rid, _ = struct.unpack("!BBHHH", data[ihl:ihl + 8])
+    if kind == 0 and rid == ident:
+        print("reply to " + socket.inet_ntoa(data[16:20]))
+        break
+`
+
+// TestExecPing: ICMP follows the dst rules too. A ping under a dst rule
+// naming ens33 (the default being ens160) leaves by ens33 and is
+// answered, ens160 sending nothing; a ping to a rejected destination
+// leaves by neither.
+func TestExecPing(t *testing.T) {
+	lab := netlab.New(t)
+	config := writeConfig(t, fmt.Sprintf(`
+rules:
+  - dst: [%s/32]
+    via: ens33
+  - dst: [203.0.113.0/24]
+    action: reject
+default: ens160
+`, netlab.Server))
+
+	before := lab.Snapshot()
+	res := nicproxy(t, lab, "exec", "-c", config, "--", python, "-c", pinger, netlab.Server.String())
+	if res.code != 0 {
+		t.Fatalf("ping under the dst rule: exit %d\nstdout: %s\nstderr: %s", res.code, res.stdout, res.stderr)
+	}
+	seen, _ := netip.ParseAddr(strings.TrimPrefix(strings.TrimSpace(res.stdout), "reply to "))
+	execPinned(t, before, seen, 60, netlab.Ens33, netlab.Ens160)
+
+	before = lab.Snapshot()
+	res = nicproxy(t, lab, "exec", "-c", config, "--", python, "-c", pinger, netlab.Blackhole.String())
+	if res.code == 0 {
+		t.Errorf("ping to a rejected destination was answered: %s", res.stdout)
+	}
+	if tx := before.TxSince("ens33") + before.TxSince("ens160"); tx != 0 {
+		t.Errorf("the NICs sent %d bytes towards a rejected destination", tx)
+	}
+}

@@ -73,7 +73,19 @@ func Load(p Policy, local []netip.Prefix) (*Programs, error) {
 		var insns asm.Instructions
 		switch h.attach {
 		case ebpf.AttachCGroupInetSockCreate:
-			insns = sockCreateProgram(p.Default, p.UDPAtFirstUse)
+			// An ICMP or raw socket can be pinned only now, before its
+			// destination is known: when the rules send different
+			// destinations different ways, it follows the routing
+			// table, and the egress program drops what leaves the
+			// wrong way.
+			other, uniform := t.otherVerdict()
+			if !uniform {
+				other = Verdict{Action: System}
+				if p.Default.Action == Reject {
+					other = p.Default
+				}
+			}
+			insns = sockCreateProgram(p.Default, other, p.UDPAtFirstUse)
 		case ebpf.AttachCGroupInet4Bind, ebpf.AttachCGroupInet6Bind:
 			insns = bindProgram(h.attach == ebpf.AttachCGroupInet6Bind, ours)
 		case ebpf.AttachCGroupInetEgress:

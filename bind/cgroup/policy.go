@@ -270,6 +270,25 @@ func (p Policy) portClasses() (classes [][]bool, portClass []uint8, err error) {
 	return classes, portClass, nil
 }
 
+// otherVerdict is the one verdict every destination gets for a socket of
+// the "other" transport (ICMP, raw: no port, so port 0's class), or ok
+// false when the rules give different destinations different verdicts.
+func (t tables) otherVerdict() (v Verdict, ok bool) {
+	class := t.portClass[0]
+	first := true
+	for _, e := range t.entries {
+		if e.Class != class || e.Transport != transportOther {
+			continue
+		}
+		if first {
+			v, first = e.Verdict, false
+		} else if e.Verdict != v {
+			return Verdict{}, false
+		}
+	}
+	return v, !first
+}
+
 // lookup is what the programs decide for a socket of transport network
 // connecting or sending to dst (an off-host address): the Go twin of the
 // kernel's two lookups, for tests.

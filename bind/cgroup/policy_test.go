@@ -77,3 +77,29 @@ func TestCompileMatchesFirstMatch(t *testing.T) {
 		}
 	}
 }
+
+// TestOtherVerdict: an ICMP or raw socket can be pinned at creation only
+// when every destination gets the same verdict for it.
+func TestOtherVerdict(t *testing.T) {
+	a, b := Verdict{Action: Pin, NIC: "a", Index: 2}, Verdict{Action: Pin, NIC: "b", Index: 3}
+	for _, c := range []struct {
+		name    string
+		p       Policy
+		want    Verdict
+		uniform bool
+	}{
+		{"default only", Policy{Default: a}, a, true},
+		{"a TCP-only rule", Policy{Default: a, Rules: []Rule{{Dst: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}, Network: TCP, Verdict: b}}}, a, true},
+		{"a port rule", Policy{Default: a, Rules: []Rule{{Ports: []PortRange{{80, 80}}, Verdict: b}}}, a, true},
+		{"a dst rule", Policy{Default: a, Rules: []Rule{{Dst: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}, Verdict: b}}}, Verdict{}, false},
+		{"a dst rule of the default's NIC", Policy{Default: a, Rules: []Rule{{Dst: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}, Verdict: a}}}, a, true},
+	} {
+		tables, err := c.p.compile()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v, ok := tables.otherVerdict(); v != c.want || ok != c.uniform {
+			t.Errorf("%s: otherVerdict() = %v, %v; want %v, %v", c.name, v, ok, c.want, c.uniform)
+		}
+	}
+}

@@ -318,38 +318,39 @@ func allowOrDeny() asm.Instructions {
 }
 
 // sockCreateProgram builds the cgroup/sock_create program. Stream sockets
-// are left for connect to pin, so loopback connections keep working. Every
-// other socket (UDP, ICMP, raw) is pinned to the creation verdict before it
-// can send anything, because a sendmsg program cannot change the device of
-// the datagram it sees and raw and ICMP sockets meet no other hook; with
-// udpAtFirstUse, UDP sockets are left for connect and sendmsg too (see
-// Policy.UDPAtFirstUse). When the creation verdict rejects, sockets other
-// than UDP (which sendmsg and connect judge per destination) cannot be
-// created at all.
-func sockCreateProgram(create Verdict, udpAtFirstUse bool) asm.Instructions {
+// are left for connect to pin, so loopback connections keep working.
+// Datagram and raw sockets are pinned before they can send anything,
+// because a sendmsg program cannot change the device of the datagram it
+// sees, and ICMP and raw sockets meet no other hook: UDP to udp (the
+// default's verdict; with udpAtFirstUse, UDP is left for connect and
+// sendmsg, see Policy.UDPAtFirstUse), the rest to other. An "other"
+// verdict of System leaves the socket to the routing table (and the
+// egress program); Reject refuses the socket itself. UDP is never refused
+// here: connect and sendmsg judge it per destination.
+func sockCreateProgram(udp, other Verdict, udpAtFirstUse bool) asm.Instructions {
 	insns := asm.Instructions{
 		asm.LoadMem(asm.R2, asm.R1, offSockType, asm.Word),
 		asm.JEq.Imm(asm.R2, sockStream, "allow"),
+		asm.LoadMem(asm.R2, asm.R1, offSockProto, asm.Word),
+		asm.JNE.Imm(asm.R2, ipprotoUDP, "other"),
 	}
-	if udpAtFirstUse {
+	if !udpAtFirstUse && udp.Action == Pin {
 		insns = append(insns,
-			asm.LoadMem(asm.R2, asm.R1, offSockProto, asm.Word),
-			asm.JEq.Imm(asm.R2, ipprotoUDP, "allow"),
+			asm.Mov.Imm(asm.R2, int32(udp.Index)),
+			asm.StoreMem(asm.R1, offBoundDevIf, asm.R2, asm.Word),
 		)
 	}
-	switch create.Action {
+	insns = append(insns, asm.Ja.Label("allow"))
+	switch other.Action {
 	case Pin:
 		insns = append(insns,
-			asm.Mov.Imm(asm.R2, int32(create.Index)),
+			asm.Mov.Imm(asm.R2, int32(other.Index)).WithSymbol("other"),
 			asm.StoreMem(asm.R1, offBoundDevIf, asm.R2, asm.Word),
 		)
 	case Reject:
-		insns = append(insns,
-			asm.LoadMem(asm.R2, asm.R1, offSockProto, asm.Word),
-			asm.JEq.Imm(asm.R2, ipprotoUDP, "allow"),
-			asm.Mov.Imm(asm.R0, 0),
-			asm.Return(),
-		)
+		insns = append(insns, asm.Mov.Imm(asm.R0, 0).WithSymbol("other"), asm.Return())
+	default:
+		insns = append(insns, asm.Mov.Imm(asm.R0, 1).WithSymbol("other"), asm.Return())
 	}
 	return append(insns,
 		asm.Mov.Imm(asm.R0, 1).WithSymbol("allow"),
