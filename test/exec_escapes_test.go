@@ -341,3 +341,38 @@ default: ens160
 		t.Errorf("the NICs sent %d bytes towards a rejected destination", tx)
 	}
 }
+
+// TestExecExistingCgroupBusy: --cgroup refuses a cgroup that already has
+// processes, whose sockets from before the attach the hooks never saw,
+// unless --existing-sockets-ok says so.
+func TestExecExistingCgroupBusy(t *testing.T) {
+	lab := netlab.New(t)
+	dir := t.TempDir()
+	script := `set -e
+mkdir -p "$DIR/bpf"
+mount -t bpf bpf "$DIR/bpf"
+root=$(awk '$9 == "cgroup2" {print $5; exit}' /proc/self/mountinfo)
+if [ -z "$root" ]; then root="$DIR/cg"; mkdir -p "$root"; mount -t cgroup2 none "$root"; fi
+unit="$root/nicproxy-test-busy.$$"
+mkdir "$unit"
+sh -c 'echo $$ > "$1/cgroup.procs"; exec sleep 60' sh "$unit" &
+sleeper=$!
+until [ -n "$(cat "$unit/cgroup.procs")" ]; do sleep 0.05; done
+set +e
+"$NICPROXY" exec --cgroup "$unit" --pin "$DIR/bpf/unit" -i ens160; echo "refused: $?"
+"$NICPROXY" exec --cgroup "$unit" --pin "$DIR/bpf/unit" --existing-sockets-ok -i ens160; echo "forced: $?"
+"$NICPROXY" exec --unpin "$DIR/bpf/unit"
+kill $sleeper; wait $sleeper
+rmdir "$unit"
+umount "$DIR/bpf"
+`
+	cmd := lab.Command("sh", "-c", script)
+	cmd.Env = append(cmd.Env, "DIR="+dir, "NICPROXY="+nicproxyBinary, "GORACE=atexit_sleep_ms=0 halt_on_error=1")
+	outb, _ := cmd.CombinedOutput()
+	out := string(outb)
+	for _, want := range []string{"has 1 processes", "--existing-sockets-ok", "refused: 2", "pinned ", "forced: 0"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+}

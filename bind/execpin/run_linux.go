@@ -9,7 +9,9 @@ import (
 	"os/exec"
 	"os/signal"
 	"os/user"
+	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 
@@ -213,6 +215,16 @@ func run(argv []string, o Options, resolvConf string, group *cgroup.Group, progs
 // bpffs so they outlive this process.
 func attachExisting(o Options, progs *cgroup.Programs) int {
 	stdout, stderr := o.Stdout, o.Stderr
+	if !o.ExistingSocketsOK {
+		procs, err := os.ReadFile(filepath.Join(o.Cgroup, "cgroup.procs"))
+		if err != nil {
+			return setupFailed(stderr, fmt.Errorf("read the processes of %s: %w", o.Cgroup, err))
+		}
+		if n := len(strings.Fields(string(procs))); n > 0 {
+			fmt.Fprintf(stderr, "nicproxy exec: %s has %d processes; the sockets they opened before now would not be pinned (the egress program drops what they send through another NIC than the rules name), so nothing was attached: attach while the cgroup is empty (before the unit starts), or give --existing-sockets-ok\n", o.Cgroup, n)
+			return exitUsage
+		}
+	}
 	att, err := progs.Attach(o.Cgroup)
 	if err != nil {
 		return setupFailed(stderr, err)

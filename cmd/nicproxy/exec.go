@@ -12,6 +12,7 @@ import (
 type execOptions struct {
 	file, nic, user    string
 	cgroup, pin, unpin string
+	existingOK         bool
 }
 
 func execFlags() (*flag.FlagSet, *execOptions) {
@@ -23,6 +24,7 @@ func execFlags() (*flag.FlagSet, *execOptions) {
 	fs.StringVar(&o.cgroup, "cgroup", "", "attach to the existing cgroup v2 `PATH` instead of running CMD")
 	fs.StringVar(&o.pin, "pin", "", "with --cgroup: pin the programs under `DIR` (bpffs) so they outlive exec")
 	fs.StringVar(&o.unpin, "unpin", "", "detach and remove programs pinned under `DIR`")
+	fs.BoolVar(&o.existingOK, "existing-sockets-ok", false, "with --cgroup: attach although PATH has processes, whose sockets made before now are not pinned")
 	return fs, o
 }
 
@@ -30,7 +32,7 @@ func execFlags() (*flag.FlagSet, *execOptions) {
 func (o *execOptions) check(cmd []string) error {
 	switch {
 	case o.unpin != "":
-		if o.cgroup != "" || o.pin != "" || o.file != "" || o.nic != "" || o.user != "" || len(cmd) > 0 {
+		if o.cgroup != "" || o.pin != "" || o.file != "" || o.nic != "" || o.user != "" || o.existingOK || len(cmd) > 0 {
 			return usageError{"--unpin DIR takes nothing else"}
 		}
 	case o.cgroup != "":
@@ -42,6 +44,8 @@ func (o *execOptions) check(cmd []string) error {
 		}
 	case o.pin != "":
 		return usageError{"--pin needs --cgroup PATH"}
+	case o.existingOK:
+		return usageError{"--existing-sockets-ok needs --cgroup PATH"}
 	case len(cmd) == 0:
 		return usageError{"missing CMD: nicproxy exec [-c FILE | -i NIC] [--user USER] [--] CMD [ARGS...]"}
 	}
@@ -80,7 +84,7 @@ func execCmd(args []string, stdout, stderr io.Writer) int {
 		return reportConfigError(stderr, err)
 	}
 	return execpin.Run(fs.Args(), execpin.Options{
-		Config: cfg, User: o.user, Cgroup: o.cgroup, Pin: o.pin,
+		Config: cfg, User: o.user, Cgroup: o.cgroup, Pin: o.pin, ExistingSocketsOK: o.existingOK,
 		Stdout: stdout, Stderr: stderr,
 	})
 }

@@ -32,7 +32,7 @@ Usage:
                                           diagnose the host for each NIC
   nicproxy exec [-c FILE | -i NIC] [--user USER] [--] CMD [ARGS...]
                                           run CMD with every socket it opens pinned (cgroup BPF)
-  nicproxy exec --cgroup PATH [--pin DIR] [-c FILE | -i NIC]
+  nicproxy exec --cgroup PATH [--pin DIR] [--existing-sockets-ok] [-c FILE | -i NIC]
                                           pin an existing cgroup (a systemd unit's)
   nicproxy exec --unpin DIR               remove programs pinned with --pin
   nicproxy hash-password                  read a password on stdin, print its bcrypt hash
