@@ -376,3 +376,55 @@ umount "$DIR/bpf"
 		}
 	}
 }
+
+// socketUser, run under exec, sends a datagram to argv[2]:argv[3] on the
+// socket it inherited as descriptor argv[1], then one on a socket of its
+// own, and prints what happened and the reply.
+const socketUser = `import socket, sys
+fd, dst = int(sys.argv[1]), (sys.argv[2], int(sys.argv[3]))
+try:
+    socket.socket(fileno=fd).sendto(b"inherited", dst)
+    print("inherited sent")
+except OSError as e:
+    print("inherited unusable: errno %d" % e.errno)
+c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+c.settimeout(5)
+c.sendto(b"own", dst)
+print(c.recvfrom(1024)[0].decode())
+`
+
+// inheritor makes a UDP socket outside exec and runs exec with it
+// inherited (argv[1] is nicproxy, the rest socketUser's arguments).
+const inheritor = `import os, socket, subprocess, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+os.set_inheritable(s.fileno(), True)
+argv = [sys.argv[1], "exec", "-i", "ens160", "--", sys.argv[2], "-c", sys.argv[3], str(s.fileno())] + sys.argv[4:]
+sys.exit(subprocess.call(argv, close_fds=False))
+`
+
+// TestExecInheritedSocket: a socket made outside exec's cgroup and
+// inherited through exec cannot send via ens33 (the routing table's
+// choice for it): exec closes it in CMD and says so, and CMD's own socket
+// leaves by ens160.
+func TestExecInheritedSocket(t *testing.T) {
+	lab := netlab.New(t)
+	echo := lab.StartEcho()
+	cmd := lab.Command(python, "-c", inheritor, nicproxyBinary, python, socketUser, echo.UDP.Addr().String(), fmt.Sprint(echo.UDP.Port()))
+	cmd.Env = append(cmd.Env, "GORACE=atexit_sleep_ms=0 halt_on_error=1")
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	before := lab.Snapshot()
+	outb, err := cmd.Output()
+	out := string(outb)
+	if err != nil {
+		t.Fatalf("%v\nstdout: %s\nstderr: %s", err, out, stderr.String())
+	}
+	first, reply, _ := strings.Cut(strings.TrimSpace(out), "\n")
+	if first != "inherited unusable: errno 9" {
+		t.Errorf("the inherited socket: %q, want it closed (EBADF)", first)
+	}
+	if !strings.Contains(stderr.String(), "socket exec inherited, is closed in the command") {
+		t.Errorf("exec does not say it closed the inherited socket: %s", stderr.String())
+	}
+	execPinned(t, before, seenIn(t, reply), uint64(len("own")), netlab.Ens160, netlab.Ens33)
+}

@@ -148,6 +148,9 @@ func run(argv []string, o Options, resolvConf string, group *cgroup.Group, progs
 	if err := probe(); err != nil {
 		return setupFailed(stderr, err)
 	}
+	if err := keepInheritedSocketsFromCMD(stderr); err != nil {
+		return setupFailed(stderr, err)
+	}
 
 	if resolvConf != "" {
 		cleanup, err := withPrivateResolvConf(cmd, resolvConf, o.User)
