@@ -291,3 +291,27 @@ func TestExecNotAllowed(t *testing.T) {
 		t.Errorf("doctor as root does not say egress enforcement loads:\n%s", res.stdout)
 	}
 }
+
+// TestExecHelp: `exec --help` prints its usage once, on stdout, and exits
+// 0; a wrong flag is one line on stderr and exit 2.
+func TestExecHelp(t *testing.T) {
+	lab := netlab.New(t)
+	for _, arg := range []string{"--help", "-h"} {
+		res := nicproxy(t, lab, "exec", arg)
+		if res.code != 0 || res.stderr != "" {
+			t.Errorf("exec %s: exit %d, stderr %q; want 0 and nothing", arg, res.code, res.stderr)
+		}
+		if !strings.HasPrefix(res.stdout, "Usage:\n  nicproxy exec [-c FILE | -i NIC] [--user USER] [--] CMD [ARGS...]\n") {
+			t.Errorf("exec %s does not start with its usage:\n%s", arg, res.stdout)
+		}
+		for _, once := range []string{"Usage:", "\n  -cgroup PATH\n", "\n  -existing-sockets-ok\n", "\n  -user USER\n"} {
+			if n := strings.Count(res.stdout, once); n != 1 {
+				t.Errorf("exec %s prints %q %d times, want once:\n%s", arg, once, n, res.stdout)
+			}
+		}
+	}
+	res := nicproxy(t, lab, "exec", "--no-such-flag")
+	if res.code != 2 || res.stdout != "" || res.stderr != "nicproxy exec: flag provided but not defined: -no-such-flag (see: nicproxy exec -h)\n" {
+		t.Errorf("exec --no-such-flag: exit %d, stdout %q, stderr %q", res.code, res.stdout, res.stderr)
+	}
+}

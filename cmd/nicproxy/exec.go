@@ -1,12 +1,24 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 
 	"nicproxy/bind/execpin"
 )
+
+// execUsage heads `nicproxy exec -h`, before the flags.
+const execUsage = `Usage:
+  nicproxy exec [-c FILE | -i NIC] [--user USER] [--] CMD [ARGS...]
+  nicproxy exec --cgroup PATH [--pin DIR] [--existing-sockets-ok] [-c FILE | -i NIC]
+  nicproxy exec --unpin DIR
+
+Runs CMD with every socket it opens pinned to a NIC in the kernel (cgroup BPF).
+
+Flags:
+`
 
 // execOptions are exec's flags.
 type execOptions struct {
@@ -59,7 +71,16 @@ func (o *execOptions) check(cmd []string) error {
 // hands them to bind/execpin, which pins CMD's sockets in the kernel.
 func execCmd(args []string, stdout, stderr io.Writer) int {
 	fs, o := execFlags()
+	// The FlagSet would print its usage on -h and on every error, and
+	// reportUsage again: once is enough.
+	fs.SetOutput(io.Discard)
 	err := fs.Parse(args)
+	if errors.Is(err, flag.ErrHelp) {
+		fmt.Fprint(stdout, execUsage)
+		fs.SetOutput(stdout)
+		fs.PrintDefaults()
+		return exitOK
+	}
 	if err == nil {
 		err = o.check(fs.Args())
 	}
