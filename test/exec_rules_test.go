@@ -262,3 +262,71 @@ while True:
 	}
 	execPinned(t, before, seenIn(t, seenText), 60, netlab.Ens160, netlab.Ens33)
 }
+
+// sigintCounter counts SIGINTs until SIGTERM, then prints the count;
+// with argument "own-group" it first leaves exec's process group, so the
+// terminal's own SIGINT does not reach it and it sees only what exec
+// passes on.
+const sigintCounter = `import os, signal, sys
+if sys.argv[1:] == ["own-group"]:
+    os.setpgid(0, 0)
+n = 0
+def on_int(*a):
+    global n
+    n += 1
+def on_term(*a):
+    print("sigint %d" % n, flush=True)
+    sys.exit(0)
+signal.signal(signal.SIGINT, on_int)
+signal.signal(signal.SIGTERM, on_term)
+print("ready", flush=True)
+while True:
+    signal.pause()
+`
+
+// ptyDriver runs argv[1:] on a new terminal and, once the command prints
+// "ready", types Ctrl-C; when the terminal has echoed it (so it has
+// signalled its foreground group, exec's), it sends exec SIGTERM, which
+// exec passes on after anything it got before (pending signals go lowest
+// first). It prints what the terminal showed.
+const ptyDriver = `import os, pty, signal, sys
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv(sys.argv[1], sys.argv[1:])
+out = b""
+while b"ready" not in out:
+    out += os.read(fd, 1024)
+os.write(fd, b"\x03")
+while b"^C" not in out:
+    out += os.read(fd, 1024)
+os.kill(pid, signal.SIGTERM)
+while True:
+    try:
+        chunk = os.read(fd, 1024)
+    except OSError:
+        break
+    if not chunk:
+        break
+    out += chunk
+os.waitpid(pid, 0)
+sys.stdout.write(out.decode(errors="replace"))
+`
+
+// TestExecCtrlC: Ctrl-C on exec's terminal reaches CMD once, from the
+// terminal, which signals its foreground process group, CMD included:
+// exec does not pass the same SIGINT on again. A CMD that left the
+// group shows what exec passes on: nothing.
+func TestExecCtrlC(t *testing.T) {
+	lab := netlab.New(t)
+	for _, c := range []struct{ arg, want string }{{"", "sigint 1\r\n"}, {"own-group", "sigint 0\r\n"}} {
+		cmd := lab.Command(python, "-c", ptyDriver, nicproxyBinary, "exec", "-i", "ens160", "--", python, "-c", sigintCounter, c.arg)
+		cmd.Env = append(cmd.Env, "GORACE=atexit_sleep_ms=0 halt_on_error=1")
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("%v: %s", err, out)
+		}
+		if !strings.Contains(string(out), c.want) {
+			t.Errorf("CMD %s: want %q after one Ctrl-C:\n%s", c.arg, c.want, out)
+		}
+	}
+}

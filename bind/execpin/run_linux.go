@@ -15,6 +15,8 @@ import (
 	"sync"
 	"syscall"
 
+	"golang.org/x/sys/unix"
+
 	"nicproxy/bind"
 	"nicproxy/bind/cgroup"
 	"nicproxy/bind/dnscache"
@@ -180,6 +182,11 @@ func run(argv []string, o Options, resolvConf string, group *cgroup.Group, progs
 	for waiting := true; waiting; {
 		select {
 		case sig := <-sigs:
+			if sig == syscall.SIGINT && inForeground() {
+				// Ctrl-C: the terminal signalled exec's whole process
+				// group, CMD included; once is enough.
+				continue
+			}
 			_ = cmd.Process.Signal(sig)
 		case <-done:
 			waiting = false
@@ -260,6 +267,19 @@ func attachExisting(o Options, progs *cgroup.Programs) int {
 	wg.Wait()
 	reportDrops(stderr, progs)
 	return exitOK
+}
+
+// inForeground reports whether exec's process group is its controlling
+// terminal's foreground group, which gets the terminal's SIGINT (CMD, born
+// in the same group, among them).
+func inForeground() bool {
+	tty, err := os.Open("/dev/tty")
+	if err != nil {
+		return false // no controlling terminal
+	}
+	defer tty.Close()
+	pgrp, err := unix.IoctlGetInt(int(tty.Fd()), unix.TIOCGPGRP)
+	return err == nil && pgrp == unix.Getpgrp()
 }
 
 // lookupCredential resolves a user name or numeric id to the credentials
