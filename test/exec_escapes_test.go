@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -348,26 +349,20 @@ default: ens160
 func TestExecExistingCgroupBusy(t *testing.T) {
 	lab := netlab.New(t)
 	dir := t.TempDir()
-	script := `set -e
-mkdir -p "$DIR/bpf"
-mount -t bpf bpf "$DIR/bpf"
-root=$(awk '$9 == "cgroup2" {print $5; exit}' /proc/self/mountinfo)
-if [ -z "$root" ]; then root="$DIR/cg"; mkdir -p "$root"; mount -t cgroup2 none "$root"; fi
-unit="$root/nicproxy-test-busy.$$"
-mkdir "$unit"
-sh -c 'echo $$ > "$1/cgroup.procs"; exec sleep 60' sh "$unit" &
+	// In one `ip netns exec`, whose mount namespace the mounts go with.
+	script := cgroupUnitScript + `sh -c 'echo $$ > "$1/cgroup.procs"; exec sleep 60' sh "$unit" &
 sleeper=$!
 until [ -n "$(cat "$unit/cgroup.procs")" ]; do sleep 0.05; done
 set +e
-"$NICPROXY" exec --cgroup "$unit" --pin "$DIR/bpf/unit" -i ens160; echo "refused: $?"
-"$NICPROXY" exec --cgroup "$unit" --pin "$DIR/bpf/unit" --existing-sockets-ok -i ens160; echo "forced: $?"
-"$NICPROXY" exec --unpin "$DIR/bpf/unit"
+"$NICPROXY" exec --cgroup "$unit" --pin "$BPFFS/unit" -i ens160; echo "refused: $?"
+"$NICPROXY" exec --cgroup "$unit" --pin "$BPFFS/unit" --existing-sockets-ok -i ens160; echo "forced: $?"
+"$NICPROXY" exec --unpin "$BPFFS/unit"
 kill $sleeper; wait $sleeper
 rmdir "$unit"
-umount "$DIR/bpf"
+umount "$BPFFS"
 `
 	cmd := lab.Command("sh", "-c", script)
-	cmd.Env = append(cmd.Env, "DIR="+dir, "NICPROXY="+nicproxyBinary, "GORACE=atexit_sleep_ms=0 halt_on_error=1")
+	cmd.Env = append(cmd.Env, "DIR="+dir, "BPFFS="+filepath.Join(dir, "bpf"), "NICPROXY="+nicproxyBinary, "GORACE=atexit_sleep_ms=0 halt_on_error=1")
 	outb, _ := cmd.CombinedOutput()
 	out := string(outb)
 	for _, want := range []string{"has 1 processes", "--existing-sockets-ok", "refused: 2", "pinned ", "forced: 0"} {

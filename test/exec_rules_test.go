@@ -151,6 +151,18 @@ while True: s.accept()[0].close()
 	}
 }
 
+// cgroupUnitScript begins a shell script that mounts a bpffs at $BPFFS
+// and makes a cgroup, $unit, as a service manager would (under $DIR when
+// the host mounts no cgroup2); each test's script goes on from there.
+const cgroupUnitScript = `set -e
+mkdir -p "$BPFFS"
+mount -t bpf bpf "$BPFFS"
+root=$(awk '$9 == "cgroup2" {print $5; exit}' /proc/self/mountinfo)
+if [ -z "$root" ]; then root="$DIR/cg"; mkdir -p "$root"; mount -t cgroup2 none "$root"; fi
+unit="$root/nicproxy-test-unit.$$"
+mkdir "$unit"
+`
+
 // TestExecExistingCgroup attaches the programs to a cgroup the way systemd
 // would use them: pinned in bpffs by `exec --cgroup --pin`, then a process
 // moved into the cgroup before it execs the program. After --unpin the
@@ -163,14 +175,7 @@ func TestExecExistingCgroup(t *testing.T) {
 	pins := filepath.Join(bpffs, "unit")
 	// Everything in one `ip netns exec`, which gives its commands a mount
 	// namespace of their own: the cgroup2 and bpf mounts go with it.
-	script := `set -e
-mkdir -p "$BPFFS"
-mount -t bpf bpf "$BPFFS"
-root=$(awk '$9 == "cgroup2" {print $5; exit}' /proc/self/mountinfo)
-if [ -z "$root" ]; then root="$DIR/cg"; mkdir -p "$root"; mount -t cgroup2 none "$root"; fi
-unit="$root/nicproxy-test-unit.$$"
-mkdir "$unit"
-"$NICPROXY" exec --cgroup "$unit" --pin "$PINS" -i ens160
+	script := cgroupUnitScript + `"$NICPROXY" exec --cgroup "$unit" --pin "$PINS" -i ens160
 run() { sh -c 'echo $$ > "$1/cgroup.procs"; exec curl -sS --max-time 5 "$2"' sh "$unit" "$URL"; }
 run
 "$NICPROXY" exec --unpin "$PINS"

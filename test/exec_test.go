@@ -284,7 +284,7 @@ func TestExecNotAllowed(t *testing.T) {
 		t.Errorf("doctor as nobody does not say egress enforcement cannot load:\n%s", out)
 	}
 	res := nicproxy(t, lab, "doctor", "-c", writeConfig(t, "default: ens160\n"))
-	if !strings.Contains(res.stdout, "ok    bpf         connect4/6, sendmsg4/6 and sock_create programs load") {
+	if !strings.Contains(res.stdout, "ok    bpf         connect4/6, sendmsg4/6, bind4/6, sock_create and sock_ops programs load") {
 		t.Errorf("doctor as root does not say exec can work:\n%s", res.stdout)
 	}
 	if !strings.Contains(res.stdout, "ok    egress      cgroup_skb/egress loads") {

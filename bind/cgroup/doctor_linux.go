@@ -39,7 +39,7 @@ func Doctor() bind.NICReport {
 		add(bind.Warn, "bpf", "cannot load cgroup BPF programs: %v; this kernel may lack the cgroup/connect and sendmsg hooks", err)
 	default:
 		progs.Close()
-		add(bind.OK, "bpf", "connect4/6, sendmsg4/6 and sock_create programs load")
+		add(bind.OK, "bpf", "connect4/6, sendmsg4/6, bind4/6, sock_create and sock_ops programs load")
 	}
 	// exec fails closed without egress enforcement, so say it apart.
 	if err := egressLoads(); err != nil {

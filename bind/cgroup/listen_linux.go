@@ -72,15 +72,12 @@ func listenProgram(pin Verdict) asm.Instructions {
 
 		asm.Mov.Imm(asm.R2, int32(pin.Index)).WithSymbol("set"),
 		asm.StoreMem(asm.RFP, stIfindex, asm.R2, asm.Word),
-		asm.Mov.Reg(asm.R1, rCtx),
-		asm.Mov.Imm(asm.R2, solSocket),
-		asm.Mov.Imm(asm.R3, soBindToIfindex),
-		asm.Mov.Reg(asm.R4, asm.RFP),
-		asm.Add.Imm(asm.R4, stIfindex),
-		asm.Mov.Imm(asm.R5, 4),
-		asm.FnSetsockopt.Call(),
+	)
+	insns = append(insns, bindToIfindex()...)
+	// A listener that cannot be pinned still listens: egress holds its
+	// replies to the rules.
+	return append(insns,
 		asm.Mov.Imm(asm.R0, 1).WithSymbol("allow"),
 		asm.Return(),
 	)
-	return insns
 }

@@ -286,17 +286,9 @@ func unpinOurs(ours []int) asm.Instructions {
 // unbound socket's datagram follows the routing table, and the egress
 // program passes it only if that is the NIC the rule names.
 func setPin(sendmsg bool) asm.Instructions {
-	insns := asm.Instructions{
-		asm.StoreMem(asm.RFP, stIfindex, rB, asm.Word).WithSymbol("set"),
-		asm.Mov.Reg(asm.R1, rCtx),
-		asm.Mov.Imm(asm.R2, solSocket),
-		asm.Mov.Imm(asm.R3, soBindToIfindex),
-		asm.Mov.Reg(asm.R4, asm.RFP),
-		asm.Add.Imm(asm.R4, stIfindex),
-		asm.Mov.Imm(asm.R5, 4),
-		asm.FnSetsockopt.Call(),
-		asm.JNE.Imm(asm.R0, 0, "deny"),
-	}
+	insns := asm.Instructions{asm.StoreMem(asm.RFP, stIfindex, rB, asm.Word).WithSymbol("set")}
+	insns = append(insns, bindToIfindex()...)
+	insns = append(insns, asm.JNE.Imm(asm.R0, 0, "deny"))
 	if sendmsg {
 		insns = append(insns,
 			asm.JEq.Imm(rA, 0, "allow"),
@@ -304,6 +296,20 @@ func setPin(sendmsg bool) asm.Instructions {
 		)
 	}
 	return insns
+}
+
+// bindToIfindex calls bpf_setsockopt(ctx, SOL_SOCKET, SO_BINDTOIFINDEX)
+// with the index stored at stIfindex; R0 is its result.
+func bindToIfindex() asm.Instructions {
+	return asm.Instructions{
+		asm.Mov.Reg(asm.R1, rCtx),
+		asm.Mov.Imm(asm.R2, solSocket),
+		asm.Mov.Imm(asm.R3, soBindToIfindex),
+		asm.Mov.Reg(asm.R4, asm.RFP),
+		asm.Add.Imm(asm.R4, stIfindex),
+		asm.Mov.Imm(asm.R5, 4),
+		asm.FnSetsockopt.Call(),
+	}
 }
 
 // allowOrDeny are the two ends: "allow" returns 1 (go on), "deny" 0
