@@ -103,3 +103,22 @@ func TestOtherVerdict(t *testing.T) {
 		}
 	}
 }
+
+// TestProbe: the self-test's destination is off the host and pinned for
+// UDP, by a rule when only a rule pins; none when nothing is pinned.
+func TestProbe(t *testing.T) {
+	a := Verdict{Action: Pin, NIC: "a", Index: 2}
+	local := []netip.Prefix{netip.MustParsePrefix("192.0.2.1/32")}
+	dst, v, ok := Policy{Default: a}.Probe(local)
+	if !ok || v != a || local[0].Contains(dst.Addr()) {
+		t.Errorf("default a: probe %v %v %v, want an off-host destination pinned to a", dst, v, ok)
+	}
+	byRule := Policy{Default: Verdict{Action: System}, Rules: []Rule{{Dst: []netip.Prefix{netip.MustParsePrefix("10.1.0.0/16")}, Ports: []PortRange{{53, 53}}, Verdict: a}}}
+	dst, v, ok = byRule.Probe(local)
+	if !ok || v != a || dst != netip.MustParseAddrPort("10.1.0.1:53") {
+		t.Errorf("a rule to a: probe %v %v %v, want 10.1.0.1:53 pinned to a", dst, v, ok)
+	}
+	if _, _, ok := (Policy{Default: Verdict{Action: System}}).Probe(local); ok {
+		t.Error("a policy that pins nothing has a probe")
+	}
+}
