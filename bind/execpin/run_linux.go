@@ -230,7 +230,15 @@ func attachExisting(o Options, progs *cgroup.Programs) int {
 		if err != nil {
 			return setupFailed(stderr, fmt.Errorf("read the processes of %s: %w", o.Cgroup, err))
 		}
-		if n := len(strings.Fields(string(procs))); n > 0 {
+		// exec itself may be in it: systemd runs ExecStartPre in the
+		// unit's cgroup.
+		n := 0
+		for _, pid := range strings.Fields(string(procs)) {
+			if pid != strconv.Itoa(os.Getpid()) {
+				n++
+			}
+		}
+		if n > 0 {
 			fmt.Fprintf(stderr, "nicproxy exec: %s has %d processes; the sockets they opened before now would not be pinned (the egress program drops what they send through another NIC than the rules name), so nothing was attached: attach while the cgroup is empty (before the unit starts), or give --existing-sockets-ok\n", o.Cgroup, n)
 			return exitUsage
 		}
