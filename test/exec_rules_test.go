@@ -165,11 +165,13 @@ mkdir "$unit"
 
 // TestExecExistingCgroup attaches the programs to a cgroup the way systemd
 // would use them: pinned in bpffs by `exec --cgroup --pin`, then a process
-// moved into the cgroup before it execs the program. After --unpin the
-// same command leaves through ens33 again.
+// moved into the cgroup before it execs the program. A datagram with an
+// IP_PKTINFO naming ens33 is dropped meanwhile, and --unpin reports it.
+// After --unpin the same command leaves through ens33 again.
 func TestExecExistingCgroup(t *testing.T) {
 	lab := netlab.New(t)
 	web := lab.StartWeb()
+	echo := lab.StartEcho()
 	dir := t.TempDir()
 	bpffs := filepath.Join(dir, "bpf")
 	pins := filepath.Join(bpffs, "unit")
@@ -178,6 +180,8 @@ func TestExecExistingCgroup(t *testing.T) {
 	script := cgroupUnitScript + `"$NICPROXY" exec --cgroup "$unit" --pin "$PINS" -i ens160
 run() { sh -c 'echo $$ > "$1/cgroup.procs"; exec curl -sS --max-time 5 "$2"' sh "$unit" "$URL"; }
 run
+# An IP_PKTINFO datagram naming ens33, which egress drops and counts.
+sh -c 'echo $$ > "$1/cgroup.procs"; exec "$PYTHON" -c "$PKTINFO" "$ECHO_HOST" "$ECHO_PORT" ens33' sh "$unit" >/dev/null
 "$NICPROXY" exec --unpin "$PINS"
 run
 rmdir "$unit"
@@ -185,7 +189,8 @@ umount "$BPFFS"
 `
 	cmd := lab.Command("sh", "-c", script)
 	cmd.Env = append(cmd.Env, "BPFFS="+bpffs, "PINS="+pins, "DIR="+dir, "NICPROXY="+nicproxyBinary,
-		"URL="+fmt.Sprintf("http://%s/whoami", web.HTTP), "GORACE=atexit_sleep_ms=0 halt_on_error=1")
+		"URL="+fmt.Sprintf("http://%s/whoami", web.HTTP), "GORACE=atexit_sleep_ms=0 halt_on_error=1",
+		"PYTHON="+python, "PKTINFO="+pktinfoClient, "ECHO_HOST="+echo.UDP.Addr().String(), "ECHO_PORT="+fmt.Sprint(echo.UDP.Port()))
 	before := lab.Snapshot()
 	outb, err := cmd.CombinedOutput()
 	out := string(outb)
@@ -214,6 +219,9 @@ umount "$BPFFS"
 	}
 	if !strings.Contains(out, "nicproxy exec --unpin "+pins) {
 		t.Errorf("--pin does not say how to undo it:\n%s", out)
+	}
+	if !strings.Contains(out, "dropped 1 packets at egress") {
+		t.Errorf("--unpin does not report the packet egress dropped:\n%s", out)
 	}
 }
 

@@ -195,12 +195,13 @@ func (p *Programs) Close() {
 // Attachment is the programs attached to one cgroup.
 type Attachment struct {
 	links []link.Link
+	drops *ebpf.Map
 }
 
 // Attach attaches every program to the cgroup v2 directory dir. Sockets
 // the cgroup's processes already hold are not changed; new ones are.
 func (p *Programs) Attach(dir string) (*Attachment, error) {
-	a := &Attachment{}
+	a := &Attachment{drops: p.coll.Maps[mapDrops]}
 	for _, h := range hooks {
 		l, err := link.AttachCgroup(link.CgroupOptions{Path: dir, Attach: h.attach, Program: p.coll.Programs[h.name]})
 		if err != nil {
@@ -272,14 +273,25 @@ func (a *Attachment) Pin(dir string) error {
 			return fmt.Errorf("pin %s: %w (is %s on a BPF file system? mount -t bpf bpf /sys/fs/bpf)", path, err, dir)
 		}
 	}
+	// The drop counter too, for Unpin to report.
+	if err := a.drops.Pin(filepath.Join(dir, mapDrops)); err != nil {
+		return fmt.Errorf("pin the egress drop counter: %w", err)
+	}
 	return nil
 }
 
 // Unpin detaches programs pinned by Pin under dir and removes the pins
-// and the directory.
-func Unpin(dir string) error {
+// and the directory. dropped is how many packets the egress program
+// dropped while pinned (0 for pins made before it counted).
+func Unpin(dir string) (dropped uint64, err error) {
 	found := false
 	var errs []error
+	if m, err := ebpf.LoadPinnedMap(filepath.Join(dir, mapDrops), nil); err == nil {
+		if err := m.Lookup(uint32(0), &dropped); err != nil {
+			errs = append(errs, fmt.Errorf("read the egress drop counter: %w", err))
+		}
+		errs = append(errs, m.Unpin(), m.Close())
+	}
 	for _, h := range hooks {
 		path := filepath.Join(dir, h.name)
 		l, err := link.LoadPinnedLink(path, nil)
@@ -294,11 +306,11 @@ func Unpin(dir string) error {
 		// Unpin removes the file; closing the last reference detaches.
 		errs = append(errs, l.Unpin(), l.Close())
 	}
-	if !found && len(errs) == 0 {
-		return fmt.Errorf("no programs pinned under %s", dir)
+	if !found && errors.Join(errs...) == nil {
+		return 0, fmt.Errorf("no programs pinned under %s", dir)
 	}
 	if err := os.Remove(dir); err != nil && !errors.Is(err, os.ErrNotExist) {
 		errs = append(errs, err)
 	}
-	return errors.Join(errs...)
+	return dropped, errors.Join(errs...)
 }

@@ -100,13 +100,22 @@ func reportDrops(stderr io.Writer, progs *cgroup.Programs) {
 		fmt.Fprintf(stderr, "nicproxy exec: warning: %v\n", err)
 		return
 	}
+	reportDropped(stderr, n)
+}
+
+func reportDropped(stderr io.Writer, n uint64) {
 	if n > 0 {
 		fmt.Fprintf(stderr, "nicproxy exec: dropped %d packets at egress that would have left through another NIC than their destination's rule names, or to a rejected destination\n", n)
 	}
 }
 
-// Unpin detaches and removes programs pinned with Options.Pin under dir.
-func Unpin(dir string) error { return cgroup.Unpin(dir) }
+// Unpin detaches and removes programs pinned with Options.Pin under dir,
+// and says on stderr how many packets egress dropped while they were.
+func Unpin(dir string, stderr io.Writer) error {
+	n, err := cgroup.Unpin(dir)
+	reportDropped(stderr, n)
+	return err
+}
 
 // setupFailed reports why the command was not started.
 func setupFailed(stderr io.Writer, err error) int {

@@ -14,7 +14,7 @@ func Run(argv []string, o Options) int {
 }
 
 // Unpin needs Linux too.
-func Unpin(dir string) error {
+func Unpin(dir string, stderr io.Writer) error {
 	return fmt.Errorf("pinning in the kernel needs Linux")
 }
 

@@ -88,7 +88,7 @@ func execCmd(args []string, stdout, stderr io.Writer) int {
 		return reportUsage(stderr, "exec", fs, err)
 	}
 	if o.unpin != "" {
-		if err := execpin.Unpin(o.unpin); err != nil {
+		if err := execpin.Unpin(o.unpin, stderr); err != nil {
 			fmt.Fprintf(stderr, "nicproxy exec: unpin: %v\n", err)
 			return exitFailure
 		}
