@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"nicproxy/bind/dnscache"
 	"nicproxy/test/netlab"
 )
 
@@ -19,9 +20,6 @@ import (
 // The host's resolv.conf is untouched. Without dns servers to name (and no
 // stub upstream list), exec refuses to start the command (exit 2).
 func TestExecLoopbackStub(t *testing.T) {
-	if _, err := os.Stat("/run/systemd/resolve/resolv.conf"); err == nil {
-		t.Skip("this host runs systemd-resolved, whose upstream list exec would use: the refusal case cannot be shown here")
-	}
 	lab := netlab.New(t)
 	dns := lab.StartDNSZone(netlab.Zone{Records: map[string][]netip.Addr{"web.test": {netlab.Server}}})
 	// The host's resolver is a stub on loopback; nothing answers there.
@@ -63,11 +61,19 @@ func TestExecLoopbackStub(t *testing.T) {
 		t.Errorf("as nobody: %q, want nobody then %v", out, netlab.Server)
 	}
 
-	// No dns for ens160 and no list of the stub's servers: refused.
+	// No dns for ens160 and no list of the stub's servers: refused. A
+	// host running systemd-resolved has that list; an empty directory
+	// mounted over it, in the mount namespace of this one command, hides
+	// it.
 	marker := filepath.Join(t.TempDir(), "ran")
-	res := nicproxy(t, lab, "exec", "-i", "ens160", "--", "touch", marker)
-	if res.code != 2 || !strings.Contains(res.stderr, "set interfaces.ens160.dns") {
-		t.Errorf("exec with an unpinnable stub: exit %d, stderr %q; want 2 and the fix", res.code, res.stderr)
+	hide := lab.Command("sh", "-c", `if [ -d "${0%/*}" ]; then mount -t tmpfs none "${0%/*}" || exit 99; fi; shift; exec "$@"`,
+		dnscache.DefaultStubUpstreams, "--", nicproxyBinary, "exec", "-i", "ens160", "--", "touch", marker)
+	hide.Env = append(hide.Env, "GORACE=atexit_sleep_ms=0 halt_on_error=1")
+	var stderr strings.Builder
+	hide.Stderr = &stderr
+	err = hide.Run()
+	if code := hide.ProcessState.ExitCode(); code != 2 || !strings.Contains(stderr.String(), "set interfaces.ens160.dns") {
+		t.Errorf("exec with an unpinnable stub: exit %d (%v), stderr %q; want 2 and the fix", code, err, stderr.String())
 	}
 	if _, err := os.Stat(marker); err == nil {
 		t.Error("the command ran although its DNS could not be pinned")

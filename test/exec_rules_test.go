@@ -88,19 +88,8 @@ for host, port in [("%s", %d), ("%s", %d)]:
 	// is re-pinned for the next.
 	t.Run("unconnected UDP to a rule's NIC: first refused, then via ens33", func(t *testing.T) {
 		lab := lab.With(t)
-		retry := fmt.Sprintf(`import socket
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.settimeout(5)
-try:
-    s.sendto(b"first", ("%[1]s", %[2]d))
-    print("first sent")
-except PermissionError:
-    print("first refused")
-s.sendto(b"second", ("%[1]s", %[2]d))
-print(s.recvfrom(1024)[0].decode())
-`, viaRule.UDP.Addr(), viaRule.UDP.Port())
 		before := lab.Snapshot()
-		out := mustRun(t, lab, "exec", "-c", config, "--", python, "-c", retry)
+		out := mustRun(t, lab, "exec", "-c", config, "--", python, "-c", udpRetryClient, viaRule.UDP.Addr().String(), fmt.Sprint(viaRule.UDP.Port()))
 		first, reply, _ := strings.Cut(out, "\n")
 		if first != "first refused" {
 			t.Errorf("first datagram: %q, want refused", first)
@@ -162,28 +151,37 @@ while True: s.accept()[0].close()
 	}
 }
 
-// TestExecExistingCgroup attaches the programs to a cgroup the way systemd
-// would use them: pinned in bpffs by `exec --cgroup --pin`, then a process
-// moved into the cgroup before it execs the program. After --unpin the
-// same command leaves through ens33 again.
-func TestExecExistingCgroup(t *testing.T) {
-	lab := netlab.New(t)
-	web := lab.StartWeb()
-	dir := t.TempDir()
-	bpffs := filepath.Join(dir, "bpf")
-	pins := filepath.Join(bpffs, "unit")
-	// Everything in one `ip netns exec`, which gives its commands a mount
-	// namespace of their own: the cgroup2 and bpf mounts go with it.
-	script := `set -e
+// cgroupUnitScript begins a shell script that mounts a bpffs at $BPFFS
+// and makes a cgroup, $unit, as a service manager would (under $DIR when
+// the host mounts no cgroup2); each test's script goes on from there.
+const cgroupUnitScript = `set -e
 mkdir -p "$BPFFS"
 mount -t bpf bpf "$BPFFS"
 root=$(awk '$9 == "cgroup2" {print $5; exit}' /proc/self/mountinfo)
 if [ -z "$root" ]; then root="$DIR/cg"; mkdir -p "$root"; mount -t cgroup2 none "$root"; fi
 unit="$root/nicproxy-test-unit.$$"
 mkdir "$unit"
-"$NICPROXY" exec --cgroup "$unit" --pin "$PINS" -i ens160
+`
+
+// TestExecExistingCgroup attaches the programs to a cgroup the way systemd
+// would use them: pinned in bpffs by `exec --cgroup --pin`, then a process
+// moved into the cgroup before it execs the program. A datagram with an
+// IP_PKTINFO naming ens33 is dropped meanwhile, and --unpin reports it.
+// After --unpin the same command leaves through ens33 again.
+func TestExecExistingCgroup(t *testing.T) {
+	lab := netlab.New(t)
+	web := lab.StartWeb()
+	echo := lab.StartEcho()
+	dir := t.TempDir()
+	bpffs := filepath.Join(dir, "bpf")
+	pins := filepath.Join(bpffs, "unit")
+	// Everything in one `ip netns exec`, which gives its commands a mount
+	// namespace of their own: the cgroup2 and bpf mounts go with it.
+	script := cgroupUnitScript + `"$NICPROXY" exec --cgroup "$unit" --pin "$PINS" -i ens160
 run() { sh -c 'echo $$ > "$1/cgroup.procs"; exec curl -sS --max-time 5 "$2"' sh "$unit" "$URL"; }
 run
+# An IP_PKTINFO datagram naming ens33, which egress drops and counts.
+sh -c 'echo $$ > "$1/cgroup.procs"; exec "$PYTHON" -c "$PKTINFO" "$ECHO_HOST" "$ECHO_PORT" ens33' sh "$unit" >/dev/null
 "$NICPROXY" exec --unpin "$PINS"
 run
 rmdir "$unit"
@@ -191,7 +189,8 @@ umount "$BPFFS"
 `
 	cmd := lab.Command("sh", "-c", script)
 	cmd.Env = append(cmd.Env, "BPFFS="+bpffs, "PINS="+pins, "DIR="+dir, "NICPROXY="+nicproxyBinary,
-		"URL="+fmt.Sprintf("http://%s/whoami", web.HTTP), "GORACE=atexit_sleep_ms=0 halt_on_error=1")
+		"URL="+fmt.Sprintf("http://%s/whoami", web.HTTP), "GORACE=atexit_sleep_ms=0 halt_on_error=1",
+		"PYTHON="+python, "PKTINFO="+pktinfoClient, "ECHO_HOST="+echo.UDP.Addr().String(), "ECHO_PORT="+fmt.Sprint(echo.UDP.Port()))
 	before := lab.Snapshot()
 	outb, err := cmd.CombinedOutput()
 	out := string(outb)
@@ -220,6 +219,9 @@ umount "$BPFFS"
 	}
 	if !strings.Contains(out, "nicproxy exec --unpin "+pins) {
 		t.Errorf("--pin does not say how to undo it:\n%s", out)
+	}
+	if !strings.Contains(out, "dropped 1 packets at egress") {
+		t.Errorf("--unpin does not report the packet egress dropped:\n%s", out)
 	}
 }
 
@@ -272,4 +274,72 @@ while True:
 		t.Fatalf("read from the command: %v", err)
 	}
 	execPinned(t, before, seenIn(t, seenText), 60, netlab.Ens160, netlab.Ens33)
+}
+
+// sigintCounter counts SIGINTs until SIGTERM, then prints the count;
+// with argument "own-group" it first leaves exec's process group, so the
+// terminal's own SIGINT does not reach it and it sees only what exec
+// passes on.
+const sigintCounter = `import os, signal, sys
+if sys.argv[1:] == ["own-group"]:
+    os.setpgid(0, 0)
+n = 0
+def on_int(*a):
+    global n
+    n += 1
+def on_term(*a):
+    print("sigint %d" % n, flush=True)
+    sys.exit(0)
+signal.signal(signal.SIGINT, on_int)
+signal.signal(signal.SIGTERM, on_term)
+print("ready", flush=True)
+while True:
+    signal.pause()
+`
+
+// ptyDriver runs argv[1:] on a new terminal and, once the command prints
+// "ready", types Ctrl-C; when the terminal has echoed it (so it has
+// signalled its foreground group, exec's), it sends exec SIGTERM, which
+// exec passes on after anything it got before (pending signals go lowest
+// first). It prints what the terminal showed.
+const ptyDriver = `import os, pty, signal, sys
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv(sys.argv[1], sys.argv[1:])
+out = b""
+while b"ready" not in out:
+    out += os.read(fd, 1024)
+os.write(fd, b"\x03")
+while b"^C" not in out:
+    out += os.read(fd, 1024)
+os.kill(pid, signal.SIGTERM)
+while True:
+    try:
+        chunk = os.read(fd, 1024)
+    except OSError:
+        break
+    if not chunk:
+        break
+    out += chunk
+os.waitpid(pid, 0)
+sys.stdout.write(out.decode(errors="replace"))
+`
+
+// TestExecCtrlC: Ctrl-C on exec's terminal reaches CMD once, from the
+// terminal, which signals its foreground process group, CMD included:
+// exec does not pass the same SIGINT on again. A CMD that left the
+// group shows what exec passes on: nothing.
+func TestExecCtrlC(t *testing.T) {
+	lab := netlab.New(t)
+	for _, c := range []struct{ arg, want string }{{"", "sigint 1\r\n"}, {"own-group", "sigint 0\r\n"}} {
+		cmd := lab.Command(python, "-c", ptyDriver, nicproxyBinary, "exec", "-i", "ens160", "--", python, "-c", sigintCounter, c.arg)
+		cmd.Env = append(cmd.Env, "GORACE=atexit_sleep_ms=0 halt_on_error=1")
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("%v: %s", err, out)
+		}
+		if !strings.Contains(string(out), c.want) {
+			t.Errorf("CMD %s: want %q after one Ctrl-C:\n%s", c.arg, c.want, out)
+		}
+	}
 }

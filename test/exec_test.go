@@ -24,6 +24,21 @@ s.sendto(b"exec datagram", (sys.argv[1], int(sys.argv[2])))
 print(s.recvfrom(1024)[0].decode())
 `
 
+// udpRetryClient sends a datagram on an unconnected socket, says whether
+// it was refused (EPERM), sends a second and prints the reply.
+const udpRetryClient = `import socket, sys
+dst = (sys.argv[1], int(sys.argv[2]))
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(5)
+try:
+    s.sendto(b"first", dst)
+    print("first sent")
+except PermissionError:
+    print("first refused")
+s.sendto(b"second", dst)
+print(s.recvfrom(1024)[0].decode())
+`
+
 // tcpClient connects, prints the line the echo server greets it with (the
 // address it saw) and closes.
 //
@@ -139,11 +154,20 @@ func TestExecPins(t *testing.T) {
 		}
 		execPinned(t, before, seenIn(t, out), uint64(len("exec datagram")), netlab.Ens160, netlab.Ens33)
 	})
-	t.Run("unconnected UDP as an unprivileged user", func(t *testing.T) {
+	// Without CAP_NET_RAW a socket can be pinned once, so exec pins an
+	// unprivileged command's UDP sockets at their first destination; the
+	// kernel has routed that first unconnected datagram already, by the
+	// routing table (ens33 here), and the egress program refuses it. The
+	// next leaves pinned.
+	t.Run("unconnected UDP as an unprivileged user: first refused, then via ens160", func(t *testing.T) {
 		lab := lab.With(t)
 		before := lab.Snapshot()
-		out := mustRun(t, lab, "exec", "-i", "ens160", "--user", "nobody", "--", python, "-c", udpClient, echo.UDP.Addr().String(), fmt.Sprint(echo.UDP.Port()))
-		execPinned(t, before, seenIn(t, out), uint64(len("exec datagram")), netlab.Ens160, netlab.Ens33)
+		out := mustRun(t, lab, "exec", "-i", "ens160", "--user", "nobody", "--", python, "-c", udpRetryClient, echo.UDP.Addr().String(), fmt.Sprint(echo.UDP.Port()))
+		first, reply, _ := strings.Cut(out, "\n")
+		if first != "first refused" {
+			t.Errorf("first datagram: %q, want refused", first)
+		}
+		execPinned(t, before, seenIn(t, reply), uint64(len("second")), netlab.Ens160, netlab.Ens33)
 	})
 	t.Run("DNS lookup, then HTTP by name", func(t *testing.T) {
 		lab := lab.With(t)
@@ -256,8 +280,38 @@ func TestExecNotAllowed(t *testing.T) {
 	if !strings.Contains(out, "warn  bpf         cannot load cgroup BPF programs") {
 		t.Errorf("doctor as nobody does not say exec cannot load its programs:\n%s", out)
 	}
+	if !strings.Contains(out, "warn  egress      cannot load the cgroup_skb/egress program") {
+		t.Errorf("doctor as nobody does not say egress enforcement cannot load:\n%s", out)
+	}
 	res := nicproxy(t, lab, "doctor", "-c", writeConfig(t, "default: ens160\n"))
-	if !strings.Contains(res.stdout, "ok    bpf         connect4/6, sendmsg4/6 and sock_create programs load") {
+	if !strings.Contains(res.stdout, "ok    bpf         connect4/6, sendmsg4/6, bind4/6, sock_create and sock_ops programs load") {
 		t.Errorf("doctor as root does not say exec can work:\n%s", res.stdout)
+	}
+	if !strings.Contains(res.stdout, "ok    egress      cgroup_skb/egress loads") {
+		t.Errorf("doctor as root does not say egress enforcement loads:\n%s", res.stdout)
+	}
+}
+
+// TestExecHelp: `exec --help` prints its usage once, on stdout, and exits
+// 0; a wrong flag is one line on stderr and exit 2.
+func TestExecHelp(t *testing.T) {
+	lab := netlab.New(t)
+	for _, arg := range []string{"--help", "-h"} {
+		res := nicproxy(t, lab, "exec", arg)
+		if res.code != 0 || res.stderr != "" {
+			t.Errorf("exec %s: exit %d, stderr %q; want 0 and nothing", arg, res.code, res.stderr)
+		}
+		if !strings.HasPrefix(res.stdout, "Usage:\n  nicproxy exec [-c FILE | -i NIC] [--user USER] [--] CMD [ARGS...]\n") {
+			t.Errorf("exec %s does not start with its usage:\n%s", arg, res.stdout)
+		}
+		for _, once := range []string{"Usage:", "\n  -cgroup PATH\n", "\n  -existing-sockets-ok\n", "\n  -user USER\n"} {
+			if n := strings.Count(res.stdout, once); n != 1 {
+				t.Errorf("exec %s prints %q %d times, want once:\n%s", arg, once, n, res.stdout)
+			}
+		}
+	}
+	res := nicproxy(t, lab, "exec", "--no-such-flag")
+	if res.code != 2 || res.stdout != "" || res.stderr != "nicproxy exec: flag provided but not defined: -no-such-flag (see: nicproxy exec -h)\n" {
+		t.Errorf("exec --no-such-flag: exit %d, stdout %q, stderr %q", res.code, res.stdout, res.stderr)
 	}
 }

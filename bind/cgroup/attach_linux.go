@@ -32,6 +32,10 @@ var hooks = []hook{
 	{"nicproxy_conn6", ebpf.CGroupSockAddr, ebpf.AttachCGroupInet6Connect},
 	{"nicproxy_send4", ebpf.CGroupSockAddr, ebpf.AttachCGroupUDP4Sendmsg},
 	{"nicproxy_send6", ebpf.CGroupSockAddr, ebpf.AttachCGroupUDP6Sendmsg},
+	{"nicproxy_bind4", ebpf.CGroupSockAddr, ebpf.AttachCGroupInet4Bind},
+	{"nicproxy_bind6", ebpf.CGroupSockAddr, ebpf.AttachCGroupInet6Bind},
+	{"nicproxy_listen", ebpf.SockOps, ebpf.AttachCGroupSockOps},
+	{"nicproxy_egress", ebpf.CGroupSKB, ebpf.AttachCGroupInetEgress},
 }
 
 // Programs are the loaded programs and their maps for one Policy. They
@@ -69,7 +73,25 @@ func Load(p Policy, local []netip.Prefix) (*Programs, error) {
 		var insns asm.Instructions
 		switch h.attach {
 		case ebpf.AttachCGroupInetSockCreate:
-			insns = sockCreateProgram(p.Default)
+			// An ICMP or raw socket can be pinned only now, before its
+			// destination is known: when the rules send different
+			// destinations different ways, it follows the routing
+			// table, and the egress program drops what leaves the
+			// wrong way.
+			other, uniform := t.otherVerdict()
+			if !uniform {
+				other = Verdict{Action: System}
+				if p.Default.Action == Reject {
+					other = p.Default
+				}
+			}
+			insns = sockCreateProgram(p.Default, other, p.UDPAtFirstUse)
+		case ebpf.AttachCGroupInet4Bind, ebpf.AttachCGroupInet6Bind:
+			insns = bindProgram(h.attach == ebpf.AttachCGroupInet6Bind, ours)
+		case ebpf.AttachCGroupInetEgress:
+			insns = egressProgram()
+		case ebpf.AttachCGroupSockOps:
+			insns = listenProgram(p.Default)
 		default:
 			v6 := h.attach == ebpf.AttachCGroupInet6Connect || h.attach == ebpf.AttachCGroupUDP6Sendmsg
 			sendmsg := h.attach == ebpf.AttachCGroupUDP4Sendmsg || h.attach == ebpf.AttachCGroupUDP6Sendmsg
@@ -173,12 +195,13 @@ func (p *Programs) Close() {
 // Attachment is the programs attached to one cgroup.
 type Attachment struct {
 	links []link.Link
+	drops *ebpf.Map
 }
 
 // Attach attaches every program to the cgroup v2 directory dir. Sockets
 // the cgroup's processes already hold are not changed; new ones are.
 func (p *Programs) Attach(dir string) (*Attachment, error) {
-	a := &Attachment{}
+	a := &Attachment{drops: p.coll.Maps[mapDrops]}
 	for _, h := range hooks {
 		l, err := link.AttachCgroup(link.CgroupOptions{Path: dir, Attach: h.attach, Program: p.coll.Programs[h.name]})
 		if err != nil {
@@ -250,14 +273,25 @@ func (a *Attachment) Pin(dir string) error {
 			return fmt.Errorf("pin %s: %w (is %s on a BPF file system? mount -t bpf bpf /sys/fs/bpf)", path, err, dir)
 		}
 	}
+	// The drop counter too, for Unpin to report.
+	if err := a.drops.Pin(filepath.Join(dir, mapDrops)); err != nil {
+		return fmt.Errorf("pin the egress drop counter: %w", err)
+	}
 	return nil
 }
 
 // Unpin detaches programs pinned by Pin under dir and removes the pins
-// and the directory.
-func Unpin(dir string) error {
+// and the directory. dropped is how many packets the egress program
+// dropped while pinned (0 for pins made before it counted).
+func Unpin(dir string) (dropped uint64, err error) {
 	found := false
 	var errs []error
+	if m, err := ebpf.LoadPinnedMap(filepath.Join(dir, mapDrops), nil); err == nil {
+		if err := m.Lookup(uint32(0), &dropped); err != nil {
+			errs = append(errs, fmt.Errorf("read the egress drop counter: %w", err))
+		}
+		errs = append(errs, m.Unpin(), m.Close())
+	}
 	for _, h := range hooks {
 		path := filepath.Join(dir, h.name)
 		l, err := link.LoadPinnedLink(path, nil)
@@ -272,11 +306,11 @@ func Unpin(dir string) error {
 		// Unpin removes the file; closing the last reference detaches.
 		errs = append(errs, l.Unpin(), l.Close())
 	}
-	if !found && len(errs) == 0 {
-		return fmt.Errorf("no programs pinned under %s", dir)
+	if !found && errors.Join(errs...) == nil {
+		return 0, fmt.Errorf("no programs pinned under %s", dir)
 	}
 	if err := os.Remove(dir); err != nil && !errors.Is(err, os.ErrNotExist) {
 		errs = append(errs, err)
 	}
-	return errors.Join(errs...)
+	return dropped, errors.Join(errs...)
 }

@@ -30,7 +30,8 @@ func Doctor() bind.NICReport {
 	default:
 		add(bind.OK, "cgroup2", "hierarchy at %s", m)
 	}
-	progs, err := Load(Policy{Default: Verdict{Action: System}}, nil)
+	// A pin verdict, so that every path of the programs meets the verifier.
+	progs, err := Load(Policy{Default: Verdict{Action: Pin, NIC: "lo", Index: loopbackIfindex}}, nil)
 	switch {
 	case errors.Is(err, ErrPermission):
 		add(bind.Warn, "bpf", "cannot load cgroup BPF programs: %v; run exec as root, or with CAP_BPF, CAP_NET_ADMIN and CAP_SYS_ADMIN", err)
@@ -38,7 +39,13 @@ func Doctor() bind.NICReport {
 		add(bind.Warn, "bpf", "cannot load cgroup BPF programs: %v; this kernel may lack the cgroup/connect and sendmsg hooks", err)
 	default:
 		progs.Close()
-		add(bind.OK, "bpf", "connect4/6, sendmsg4/6 and sock_create programs load")
+		add(bind.OK, "bpf", "connect4/6, sendmsg4/6, bind4/6, sock_create and sock_ops programs load")
+	}
+	// exec fails closed without egress enforcement, so say it apart.
+	if err := egressLoads(); err != nil {
+		add(bind.Warn, "egress", "cannot load the cgroup_skb/egress program that drops packets leaving through another NIC than their rule names: %v; exec will not start commands", err)
+	} else {
+		add(bind.OK, "egress", "cgroup_skb/egress loads: packets leaving through another NIC than their rule names are dropped and counted")
 	}
 	return r
 }

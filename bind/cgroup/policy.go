@@ -1,7 +1,10 @@
 // Package cgroup pins every socket of a cgroup v2 to a NIC in the kernel:
 // BPF programs at cgroup/connect4, connect6, sendmsg4, sendmsg6 and
 // sock_create bind each socket with SO_BINDTOIFINDEX before the kernel
-// routes it, so nothing is relayed and unmodified programs are pinned.
+// routes it, so nothing is relayed and unmodified programs are pinned. A
+// cgroup_skb/egress program is the guarantee behind those hooks: it passes
+// a packet only when it leaves through loopback or the NIC its
+// destination's rule names, and drops and counts the rest.
 //
 // Policy is the part that knows no kernel: the rules, compiled into the
 // tables the programs look up (a port class per port, then an LPM trie from
@@ -83,6 +86,19 @@ type Rule struct {
 type Policy struct {
 	Rules   []Rule
 	Default Verdict
+
+	// UDPAtFirstUse leaves UDP sockets unbound when they are made and
+	// pins each at its first connect or send off the host. The kernel
+	// lets a process without CAP_NET_RAW bind an unbound socket to a
+	// device, but not re-bind a bound one: pinned at creation, such a
+	// process's UDP socket could never reach loopback or another rule's
+	// NIC. The price: the kernel routes an unconnected socket's first
+	// datagram off the host before the program pins the socket, so that
+	// datagram follows the routing table, and the egress program lets it
+	// out only if the table chose the rule's NIC (else sendmsg fails
+	// with EPERM and the next datagram leaves pinned). A connected socket
+	// is pinned from the start.
+	UDPAtFirstUse bool
 }
 
 // transports are the values of the transport byte in a rules key: the
@@ -254,6 +270,25 @@ func (p Policy) portClasses() (classes [][]bool, portClass []uint8, err error) {
 	return classes, portClass, nil
 }
 
+// otherVerdict is the one verdict every destination gets for a socket of
+// the "other" transport (ICMP, raw: no port, so port 0's class), or ok
+// false when the rules give different destinations different verdicts.
+func (t tables) otherVerdict() (v Verdict, ok bool) {
+	class := t.portClass[0]
+	first := true
+	for _, e := range t.entries {
+		if e.Class != class || e.Transport != transportOther {
+			continue
+		}
+		if first {
+			v, first = e.Verdict, false
+		} else if e.Verdict != v {
+			return Verdict{}, false
+		}
+	}
+	return v, !first
+}
+
 // lookup is what the programs decide for a socket of transport network
 // connecting or sending to dst (an off-host address): the Go twin of the
 // kernel's two lookups, for tests.
@@ -275,4 +310,38 @@ func (t tables) lookup(dst netip.AddrPort, network Network) Verdict {
 		}
 	}
 	return t.entries[best].Verdict
+}
+
+// Probe is an off-host destination the policy pins for a UDP socket,
+// and the verdict: what a self-test connects a UDP socket to (which sends
+// nothing) to see that the pin takes. local are the destinations the
+// programs leave alone; ok is false when the policy pins nothing.
+func (p Policy) Probe(local []netip.Prefix) (dst netip.AddrPort, v Verdict, ok bool) {
+	t, err := p.compile()
+	if err != nil {
+		return netip.AddrPort{}, Verdict{}, false
+	}
+	var candidates []netip.AddrPort
+	for _, r := range p.Rules {
+		port := uint16(9)
+		if len(r.Ports) > 0 {
+			port = r.Ports[0].Lo
+		}
+		for _, d := range r.Dst {
+			candidates = append(candidates, netip.AddrPortFrom(d.Masked().Addr().Next(), port))
+		}
+	}
+	for _, a := range []string{"192.0.2.1", "198.51.100.1", "203.0.113.1", "10.255.255.1", "2001:db8::1"} {
+		candidates = append(candidates, netip.AddrPortFrom(netip.MustParseAddr(a), 9))
+	}
+	for _, c := range candidates {
+		if !c.Addr().IsValid() || c.Addr().IsLoopback() || c.Addr().IsUnspecified() ||
+			slices.ContainsFunc(local, func(l netip.Prefix) bool { return l.Contains(c.Addr()) }) {
+			continue
+		}
+		if v := t.lookup(c, UDP); v.Action == Pin {
+			return c, v, true
+		}
+	}
+	return netip.AddrPort{}, Verdict{}, false
 }

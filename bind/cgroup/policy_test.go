@@ -77,3 +77,48 @@ func TestCompileMatchesFirstMatch(t *testing.T) {
 		}
 	}
 }
+
+// TestOtherVerdict: an ICMP or raw socket can be pinned at creation only
+// when every destination gets the same verdict for it.
+func TestOtherVerdict(t *testing.T) {
+	a, b := Verdict{Action: Pin, NIC: "a", Index: 2}, Verdict{Action: Pin, NIC: "b", Index: 3}
+	for _, c := range []struct {
+		name    string
+		p       Policy
+		want    Verdict
+		uniform bool
+	}{
+		{"default only", Policy{Default: a}, a, true},
+		{"a TCP-only rule", Policy{Default: a, Rules: []Rule{{Dst: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}, Network: TCP, Verdict: b}}}, a, true},
+		{"a port rule", Policy{Default: a, Rules: []Rule{{Ports: []PortRange{{80, 80}}, Verdict: b}}}, a, true},
+		{"a dst rule", Policy{Default: a, Rules: []Rule{{Dst: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}, Verdict: b}}}, Verdict{}, false},
+		{"a dst rule of the default's NIC", Policy{Default: a, Rules: []Rule{{Dst: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}, Verdict: a}}}, a, true},
+	} {
+		tables, err := c.p.compile()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v, ok := tables.otherVerdict(); v != c.want || ok != c.uniform {
+			t.Errorf("%s: otherVerdict() = %v, %v; want %v, %v", c.name, v, ok, c.want, c.uniform)
+		}
+	}
+}
+
+// TestProbe: the self-test's destination is off the host and pinned for
+// UDP, by a rule when only a rule pins; none when nothing is pinned.
+func TestProbe(t *testing.T) {
+	a := Verdict{Action: Pin, NIC: "a", Index: 2}
+	local := []netip.Prefix{netip.MustParsePrefix("192.0.2.1/32")}
+	dst, v, ok := Policy{Default: a}.Probe(local)
+	if !ok || v != a || local[0].Contains(dst.Addr()) {
+		t.Errorf("default a: probe %v %v %v, want an off-host destination pinned to a", dst, v, ok)
+	}
+	byRule := Policy{Default: Verdict{Action: System}, Rules: []Rule{{Dst: []netip.Prefix{netip.MustParsePrefix("10.1.0.0/16")}, Ports: []PortRange{{53, 53}}, Verdict: a}}}
+	dst, v, ok = byRule.Probe(local)
+	if !ok || v != a || dst != netip.MustParseAddrPort("10.1.0.1:53") {
+		t.Errorf("a rule to a: probe %v %v %v, want 10.1.0.1:53 pinned to a", dst, v, ok)
+	}
+	if _, _, ok := (Policy{Default: Verdict{Action: System}}).Probe(local); ok {
+		t.Error("a policy that pins nothing has a probe")
+	}
+}

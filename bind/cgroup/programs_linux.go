@@ -66,6 +66,14 @@ const (
 	rulesKeyBits = 32 + 128 // class and transport always match in full
 )
 
+// Registers the sock_addr and egress programs keep across helper calls
+// (R6 to R9 survive them; R0 to R5 do not).
+const (
+	rCtx = asm.R6 // the program's context
+	rA   = asm.R7 // the port class, then the verdict's action
+	rB   = asm.R8 // the transport, then the verdict's interface index
+)
+
 // sockAddrProgram builds the connect or sendmsg program for one family.
 //
 // It looks the destination up in the local trie (loopback, the host's own
@@ -83,159 +91,236 @@ const (
 // way. ours are the interface indexes exec pins to: a socket bound to any
 // other device was bound by the program itself and is not unpinned.
 func sockAddrProgram(v6, sendmsg bool, ours []int) asm.Instructions {
-	const (
-		ctx = asm.R6
-		a   = asm.R7
-		b   = asm.R8
+	insns := asm.Instructions{asm.Mov.Reg(rCtx, asm.R1)}
+	insns = append(insns, sockAddrDestination(v6)...)
+	if sendmsg {
+		insns = append(insns, connectedPeer(v6)...)
+	}
+	insns = append(insns, lookupLocal("unpin")...)
+	insns = append(insns, sockAddrPort()...)
+	insns = append(insns, portClass()...)
+	insns = append(insns, socketTransport()...)
+	insns = append(insns, lookupVerdict("deny")...)
+	insns = append(insns,
+		asm.JEq.Imm(rA, int32(Reject), "deny"),
+		asm.JEq.Imm(rA, int32(System), "unpin"),
 	)
-	insns := asm.Instructions{asm.Mov.Reg(ctx, asm.R1)}
+	insns = append(insns, pinTo()...)
+	insns = append(insns, unpinOurs(ours)...)
+	insns = append(insns, setPin(sendmsg)...)
+	return append(insns, allowOrDeny()...)
+}
 
-	// The destination, as a 16-byte address in both keys (IPv4 mapped).
+// sockAddrDestination copies the destination, as a 16-byte address (IPv4
+// mapped), into both the rules key and the local key.
+func sockAddrDestination(v6 bool) asm.Instructions {
 	if v6 {
+		var insns asm.Instructions
 		for i := int16(0); i < 4; i++ {
 			insns = append(insns,
-				asm.LoadMem(asm.R2, ctx, offUserIP6+4*i, asm.Word),
+				asm.LoadMem(asm.R2, rCtx, offUserIP6+4*i, asm.Word),
 				asm.StoreMem(asm.RFP, stRulesIP+4*i, asm.R2, asm.Word),
 				asm.StoreMem(asm.RFP, stLocalIP+4*i, asm.R2, asm.Word),
 			)
 		}
-	} else {
-		// ::ffff:a.b.c.d: the third word holds the bytes 00 00 ff ff,
-		// which is 0xffff0000 read little-endian (HostTo swaps it on
-		// big-endian hosts, and is a no-op elsewhere).
+		return insns
+	}
+	insns := v4MappedPrefix(stRulesIP, stLocalIP)
+	return append(insns,
+		asm.LoadMem(asm.R2, rCtx, offUserIP4, asm.Word),
+		asm.StoreMem(asm.RFP, stRulesIP+12, asm.R2, asm.Word),
+		asm.StoreMem(asm.RFP, stLocalIP+12, asm.R2, asm.Word),
+	)
+}
+
+// connectedPeer lets a sendmsg with no destination (a zero address) go
+// as it is. The kernel runs sendmsg programs on a connected socket when
+// the call carries a per-packet option (IP_TOS, IP_TTL, IPV6_TCLASS, as
+// QUIC stacks send), with no address: the datagram goes to the connected
+// peer, which connect's program already pinned for. Taking the zero
+// address for "this host" would unpin the socket, and every later send()
+// would follow the routing table.
+func connectedPeer(v6 bool) asm.Instructions {
+	if !v6 {
+		return asm.Instructions{
+			asm.LoadMem(asm.R2, asm.RFP, stRulesIP+12, asm.Word),
+			asm.JEq.Imm(asm.R2, 0, "allow"),
+		}
+	}
+	insns := asm.Instructions{asm.Mov.Imm(asm.R3, 0)}
+	for i := int16(0); i < 4; i++ {
 		insns = append(insns,
-			asm.Mov.Imm32(asm.R2, -0x10000),
-			asm.HostTo(asm.LE, asm.R2, asm.Word),
-			asm.StoreImm(asm.RFP, stRulesIP, 0, asm.Word),
-			asm.StoreImm(asm.RFP, stRulesIP+4, 0, asm.Word),
-			asm.StoreMem(asm.RFP, stRulesIP+8, asm.R2, asm.Word),
-			asm.StoreImm(asm.RFP, stLocalIP, 0, asm.Word),
-			asm.StoreImm(asm.RFP, stLocalIP+4, 0, asm.Word),
-			asm.StoreMem(asm.RFP, stLocalIP+8, asm.R2, asm.Word),
-			asm.LoadMem(asm.R2, ctx, offUserIP4, asm.Word),
-			asm.StoreMem(asm.RFP, stRulesIP+12, asm.R2, asm.Word),
-			asm.StoreMem(asm.RFP, stLocalIP+12, asm.R2, asm.Word),
+			asm.LoadMem(asm.R2, asm.RFP, stRulesIP+4*i, asm.Word),
+			asm.Or.Reg(asm.R3, asm.R2),
 		)
 	}
+	return append(insns, asm.JEq.Imm(asm.R3, 0, "allow"))
+}
 
-	// Local destination?
-	insns = append(insns,
+// v4MappedPrefix writes ::ffff: (the first 12 bytes of an IPv4-mapped
+// address) at each stack offset. The third word holds the bytes 00 00 ff
+// ff, which is 0xffff0000 read little-endian (HostTo swaps it on
+// big-endian hosts, and is a no-op elsewhere).
+func v4MappedPrefix(at ...int16) asm.Instructions {
+	insns := asm.Instructions{
+		asm.Mov.Imm32(asm.R2, -0x10000),
+		asm.HostTo(asm.LE, asm.R2, asm.Word),
+	}
+	for _, off := range at {
+		insns = append(insns,
+			asm.StoreImm(asm.RFP, off, 0, asm.Word),
+			asm.StoreImm(asm.RFP, off+4, 0, asm.Word),
+			asm.StoreMem(asm.RFP, off+8, asm.R2, asm.Word),
+		)
+	}
+	return insns
+}
+
+// lookupLocal jumps to local when the local key's address is in the local
+// trie.
+func lookupLocal(local string) asm.Instructions {
+	return asm.Instructions{
 		asm.StoreImm(asm.RFP, stLocalKey, 128, asm.Word),
 		asm.LoadMapPtr(asm.R1, 0).WithReference(mapLocal),
 		asm.Mov.Reg(asm.R2, asm.RFP),
 		asm.Add.Imm(asm.R2, stLocalKey),
 		asm.FnMapLookupElem.Call(),
-		asm.JNE.Imm(asm.R0, 0, "unpin"),
-	)
+		asm.JNE.Imm(asm.R0, 0, local),
+	}
+}
 
-	// Port class (0 when the port has none).
-	insns = append(insns,
-		asm.LoadMem(asm.R2, ctx, offUserPort, asm.Word),
+// sockAddrPort stores the destination port as the ports array's key:
+// user_port as it sits in memory, network byte order in the low half.
+func sockAddrPort() asm.Instructions {
+	return asm.Instructions{
+		asm.LoadMem(asm.R2, rCtx, offUserPort, asm.Word),
 		asm.StoreMem(asm.RFP, stScratch, asm.R2, asm.Word),
+	}
+}
+
+// portClass sets rA to the class of the port keyed at stScratch (0 when
+// the port has none).
+func portClass() asm.Instructions {
+	return asm.Instructions{
 		asm.LoadMapPtr(asm.R1, 0).WithReference(mapPorts),
 		asm.Mov.Reg(asm.R2, asm.RFP),
 		asm.Add.Imm(asm.R2, stScratch),
 		asm.FnMapLookupElem.Call(),
-		asm.Mov.Imm(a, 0),
-		asm.JEq.Imm(asm.R0, 0, "transport"),
-		asm.LoadMem(a, asm.R0, 0, asm.Word),
-		asm.And.Imm(a, 0xff),
+		asm.Mov.Imm(rA, 0),
+		asm.JEq.Imm(asm.R0, 0, "classed"),
+		asm.LoadMem(rA, asm.R0, 0, asm.Word),
+		asm.And.Imm(rA, 0xff),
+		asm.Mov.Imm(asm.R0, 0).WithSymbol("classed"),
+	}
+}
 
-		// Transport: 0 stream, 1 UDP, 2 anything else.
-		asm.Mov.Imm(b, transportTCP).WithSymbol("transport"),
-		asm.LoadMem(asm.R2, ctx, offType, asm.Word),
-		asm.JEq.Imm(asm.R2, sockStream, "key"),
-		asm.Mov.Imm(b, transportOther),
-		asm.LoadMem(asm.R2, ctx, offProtocol, asm.Word),
-		asm.JNE.Imm(asm.R2, ipprotoUDP, "key"),
-		asm.Mov.Imm(b, transportUDP),
+// socketTransport sets rB to the socket's transport: 0 stream, 1 UDP, 2
+// anything else.
+func socketTransport() asm.Instructions {
+	return asm.Instructions{
+		asm.Mov.Imm(rB, transportTCP),
+		asm.LoadMem(asm.R2, rCtx, offType, asm.Word),
+		asm.JEq.Imm(asm.R2, sockStream, "transported"),
+		asm.Mov.Imm(rB, transportOther),
+		asm.LoadMem(asm.R2, rCtx, offProtocol, asm.Word),
+		asm.JNE.Imm(asm.R2, ipprotoUDP, "transported"),
+		asm.Mov.Imm(rB, transportUDP),
+		asm.Mov.Imm(asm.R0, 0).WithSymbol("transported"),
+	}
+}
 
+// lookupVerdict looks (class rA, transport rB, the rules key's address)
+// up in the rules trie and leaves the verdict's action in rA and its
+// interface index in rB. With no verdict it jumps to none: fail closed.
+func lookupVerdict(none string) asm.Instructions {
+	return asm.Instructions{
 		// Bytes class, transport, 0, 0 of the key's first data word.
-		asm.LSh.Imm(b, 8).WithSymbol("key"),
-		asm.Or.Reg(b, a),
-		asm.HostTo(asm.LE, b, asm.Word),
-		asm.StoreMem(asm.RFP, stRulesCP, b, asm.Word),
+		asm.LSh.Imm(rB, 8),
+		asm.Or.Reg(rB, rA),
+		asm.HostTo(asm.LE, rB, asm.Word),
+		asm.StoreMem(asm.RFP, stRulesCP, rB, asm.Word),
 		asm.StoreImm(asm.RFP, stRulesKey, rulesKeyBits, asm.Word),
 		asm.LoadMapPtr(asm.R1, 0).WithReference(mapRules),
 		asm.Mov.Reg(asm.R2, asm.RFP),
 		asm.Add.Imm(asm.R2, stRulesKey),
 		asm.FnMapLookupElem.Call(),
-		asm.JEq.Imm(asm.R0, 0, "deny"), // no verdict: fail closed
-		asm.LoadMem(a, asm.R0, 0, asm.Word),
-		asm.LoadMem(b, asm.R0, 4, asm.Word),
-		asm.JEq.Imm(a, int32(Reject), "deny"),
-		asm.JEq.Imm(a, int32(System), "unpin"),
+		asm.JEq.Imm(asm.R0, 0, none),
+		asm.LoadMem(rA, asm.R0, 0, asm.Word),
+		asm.LoadMem(rB, asm.R0, 4, asm.Word),
+	}
+}
 
-		// Pin to b unless already pinned there.
-		asm.LoadMem(asm.R1, ctx, offSk, asm.DWord),
+// pinTo jumps to set to bind the socket to rB, the verdict's interface,
+// or to allow when it is already pinned there.
+func pinTo() asm.Instructions {
+	return asm.Instructions{
+		asm.LoadMem(asm.R1, rCtx, offSk, asm.DWord),
 		asm.LoadMem(asm.R2, asm.R1, offBoundDevIf, asm.Word),
-		asm.JEq.Reg(asm.R2, b, "allow"),
+		asm.JEq.Reg(asm.R2, rB, "allow"),
+		asm.Mov.Reg(rA, asm.R2), // the old pin, for setPin
 		asm.Ja.Label("set"),
+	}
+}
 
-		// Unpin if exec pinned it: bound to one of ours.
-		asm.LoadMem(asm.R1, ctx, offSk, asm.DWord).WithSymbol("unpin"),
+// unpinOurs, entered at "unpin", jumps to set with rB 0 (unbind) when one
+// of ours (the interfaces exec pins to) holds the socket, and to allow
+// otherwise: a socket bound to any other device was bound by the program
+// itself.
+func unpinOurs(ours []int) asm.Instructions {
+	insns := asm.Instructions{
+		asm.LoadMem(asm.R1, rCtx, offSk, asm.DWord).WithSymbol("unpin"),
 		asm.LoadMem(asm.R2, asm.R1, offBoundDevIf, asm.Word),
-		asm.Mov.Imm(b, 0),
-	)
+		asm.Mov.Reg(rA, asm.R2),
+		asm.Mov.Imm(rB, 0),
+	}
 	for _, idx := range ours {
 		insns = append(insns, asm.JEq.Imm(asm.R2, int32(idx), "set"))
 	}
-	insns = append(insns,
-		asm.Ja.Label("allow"),
+	return append(insns, asm.Ja.Label("allow"))
+}
 
-		asm.StoreMem(asm.RFP, stIfindex, b, asm.Word).WithSymbol("set"),
-		asm.Mov.Reg(asm.R1, ctx),
+// setPin binds the socket to rB with SO_BINDTOIFINDEX (0 unbinds). If
+// the kernel refuses, so does the program: the socket never leaves the
+// wrong way. A sendmsg program also refuses the datagram it sees when the
+// socket had a pin (rA), which the kernel routed that datagram by; an
+// unbound socket's datagram follows the routing table, and the egress
+// program passes it only if that is the NIC the rule names.
+func setPin(sendmsg bool) asm.Instructions {
+	insns := asm.Instructions{asm.StoreMem(asm.RFP, stIfindex, rB, asm.Word).WithSymbol("set")}
+	insns = append(insns, bindToIfindex()...)
+	insns = append(insns, asm.JNE.Imm(asm.R0, 0, "deny"))
+	if sendmsg {
+		insns = append(insns,
+			asm.JEq.Imm(rA, 0, "allow"),
+			asm.Ja.Label("deny"),
+		)
+	}
+	return insns
+}
+
+// bindToIfindex calls bpf_setsockopt(ctx, SOL_SOCKET, SO_BINDTOIFINDEX)
+// with the index stored at stIfindex; R0 is its result.
+func bindToIfindex() asm.Instructions {
+	return asm.Instructions{
+		asm.Mov.Reg(asm.R1, rCtx),
 		asm.Mov.Imm(asm.R2, solSocket),
 		asm.Mov.Imm(asm.R3, soBindToIfindex),
 		asm.Mov.Reg(asm.R4, asm.RFP),
 		asm.Add.Imm(asm.R4, stIfindex),
 		asm.Mov.Imm(asm.R5, 4),
 		asm.FnSetsockopt.Call(),
-		asm.JNE.Imm(asm.R0, 0, "deny"),
-	)
-	if sendmsg {
-		// This datagram was routed by the old pin: refuse it.
-		insns = append(insns, asm.Ja.Label("deny"))
 	}
-	insns = append(insns,
+}
+
+// allowOrDeny are the two ends: "allow" returns 1 (go on), "deny" 0
+// (EPERM, or for a packet, drop).
+func allowOrDeny() asm.Instructions {
+	return asm.Instructions{
 		asm.Mov.Imm(asm.R0, 1).WithSymbol("allow"),
 		asm.Return(),
 		asm.Mov.Imm(asm.R0, 0).WithSymbol("deny"),
 		asm.Return(),
-	)
-	return insns
-}
-
-// sockCreateProgram builds the cgroup/sock_create program. Stream sockets
-// are left for connect to pin, so loopback connections keep working. Every
-// other socket (UDP, ICMP, raw) is pinned to the creation verdict before it
-// can send anything, because a sendmsg program cannot change the device of
-// the datagram it sees and raw and ICMP sockets meet no other hook. When
-// the creation verdict rejects, sockets other than UDP (which sendmsg and
-// connect judge per destination) cannot be created at all.
-func sockCreateProgram(create Verdict) asm.Instructions {
-	insns := asm.Instructions{
-		asm.LoadMem(asm.R2, asm.R1, offSockType, asm.Word),
-		asm.JEq.Imm(asm.R2, sockStream, "allow"),
 	}
-	switch create.Action {
-	case Pin:
-		insns = append(insns,
-			asm.Mov.Imm(asm.R2, int32(create.Index)),
-			asm.StoreMem(asm.R1, offBoundDevIf, asm.R2, asm.Word),
-		)
-	case Reject:
-		insns = append(insns,
-			asm.LoadMem(asm.R2, asm.R1, offSockProto, asm.Word),
-			asm.JEq.Imm(asm.R2, ipprotoUDP, "allow"),
-			asm.Mov.Imm(asm.R0, 0),
-			asm.Return(),
-		)
-	}
-	return append(insns,
-		asm.Mov.Imm(asm.R0, 1).WithSymbol("allow"),
-		asm.Return(),
-	)
 }
 
 // mapSpecs are the maps the programs look up, sized for the policy.
@@ -252,6 +337,7 @@ func mapSpecs(rulesEntries, localEntries int) map[string]*ebpf.MapSpec {
 		mapPorts: {
 			Name: mapPorts, Type: ebpf.Array, KeySize: 4, ValueSize: 4, MaxEntries: 65536,
 		},
+		mapDrops: dropsSpec.Copy(),
 	}
 }
 

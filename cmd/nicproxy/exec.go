@@ -1,23 +1,31 @@
 package main
 
 import (
+	"errors"
 	"flag"
+	"fmt"
+	"io"
+
+	"nicproxy/bind/execpin"
 )
+
+// execUsage heads `nicproxy exec -h`, before the flags.
+const execUsage = `Usage:
+  nicproxy exec [-c FILE | -i NIC] [--user USER] [--] CMD [ARGS...]
+  nicproxy exec --cgroup PATH [--pin DIR] [--existing-sockets-ok] [-c FILE | -i NIC]
+  nicproxy exec --unpin DIR
+
+Runs CMD with every socket it opens pinned to a NIC in the kernel (cgroup BPF).
+
+Flags:
+`
 
 // execOptions are exec's flags.
 type execOptions struct {
 	file, nic, user    string
 	cgroup, pin, unpin string
-
-	// resolvConf, when set, is the resolv.conf CMD sees instead of the
-	// host's (whose nameserver is a resolver on the host).
-	resolvConf string
+	existingOK         bool
 }
-
-// resolvHelper is the hidden subcommand exec runs as CMD's first step when
-// CMD needs a resolv.conf of its own: in a new mount namespace, it mounts
-// that file over /etc/resolv.conf, takes on --user, and becomes CMD.
-const resolvHelper = "__exec-with-resolv-conf"
 
 func execFlags() (*flag.FlagSet, *execOptions) {
 	o := &execOptions{}
@@ -28,6 +36,7 @@ func execFlags() (*flag.FlagSet, *execOptions) {
 	fs.StringVar(&o.cgroup, "cgroup", "", "attach to the existing cgroup v2 `PATH` instead of running CMD")
 	fs.StringVar(&o.pin, "pin", "", "with --cgroup: pin the programs under `DIR` (bpffs) so they outlive exec")
 	fs.StringVar(&o.unpin, "unpin", "", "detach and remove programs pinned under `DIR`")
+	fs.BoolVar(&o.existingOK, "existing-sockets-ok", false, "with --cgroup: attach although PATH has processes, whose sockets made before now are not pinned")
 	return fs, o
 }
 
@@ -35,7 +44,7 @@ func execFlags() (*flag.FlagSet, *execOptions) {
 func (o *execOptions) check(cmd []string) error {
 	switch {
 	case o.unpin != "":
-		if o.cgroup != "" || o.pin != "" || o.file != "" || o.nic != "" || o.user != "" || len(cmd) > 0 {
+		if o.cgroup != "" || o.pin != "" || o.file != "" || o.nic != "" || o.user != "" || o.existingOK || len(cmd) > 0 {
 			return usageError{"--unpin DIR takes nothing else"}
 		}
 	case o.cgroup != "":
@@ -47,6 +56,8 @@ func (o *execOptions) check(cmd []string) error {
 		}
 	case o.pin != "":
 		return usageError{"--pin needs --cgroup PATH"}
+	case o.existingOK:
+		return usageError{"--existing-sockets-ok needs --cgroup PATH"}
 	case len(cmd) == 0:
 		return usageError{"missing CMD: nicproxy exec [-c FILE | -i NIC] [--user USER] [--] CMD [ARGS...]"}
 	}
@@ -54,4 +65,47 @@ func (o *execOptions) check(cmd []string) error {
 		return usageError{"give -c FILE or -i NIC, not both"}
 	}
 	return nil
+}
+
+// execCmd is `nicproxy exec`: it reads the flags and the configuration and
+// hands them to bind/execpin, which pins CMD's sockets in the kernel.
+func execCmd(args []string, stdout, stderr io.Writer) int {
+	fs, o := execFlags()
+	// The FlagSet would print its usage on -h and on every error, and
+	// reportUsage again: once is enough.
+	fs.SetOutput(io.Discard)
+	err := fs.Parse(args)
+	if errors.Is(err, flag.ErrHelp) {
+		fmt.Fprint(stdout, execUsage)
+		fs.SetOutput(stdout)
+		fs.PrintDefaults()
+		return exitOK
+	}
+	if err == nil {
+		err = o.check(fs.Args())
+	}
+	if err != nil {
+		return reportUsage(stderr, "exec", fs, err)
+	}
+	if o.unpin != "" {
+		if err := execpin.Unpin(o.unpin, stderr); err != nil {
+			fmt.Fprintf(stderr, "nicproxy exec: unpin: %v\n", err)
+			return exitFailure
+		}
+		return exitOK
+	}
+	opts, err := hostOptions()
+	if err != nil {
+		fmt.Fprintf(stderr, "nicproxy exec: %v\n", err)
+		return exitUsage
+	}
+	opts.InterfaceOverride = o.nic
+	cfg, err := loadConfig(o.file, opts)
+	if err != nil {
+		return reportConfigError(stderr, err)
+	}
+	return execpin.Run(fs.Args(), execpin.Options{
+		Config: cfg, User: o.user, Cgroup: o.cgroup, Pin: o.pin, ExistingSocketsOK: o.existingOK,
+		Stdout: stdout, Stderr: stderr,
+	})
 }

@@ -10,6 +10,8 @@ import (
 	"io"
 	"os"
 	"strings"
+
+	"nicproxy/bind/execpin"
 )
 
 // Exit statuses, as the spec promises them to scripts.
@@ -30,7 +32,7 @@ Usage:
                                           diagnose the host for each NIC
   nicproxy exec [-c FILE | -i NIC] [--user USER] [--] CMD [ARGS...]
                                           run CMD with every socket it opens pinned (cgroup BPF)
-  nicproxy exec --cgroup PATH [--pin DIR] [-c FILE | -i NIC]
+  nicproxy exec --cgroup PATH [--pin DIR] [--existing-sockets-ok] [-c FILE | -i NIC]
                                           pin an existing cgroup (a systemd unit's)
   nicproxy exec --unpin DIR               remove programs pinned with --pin
   nicproxy hash-password                  read a password on stdin, print its bcrypt hash
@@ -61,8 +63,10 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return doctor(rest, stdout, stderr)
 	case "exec":
 		return execCmd(rest, stdout, stderr)
-	case resolvHelper:
-		return execWithResolvConf(rest, stderr)
+	case execpin.HelperCommand:
+		return execpin.Helper(rest, stderr)
+	case execpin.SelfTestCommand:
+		return execpin.SelfTest(rest, stdout, stderr)
 	case "reload":
 		return reloadCommand(rest, stdout, stderr)
 	case "version", "--version", "-version", "-V":

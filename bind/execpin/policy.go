@@ -1,4 +1,4 @@
-package main
+package execpin
 
 import (
 	"errors"
@@ -10,14 +10,14 @@ import (
 	"nicproxy/config"
 )
 
-// execPolicy turns a configuration into what the kernel can enforce at
+// Policy turns a configuration into what the kernel can enforce at
 // connect and send time. The kernel sees the destination address and port
 // and the socket's transport, but not the name a program looked up, nor a
 // proxy user, listener or client: rules that need those are skipped, each
 // with a warning that names it. A failover list pins to its first NIC that
 // is present and up now; when none is, it is an error, not a silent
 // fallback to the routing table.
-func execPolicy(cfg *config.Config, links bind.Links) (cgroup.Policy, []string, error) {
+func Policy(cfg *config.Config, links bind.Links) (cgroup.Policy, []string, error) {
 	var p cgroup.Policy
 	var warnings []string
 	for _, r := range cfg.Rules {
@@ -43,7 +43,7 @@ func execPolicy(cfg *config.Config, links bind.Links) (cgroup.Policy, []string, 
 			warnings = append(warnings, fmt.Sprintf("rule %d %s skipped: it matches by %s, which the kernel cannot see when a program connects", r.Index, r.Name, strings.Join(needs, " and ")))
 			continue
 		}
-		v, warn, err := execVerdict(r.Action == config.ActionReject, r.Via, links)
+		v, warn, err := verdict(r.Action == config.ActionReject, r.Via, links)
 		if err != nil {
 			return cgroup.Policy{}, nil, fmt.Errorf("rule %d %s: %w", r.Index, r.Name, err)
 		}
@@ -62,7 +62,7 @@ func execPolicy(cfg *config.Config, links bind.Links) (cgroup.Policy, []string, 
 		}
 		p.Rules = append(p.Rules, rule)
 	}
-	v, warn, err := execVerdict(false, cfg.Default, links)
+	v, warn, err := verdict(false, cfg.Default, links)
 	if err != nil {
 		return cgroup.Policy{}, nil, fmt.Errorf("default: %w", err)
 	}
@@ -76,7 +76,7 @@ func execPolicy(cfg *config.Config, links bind.Links) (cgroup.Policy, []string, 
 // errNoNICUp is a pin whose NICs are all missing or down.
 var errNoNICUp = errors.New("none of its NICs is present and up")
 
-func execVerdict(reject bool, via config.Via, links bind.Links) (cgroup.Verdict, string, error) {
+func verdict(reject bool, via config.Via, links bind.Links) (cgroup.Verdict, string, error) {
 	if reject {
 		return cgroup.Verdict{Action: cgroup.Reject}, "", nil
 	}

@@ -1,4 +1,4 @@
-package main
+package execpin
 
 import (
 	"errors"
@@ -108,7 +108,7 @@ func withPrivateResolvConf(cmd *exec.Cmd, content, user string) (cleanup func(),
 		cleanup()
 		return nil, err
 	}
-	cmd.Args = append([]string{self, resolvHelper, f.Name(), user, "--"}, cmd.Args...)
+	cmd.Args = append([]string{self, HelperCommand, f.Name(), user, "--"}, cmd.Args...)
 	cmd.Path = self
 	cmd.Err = nil // the helper finds CMD itself
 	cmd.SysProcAttr.Unshareflags |= syscall.CLONE_NEWNS
@@ -117,11 +117,11 @@ func withPrivateResolvConf(cmd *exec.Cmd, content, user string) (cleanup func(),
 	return cleanup, nil
 }
 
-// execWithResolvConf is the helper's body: args are FILE USER -- CMD
+// Helper is the helper's body: args are FILE USER -- CMD
 // [ARGS...] (USER may be empty). It never returns on success.
-func execWithResolvConf(args []string, stderr io.Writer) int {
+func Helper(args []string, stderr io.Writer) int {
 	if len(args) < 4 || args[2] != "--" {
-		fmt.Fprintln(stderr, "nicproxy: "+resolvHelper+" is exec's own step, not a command")
+		fmt.Fprintln(stderr, "nicproxy: "+HelperCommand+" is exec's own step, not a command")
 		return exitUsage
 	}
 	file, user, argv := args[0], args[1], args[3:]
@@ -136,25 +136,8 @@ func execWithResolvConf(args []string, stderr io.Writer) int {
 	if err := unix.Mount(file, "/etc/resolv.conf", "", unix.MS_BIND, ""); err != nil {
 		return fail(fmt.Errorf("mount %s over /etc/resolv.conf: %w", file, err))
 	}
-	if user != "" {
-		cred, err := lookupCredential(user)
-		if err != nil {
-			return fail(err)
-		}
-		groups := make([]int, len(cred.Groups))
-		for i, g := range cred.Groups {
-			groups[i] = int(g)
-		}
-		// Groups first: once the uid is dropped, they can no longer be set.
-		for _, step := range []func() error{
-			func() error { return syscall.Setgroups(groups) },
-			func() error { return syscall.Setgid(int(cred.Gid)) },
-			func() error { return syscall.Setuid(int(cred.Uid)) },
-		} {
-			if err := step(); err != nil {
-				return fail(fmt.Errorf("become %s: %w", user, err))
-			}
-		}
+	if err := becomeUser(user); err != nil {
+		return fail(err)
 	}
 	path, err := exec.LookPath(argv[0])
 	if err != nil {
@@ -167,4 +150,32 @@ func execWithResolvConf(args []string, stderr io.Writer) int {
 	err = syscall.Exec(path, argv, os.Environ())
 	fmt.Fprintf(stderr, "nicproxy exec: %s: %v\n", argv[0], err)
 	return 126
+}
+
+// becomeUser drops this process to user's uid, gid and groups ("" keeps
+// it as it is): the helpers start as root, for what needs root, and then
+// act as CMD will.
+func becomeUser(user string) error {
+	if user == "" {
+		return nil
+	}
+	cred, err := lookupCredential(user)
+	if err != nil {
+		return err
+	}
+	groups := make([]int, len(cred.Groups))
+	for i, g := range cred.Groups {
+		groups[i] = int(g)
+	}
+	// Groups first: once the uid is dropped, they can no longer be set.
+	for _, step := range []func() error{
+		func() error { return syscall.Setgroups(groups) },
+		func() error { return syscall.Setgid(int(cred.Gid)) },
+		func() error { return syscall.Setuid(int(cred.Uid)) },
+	} {
+		if err := step(); err != nil {
+			return fmt.Errorf("become %s: %w", user, err)
+		}
+	}
+	return nil
 }
