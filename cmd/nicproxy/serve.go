@@ -24,14 +24,8 @@ import (
 
 // serve runs the proxy until SIGINT or SIGTERM.
 func serve(args []string, stderr io.Writer) int {
-	fs := flag.NewFlagSet("run", flag.ContinueOnError)
-	file := fs.String("c", "", "config `FILE` (default: the embedded default)")
-	nic := fs.String("i", "", "pin all traffic to `NIC`, with or without a file")
-	listen := fs.String("l", "", "listen on `ADDR` (one mixed listener), overriding the file")
-	positional, err := parseFlags(fs, args)
-	if err == nil && len(positional) > 0 {
-		err = usageError{fmt.Sprintf("unexpected argument %q", positional[0])}
-	}
+	fs, flags := serveFlags()
+	err := flags.parse(fs, args)
 	if err != nil {
 		return reportUsage(stderr, "run", fs, err)
 	}
@@ -41,8 +35,8 @@ func serve(args []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "nicproxy: %v\n", err)
 		return exitFailure
 	}
-	opts.InterfaceOverride, opts.ListenOverride = *nic, *listen
-	cfg, err := loadConfig(*file, opts)
+	opts.InterfaceOverride, opts.ListenOverride = flags.nic, flags.listen
+	cfg, err := loadConfig(flags.file, opts)
 	if err != nil {
 		return reportConfigError(stderr, err)
 	}
@@ -80,7 +74,7 @@ func serve(args []string, stderr io.Writer) int {
 
 	// Reloads and the stopping notice run beside Serve until it returns;
 	// serve waits for both, so systemd hears STOPPING=1 before the exit.
-	r := reloader{srv: srv, file: *file, nic: *nic, listen: *listen, level: level, log: log}
+	r := reloader{srv: srv, file: flags.file, nic: flags.nic, listen: flags.listen, level: level, log: log}
 	var beside sync.WaitGroup
 	beside.Go(func() { r.run(ctx, hup, cfg) })
 	beside.Go(func() {
@@ -96,6 +90,28 @@ func serve(args []string, stderr io.Writer) int {
 	}
 	log.Info("nicproxy stopped")
 	return exitOK
+}
+
+// serveOptions are the flags of `nicproxy run`; `reload` parses a running
+// nicproxy's command line with them to learn which file it serves.
+type serveOptions struct{ file, nic, listen string }
+
+func serveFlags() (*flag.FlagSet, *serveOptions) {
+	o := &serveOptions{}
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	fs.StringVar(&o.file, "c", "", "config `FILE` (default: the embedded default)")
+	fs.StringVar(&o.nic, "i", "", "pin all traffic to `NIC`, with or without a file")
+	fs.StringVar(&o.listen, "l", "", "listen on `ADDR` (one mixed listener), overriding the file")
+	return fs, o
+}
+
+// parse reads serve's arguments into o; serve takes no positional ones.
+func (o *serveOptions) parse(fs *flag.FlagSet, args []string) error {
+	positional, err := parseFlags(fs, args)
+	if err == nil && len(positional) > 0 {
+		err = usageError{fmt.Sprintf("unexpected argument %q", positional[0])}
+	}
+	return err
 }
 
 // startLogging builds the logger the configuration asks for, with the
