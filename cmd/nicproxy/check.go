@@ -21,7 +21,7 @@ func check(args []string, stdout, stderr io.Writer) int {
 		err = usageError{fmt.Sprintf("unexpected argument %q", positional[0])}
 	}
 	if err != nil {
-		return reportUsage(stderr, "check", fs, err)
+		return helpOrUsage(stdout, stderr, "check", fs, err)
 	}
 	opts, err := hostOptions()
 	if err != nil {

@@ -12,6 +12,10 @@ import (
 // hashPassword reads one password line from stdin and prints its bcrypt
 // hash, ready for password_hash in the config.
 func hashPassword(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	if len(args) == 1 && isHelp(args[0]) {
+		printHelp(stdout, "hash-password", nil)
+		return exitOK
+	}
 	if len(args) > 0 {
 		fmt.Fprintln(stderr, "nicproxy hash-password: takes no arguments; it reads the password on stdin (see: nicproxy help)")
 		return exitUsage

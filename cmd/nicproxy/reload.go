@@ -36,7 +36,7 @@ func reloadCommand(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	if err != nil {
-		return reportUsage(stderr, "reload", fs, err)
+		return helpOrUsage(stdout, stderr, "reload", fs, err)
 	}
 
 	target, code, err := reloadTarget(pid, *file)

@@ -23,11 +23,11 @@ import (
 )
 
 // serve runs the proxy until SIGINT or SIGTERM.
-func serve(args []string, stderr io.Writer) int {
+func serve(args []string, stdout, stderr io.Writer) int {
 	fs, flags := serveFlags()
 	err := flags.parse(fs, args)
 	if err != nil {
-		return reportUsage(stderr, "run", fs, err)
+		return helpOrUsage(stdout, stderr, "run", fs, err)
 	}
 
 	opts, err := hostOptions()
