@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/crypto/bcrypt"
 
@@ -206,20 +207,48 @@ func TestHashPassword(t *testing.T) {
 }
 
 // TestNICDown: a NIC the config pins to that is down is called down by
-// `check` and warned about when serving starts, not called present.
+// `check` (in its summary and, with -q too, as a warning: the unit's
+// ExecStartPre runs check -q) and by `route`, and warned about when serving
+// starts; a NIC going up or down while serving is logged as it happens.
 func TestNICDown(t *testing.T) {
 	lab := netlab.New(t)
 	path := writeConfig(t, "listen: [{addr: 127.0.0.1:1080}]\ndefault: [ens160, ens33]\n")
 	lab.SetDown("ens160")
+	const warning = "warning: NIC ens160 is down (administratively: ip link set ens160 up): connections pinned to it fail (or fail over) until it is up\n"
 
 	res := nicproxy(t, lab, "check", "-c", path)
 	if res.code != 0 || !strings.Contains(res.stdout, "ens160  down (administratively: ip link set ens160 up)") || !strings.Contains(res.stdout, "ens33   up") {
 		t.Errorf("check with ens160 down: exit %d\n%s%s", res.code, res.stdout, res.stderr)
 	}
+	if res.stderr != warning {
+		t.Errorf("check with ens160 down: stderr %q, want %q", res.stderr, warning)
+	}
+	if res := nicproxy(t, lab, "check", "-q", "-c", path); res.code != 0 || res.stdout != "" || res.stderr != warning {
+		t.Errorf("check -q with ens160 down: exit %d, stdout %q, stderr %q; want 0, nothing, %q", res.code, res.stdout, res.stderr, warning)
+	}
+	const route = "dest      198.51.100.7:80 (tcp)\nrule      default\nvia       ens160 -> ens33 (failover, in order)\n" +
+		"note      NIC ens160 is down (administratively: ip link set ens160 up): connections pinned to it fail (or fail over) until it is up\n" +
+		"why       no rule matched\n"
+	if res := nicproxy(t, lab, "route", "-c", path, "198.51.100.7:80"); res.code != 0 || res.stdout != route {
+		t.Errorf("route with ens160 down: exit %d\n%s\nwant:\n%s", res.code, res.stdout, route)
+	}
+
 	proc := lab.StartProxy(nicproxyBinary, "127.0.0.1:1080", "", "-c", path)
 	want := `NIC is down (administratively: ip link set ens160 up): connections pinned to it fail (or fail over) until it is up	{"nic": "ens160"}`
 	if out := proc.Output(); !strings.Contains(out, want) || strings.Contains(out, `{"nic": "ens33"}`) {
 		t.Errorf("start-up log lacks the warning for ens160 alone:\n%s", out)
+	}
+	logged := func(line string) {
+		t.Helper()
+		eventually(t, 10*time.Second, func() bool { return strings.Contains(proc.Output(), line) },
+			func() string { return fmt.Sprintf("the log lacks %q:\n%s", line, proc.Output()) })
+	}
+	lab.SetUp(netlab.Ens160)
+	logged("\tINFO\tNIC is up again: connections pinned to it use it\t{\"nic\": \"ens160\"}\n")
+	lab.SetDown("ens160")
+	logged("\tWARN\tNIC went down (administratively: ip link set ens160 up): connections pinned to it fail (or fail over) until it is up\t{\"nic\": \"ens160\"}\n")
+	if out := proc.Output(); strings.Count(out, "NIC is up again") != 1 || strings.Contains(out, `{"nic": "ens33"}`) {
+		t.Errorf("want one line for ens160 coming up and none for ens33:\n%s", out)
 	}
 }
 

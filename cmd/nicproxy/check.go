@@ -32,9 +32,7 @@ func check(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return reportConfigError(stderr, err)
 	}
-	for _, w := range cfg.Warnings {
-		fmt.Fprintf(stderr, "warning: %s\n", w)
-	}
+	printWarnings(stderr, cfg)
 	if !*quiet {
 		printSummary(stdout, cfg)
 	}

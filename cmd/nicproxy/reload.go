@@ -56,9 +56,7 @@ func reloadCommand(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "nicproxy reload: not reloading: fix the file; pid %d keeps serving its running configuration\n", pid)
 		return code
 	}
-	for _, w := range cfg.Warnings {
-		fmt.Fprintf(stderr, "warning: %s\n", w)
-	}
+	printWarnings(stderr, cfg)
 	proc, err := os.FindProcess(pid)
 	if err == nil {
 		err = proc.Signal(syscall.SIGHUP)

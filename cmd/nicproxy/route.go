@@ -136,6 +136,11 @@ func printDecision(w io.Writer, host string, port uint16, network config.Network
 		line("via", "%s (unpinned: a loopback destination never leaves the host)", upstream.System)
 	default:
 		line("via", "%s", describeVia(d.Via, d.Via.String()))
+		for _, nic := range d.Via.NICs {
+			if state, usable := nicState(nic); !usable {
+				line("note", "NIC %s is %s: %s until it is up", nic, state, pinnedFail)
+			}
+		}
 	}
 	line("why", "%s", strings.Join(why.Matched, "; "))
 	if l := why.Lookup; l != nil {
