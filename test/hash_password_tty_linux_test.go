@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"regexp"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -70,26 +69,8 @@ type terminalSession struct {
 	cmd    *exec.Cmd
 	master *os.File
 	tty    *os.File
-	screen lockedScreen  // what the terminal showed so far
-	closed chan struct{} // the terminal's output ended
-}
-
-// lockedScreen is a buffer one goroutine writes while the test reads it.
-type lockedScreen struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *lockedScreen) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *lockedScreen) Bytes() []byte {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return bytes.Clone(l.buf.Bytes())
+	screen netlab.LockedBuffer // what the terminal showed so far
+	closed chan struct{}       // the terminal's output ended
 }
 
 func startOnTerminal(t *testing.T, lab *netlab.Lab) *terminalSession {
@@ -130,9 +111,9 @@ func (s *terminalSession) echoing(t *testing.T) bool {
 // stopped echoing (the prompt is reading), then types text.
 func (s *terminalSession) typeAtPrompt(t *testing.T, prompt, text string) {
 	t.Helper()
-	eventually(t, 10*time.Second, func() bool { return bytes.HasSuffix(s.screen.Bytes(), []byte(prompt)) && !s.echoing(t) },
+	eventually(t, 10*time.Second, func() bool { return bytes.HasSuffix([]byte(s.screen.String()), []byte(prompt)) && !s.echoing(t) },
 		func() string {
-			return fmt.Sprintf("no prompt %q with echo off; the terminal shows %q", prompt, s.screen.Bytes())
+			return fmt.Sprintf("no prompt %q with echo off; the terminal shows %q", prompt, []byte(s.screen.String()))
 		})
 	if _, err := io.WriteString(s.master, text); err != nil {
 		t.Fatal(err)
@@ -151,5 +132,5 @@ func (s *terminalSession) wait(t *testing.T) (screen []byte, code int, echoing b
 	case <-time.After(10 * time.Second):
 		t.Fatal("the terminal's output did not end")
 	}
-	return s.screen.Bytes(), exitCode(err), echoing
+	return []byte(s.screen.String()), exitCode(err), echoing
 }
