@@ -122,12 +122,15 @@ printf 'nicproxy (%s) unstable; urgency=medium\n\n  * Package built from the nic
 	"$version" "$maintainer" "$date" | gzip -9n >"$doc/$changelog"
 
 mkdir -p "$root/DEBIAN"
+# iproute2 is recommended, not required: only the source-rule script (ip
+# rule, ip route) needs it, and Debian installs recommends by default.
 cat >"$root/DEBIAN/control" <<CONTROL
 Package: nicproxy
 Version: $version
 Architecture: $arch
 Maintainer: $maintainer
 Depends: init-system-helpers (>= 1.54~)
+Recommends: iproute2
 Section: net
 Priority: optional
 Installed-Size: $(du -sk --exclude=DEBIAN "$root" | cut -f1)

@@ -32,7 +32,7 @@ func TestDebianPackage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"Package: nicproxy", "Version: 1.2.3~test", "conffiles", "postinst", "prerm", "postrm"} {
+	for _, want := range []string{"Package: nicproxy", "Version: 1.2.3~test", "Recommends: iproute2", "conffiles", "postinst", "prerm", "postrm"} {
 		if !strings.Contains(string(info), want) {
 			t.Errorf("dpkg-deb --info lacks %q:\n%s", want, info)
 		}

@@ -17,12 +17,15 @@ import (
 	"nicproxy/test/netlab"
 )
 
-// The minimal Debian the unit is tried in: systemd 252, as on a fresh
-// bookworm server. Built once by debootstrap and kept, since building it
-// is most of this test's cost.
+// The minimal Debian the units are tried in: systemd 252, as on a fresh
+// bookworm server, and iproute2, which the package recommends for the
+// source-rule script (a server has it; minbase does not). Built once by
+// debootstrap and kept, since building it is most of this test's cost; the
+// directory is named by what it holds, so a change of the list builds anew.
 const (
 	nspawnSuite     = "bookworm"
-	nspawnCacheRoot = "/var/cache/nicproxy-test/debian-" + nspawnSuite
+	nspawnPackages  = "systemd,iproute2"
+	nspawnCacheRoot = "/var/cache/nicproxy-test/debian-" + nspawnSuite + "-systemd-iproute2"
 )
 
 // TestSystemdUnitUnderSystemd installs the .deb in a minimal Debian booted
@@ -157,6 +160,38 @@ func TestSystemdUnitUnderSystemd(t *testing.T) {
 		flowVia(netlab.Ens33, netlab.Ens160)
 	})
 
+	t.Run("the source-rule unit adds its rule with CAP_NET_ADMIN alone, and removes it", func(t *testing.T) {
+		const unit = "nicproxy-source-rule@ens160"
+		index := strings.TrimSpace(must("cat", "/sys/class/net/ens160/ifindex"))
+		table, err := strconv.Atoi(index)
+		if err != nil {
+			t.Fatalf("ens160's index %q: %v", index, err)
+		}
+		table += 1000
+		rule := fmt.Sprintf("1000:\tfrom %s lookup %d", netlab.Ens160.Addr, table)
+		must("systemctl", "start", unit)
+		st := must("systemctl", "show", unit, "-p", "ActiveState,Result,User,DynamicUser")
+		if !strings.Contains(st, "ActiveState=active\n") || !strings.Contains(st, "Result=success\n") || !strings.Contains(st, "DynamicUser=yes\n") {
+			t.Fatalf("%s: %s\n%s", unit, st, must("journalctl", "-u", unit, "--no-pager", "-o", "cat"))
+		}
+		if rules := must("ip", "-4", "rule", "show"); !strings.Contains(rules, rule+"\n") {
+			t.Errorf("ip rule show lacks %q:\n%s", rule, rules)
+		}
+		if routes := must("ip", "-4", "route", "show", "table", strconv.Itoa(table)); !strings.Contains(routes, "default via "+netlab.Gateway.String()+" dev ens160") {
+			t.Errorf("table %d lacks ens160's default route:\n%s", table, routes)
+		}
+		must("systemctl", "stop", unit)
+		if rules := must("ip", "-4", "rule", "show"); strings.Contains(rules, fmt.Sprintf("lookup %d", table)) {
+			t.Errorf("after stop, the rule is still there:\n%s", rules)
+		}
+		for _, u := range []string{unit, "nicproxy"} {
+			out, err := run("", "systemd-analyze", "security", "--no-pager", u+".service")
+			if level, ok := exposure(out); err != nil || !ok || level > 2.0 {
+				t.Errorf("systemd-analyze security of the loaded %s: %v, want 2.0 or less\n%s", u, err, exposed(out))
+			}
+		}
+	})
+
 	t.Run("stop", func(t *testing.T) {
 		must("systemctl", "stop", "nicproxy")
 		if st := show("ActiveState", "Result"); st["ActiveState"] != "inactive" || st["Result"] != "success" {
@@ -246,7 +281,7 @@ func nspawnRoot(t *testing.T) string {
 	}
 	start := time.Now()
 	// No mirror argument: debootstrap's own default.
-	cmd := exec.Command("debootstrap", "--variant=minbase", "--include=systemd", nspawnSuite, tmp)
+	cmd := exec.Command("debootstrap", "--variant=minbase", "--include="+nspawnPackages, nspawnSuite, tmp)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("debootstrap: %v\n%s", err, lastLines(out, 20))
 	}
