@@ -160,35 +160,20 @@ func TestSystemdUnitUnderSystemd(t *testing.T) {
 		flowVia(netlab.Ens33, netlab.Ens160)
 	})
 
-	t.Run("the source-rule unit adds its rule with CAP_NET_ADMIN alone, and removes it", func(t *testing.T) {
-		const unit = "nicproxy-source-rule@ens160"
-		index := strings.TrimSpace(must("cat", "/sys/class/net/ens160/ifindex"))
-		table, err := strconv.Atoi(index)
-		if err != nil {
-			t.Fatalf("ens160's index %q: %v", index, err)
-		}
-		table += 1000
-		rule := fmt.Sprintf("1000:\tfrom %s lookup %d", netlab.Ens160.Addr, table)
-		must("systemctl", "start", unit)
-		st := must("systemctl", "show", unit, "-p", "ActiveState,Result,User,DynamicUser")
-		if !strings.Contains(st, "ActiveState=active\n") || !strings.Contains(st, "Result=success\n") || !strings.Contains(st, "DynamicUser=yes\n") {
-			t.Fatalf("%s: %s\n%s", unit, st, must("journalctl", "-u", unit, "--no-pager", "-o", "cat"))
-		}
-		if rules := must("ip", "-4", "rule", "show"); !strings.Contains(rules, rule+"\n") {
-			t.Errorf("ip rule show lacks %q:\n%s", rule, rules)
-		}
-		if routes := must("ip", "-4", "route", "show", "table", strconv.Itoa(table)); !strings.Contains(routes, "default via "+netlab.Gateway.String()+" dev ens160") {
-			t.Errorf("table %d lacks ens160's default route:\n%s", table, routes)
-		}
-		must("systemctl", "stop", unit)
-		if rules := must("ip", "-4", "rule", "show"); strings.Contains(rules, fmt.Sprintf("lookup %d", table)) {
-			t.Errorf("after stop, the rule is still there:\n%s", rules)
-		}
-		for _, u := range []string{unit, "nicproxy"} {
-			out, err := run("", "systemd-analyze", "security", "--no-pager", u+".service")
+	t.Run("both units, as systemd loaded them, rate exposure 2.0 or less", func(t *testing.T) {
+		// The source-rule unit is not started here: a container has no
+		// udev, so the NIC's device unit it binds to never appears (the
+		// script's own run with the unit's privileges alone is in
+		// TestResetForAGoneSocket).
+		for _, unit := range []string{"nicproxy.service", "nicproxy-source-rule@ens160.service"} {
+			out, err := run("", "systemd-analyze", "security", "--no-pager", unit)
 			if level, ok := exposure(out); err != nil || !ok || level > 2.0 {
-				t.Errorf("systemd-analyze security of the loaded %s: %v, want 2.0 or less\n%s", u, err, exposed(out))
+				t.Errorf("systemd-analyze security %s: %v, level %v, want 2.0 or less\n%s", unit, err, level, exposed(out))
 			}
+		}
+		if out, err := run("", "systemctl", "show", "nicproxy-source-rule@ens160", "-p", "DynamicUser,CapabilityBoundingSet,AmbientCapabilities"); err != nil ||
+			out != "DynamicUser=yes\nCapabilityBoundingSet=cap_net_admin\nAmbientCapabilities=cap_net_admin\n" {
+			t.Errorf("the source-rule unit as loaded: %v\n%s", err, out)
 		}
 	})
 
@@ -379,6 +364,12 @@ func bootContainer(t *testing.T, root string, lab *netlab.Lab, debDir string) *c
 			t.Fatalf("the container did not finish booting within 30s: %q %v\n%s", state, err, output())
 		}
 		time.Sleep(100 * time.Millisecond)
+		// The first child seen may have been nspawn's short-lived
+		// intermediate process (on a busy machine it lives long enough
+		// to be found): ask again which child is the container's PID 1.
+		if leader := findChild(nspawn.Process.Pid); leader > 0 {
+			c.leader = leader
+		}
 	}
 }
 
