@@ -26,6 +26,9 @@ type LinkWatcher struct {
 	handle *netlink.Handle
 	ns     netns.NsHandle
 	kernel SystemLinks
+	// onChange, set by OnChange before Run, hears of NICs turning up or
+	// down, appearing or going.
+	onChange func(LinkChange)
 }
 
 // linkTable is one immutable view of the host's NICs; updates replace it
@@ -83,12 +86,17 @@ func (w *LinkWatcher) Run(ctx context.Context) error {
 func (w *LinkWatcher) apply(u netlink.LinkUpdate) {
 	byIndex := maps.Clone(w.links.Load().byIndex)
 	index := int(u.Index)
-	if u.Header.Type == unix.RTM_DELLINK {
-		delete(byIndex, index)
+	before, existed := byIndex[index]
+	var after Link
+	exists := u.Header.Type != unix.RTM_DELLINK
+	if exists {
+		after = linkOf(u.Link)
+		byIndex[index] = after
 	} else {
-		byIndex[index] = linkOf(u.Link)
+		delete(byIndex, index)
 	}
 	w.links.Store(newLinkTable(byIndex))
+	w.report(before, existed, after, exists)
 }
 
 func (w *LinkWatcher) relist() error {

@@ -24,7 +24,8 @@ CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.version=$version" \
 # /usr/lib, not /lib: merged-/usr Debian aliases them, and dpkg wants one.
 install -D -m 0644 deploy/nicproxy.service "$root/usr/lib/systemd/system/nicproxy.service"
 # The source rule for the kernel's own packets (resets for sockets that are
-# gone): a root oneshot per NIC, not enabled; nicproxy stays unprivileged.
+# gone): a oneshot per NIC with CAP_NET_ADMIN alone, not enabled; nicproxy
+# stays unprivileged.
 install -D -m 0644 deploy/nicproxy-source-rule@.service "$root/usr/lib/systemd/system/nicproxy-source-rule@.service"
 install -D -m 0755 deploy/nicproxy-source-rule "$root/usr/lib/nicproxy/nicproxy-source-rule"
 install -D -m 0644 configs/default.yaml "$root/etc/nicproxy/config.yaml"
@@ -122,12 +123,15 @@ printf 'nicproxy (%s) unstable; urgency=medium\n\n  * Package built from the nic
 	"$version" "$maintainer" "$date" | gzip -9n >"$doc/$changelog"
 
 mkdir -p "$root/DEBIAN"
+# iproute2 is recommended, not required: only the source-rule script (ip
+# rule, ip route) needs it, and Debian installs recommends by default.
 cat >"$root/DEBIAN/control" <<CONTROL
 Package: nicproxy
 Version: $version
 Architecture: $arch
 Maintainer: $maintainer
 Depends: init-system-helpers (>= 1.54~)
+Recommends: iproute2
 Section: net
 Priority: optional
 Installed-Size: $(du -sk --exclude=DEBIAN "$root" | cut -f1)

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/crypto/bcrypt"
 
@@ -207,20 +208,48 @@ func TestHashPassword(t *testing.T) {
 }
 
 // TestNICDown: a NIC the config pins to that is down is called down by
-// `check` and warned about when serving starts, not called present.
+// `check` (in its summary and, with -q too, as a warning: the unit's
+// ExecStartPre runs check -q) and by `route`, and warned about when serving
+// starts; a NIC going up or down while serving is logged as it happens.
 func TestNICDown(t *testing.T) {
 	lab := netlab.New(t)
 	path := writeConfig(t, "listen: [{addr: 127.0.0.1:1080}]\ndefault: [ens160, ens33]\n")
 	lab.SetDown("ens160")
+	const warning = "warning: NIC ens160 is down (administratively: ip link set ens160 up): connections pinned to it fail (or fail over) until it is up\n"
 
 	res := nicproxy(t, lab, "check", "-c", path)
 	if res.code != 0 || !strings.Contains(res.stdout, "ens160  down (administratively: ip link set ens160 up)") || !strings.Contains(res.stdout, "ens33   up") {
 		t.Errorf("check with ens160 down: exit %d\n%s%s", res.code, res.stdout, res.stderr)
 	}
+	if res.stderr != warning {
+		t.Errorf("check with ens160 down: stderr %q, want %q", res.stderr, warning)
+	}
+	if res := nicproxy(t, lab, "check", "-q", "-c", path); res.code != 0 || res.stdout != "" || res.stderr != warning {
+		t.Errorf("check -q with ens160 down: exit %d, stdout %q, stderr %q; want 0, nothing, %q", res.code, res.stdout, res.stderr, warning)
+	}
+	const route = "dest      198.51.100.7:80 (tcp)\nrule      default\nvia       ens160 -> ens33 (failover, in order)\n" +
+		"note      NIC ens160 is down (administratively: ip link set ens160 up): connections pinned to it fail (or fail over) until it is up\n" +
+		"why       no rule matched\n"
+	if res := nicproxy(t, lab, "route", "-c", path, "198.51.100.7:80"); res.code != 0 || res.stdout != route {
+		t.Errorf("route with ens160 down: exit %d\n%s\nwant:\n%s", res.code, res.stdout, route)
+	}
+
 	proc := lab.StartProxy(nicproxyBinary, "127.0.0.1:1080", "", "-c", path)
 	want := `NIC is down (administratively: ip link set ens160 up): connections pinned to it fail (or fail over) until it is up	{"nic": "ens160"}`
 	if out := proc.Output(); !strings.Contains(out, want) || strings.Contains(out, `{"nic": "ens33"}`) {
 		t.Errorf("start-up log lacks the warning for ens160 alone:\n%s", out)
+	}
+	logged := func(line string) {
+		t.Helper()
+		eventually(t, 10*time.Second, func() bool { return strings.Contains(proc.Output(), line) },
+			func() string { return fmt.Sprintf("the log lacks %q:\n%s", line, proc.Output()) })
+	}
+	lab.SetUp(netlab.Ens160)
+	logged("\tINFO\tNIC is up again: connections pinned to it use it\t{\"nic\": \"ens160\"}\n")
+	lab.SetDown("ens160")
+	logged("\tWARN\tNIC went down (administratively: ip link set ens160 up): connections pinned to it fail (or fail over) until it is up\t{\"nic\": \"ens160\"}\n")
+	if out := proc.Output(); strings.Count(out, "NIC is up again") != 1 || strings.Contains(out, `{"nic": "ens33"}`) {
+		t.Errorf("want one line for ens160 coming up and none for ens33:\n%s", out)
 	}
 }
 
@@ -257,4 +286,67 @@ func exitCode(err error) int {
 		return exit.ExitCode()
 	}
 	return -1
+}
+
+// TestHelp: the top-level usage lists `check -q`; every command's -h and
+// --help print its help on stdout and exit 0, naming its positional
+// arguments; unpinned dials are called "system" by route as by the log.
+func TestHelp(t *testing.T) {
+	lab := netlab.New(t)
+	top := nicproxy(t, lab, "help")
+	const checkLine = "  nicproxy check [-q] [-c FILE]           validate a config (default: the embedded one), print a summary\n"
+	if top.code != 0 || !strings.Contains(top.stdout, checkLine) {
+		t.Errorf("nicproxy help: exit %d, want 0 and the line %q:\n%s", top.code, checkLine, top.stdout)
+	}
+	heads := map[string]string{
+		"run":           "Usage: nicproxy [run] [-c FILE] [-i NIC] [-l ADDR]\n",
+		"check":         "Usage: nicproxy check [-q] [-c FILE]\n",
+		"route":         "Usage: nicproxy route [-c FILE] [-u USER] [-s SRC] [--listener NAME] [--udp] DEST[:PORT]\n",
+		"doctor":        "Usage: nicproxy doctor [-c FILE] [--target HOST:PORT]\n",
+		"reload":        "Usage: nicproxy reload [-c FILE] PID\n",
+		"hash-password": "Usage: nicproxy hash-password\n",
+	}
+	for cmd, head := range heads {
+		for _, flag := range []string{"-h", "--help"} {
+			res := nicproxy(t, lab, cmd, flag)
+			if res.code != 0 || res.stderr != "" || !strings.HasPrefix(res.stdout, head) {
+				t.Errorf("nicproxy %s %s: exit %d, stderr %q, stdout:\n%s\nwant exit 0, no stderr, stdout starting %q", cmd, flag, res.code, res.stderr, res.stdout, head)
+			}
+		}
+	}
+	const reloadHelp = `Usage: nicproxy reload [-c FILE] PID
+         check the file PID serves, then tell nicproxy PID to re-read it
+
+Arguments:
+  PID  the process id of the serving nicproxy ($MAINPID in a systemd unit)
+
+Flags:
+  -c FILE
+    	config FILE the running nicproxy reads (default: the -c it was started with)
+`
+	if res := nicproxy(t, lab, "reload", "-h"); res.stdout != reloadHelp {
+		t.Errorf("reload -h:\n%s\nwant:\n%s", res.stdout, reloadHelp)
+	}
+	const destArg = "\nArguments:\n  DEST[:PORT]  the destination: a name, an IPv4 address or an IPv6 one ([2001:db8::1]:443 with a port)\n\nFlags:\n"
+	if res := nicproxy(t, lab, "route", "-h"); !strings.Contains(res.stdout, destArg) {
+		t.Errorf("route -h lacks %q:\n%s", destArg, res.stdout)
+	}
+	if res := nicproxy(t, lab, "route", "-x"); res.code != 2 || res.stdout != "" ||
+		res.stderr != "nicproxy route: flag provided but not defined: -x (see: nicproxy route -h)\n" {
+		t.Errorf("route -x: exit %d, stdout %q, stderr %q", res.code, res.stdout, res.stderr)
+	}
+
+	// One name for unpinned dials: "system", as in the access log's
+	// "nic": "system" and in via: system.
+	const loopback = "dest      127.0.0.1:8080 (tcp)\nrule      default\n" +
+		"via       system (unpinned: a loopback destination never leaves the host)\nwhy       no rule matched\n"
+	if res := nicproxy(t, lab, "route", "127.0.0.1:8080"); res.code != 0 || res.stdout != loopback {
+		t.Errorf("route to loopback: exit %d\n%s\nwant:\n%s", res.code, res.stdout, loopback)
+	}
+	sys := writeConfig(t, "default: system\n")
+	const unpinned = "dest      198.51.100.7:80 (tcp)\nrule      default\n" +
+		"via       system (unpinned: the routing table decides)\nwhy       no rule matched\n"
+	if res := nicproxy(t, lab, "route", "-c", sys, "198.51.100.7:80"); res.code != 0 || res.stdout != unpinned {
+		t.Errorf("route via system: exit %d\n%s\nwant:\n%s", res.code, res.stdout, unpinned)
+	}
 }

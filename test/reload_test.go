@@ -1,7 +1,10 @@
 package test
 
 import (
+	"errors"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -117,8 +120,136 @@ func TestReloadCommandAndMetrics(t *testing.T) {
 			t.Errorf("bad PID: exit %d: %s", res.code, res.stderr)
 		}
 		// pid_max is at most 2^22, so this process cannot exist.
-		if res := nicproxy(t, lab, "reload", "-c", path, "99999999"); res.code != 1 || !strings.Contains(res.stderr, "signal pid 99999999: no such process") {
+		if res := nicproxy(t, lab, "reload", "-c", path, "99999999"); res.code != 1 || res.stderr != "nicproxy reload: pid 99999999: no such process\n" {
 			t.Errorf("gone: exit %d: %s", res.code, res.stderr)
 		}
 	})
+}
+
+// TestReloadRefusesWhatIsNotNicproxy: `nicproxy reload PID` reads what PID
+// runs and signals only a serving nicproxy: `sleep 300 & nicproxy reload
+// $!` is refused with exit 2 and the sleep lives on, and so does a
+// nicproxy that is not serving (hash-password waiting for its password).
+func TestReloadRefusesWhatIsNotNicproxy(t *testing.T) {
+	lab := netlab.New(t)
+	sleepPath, err := exec.LookPath("sleep")
+	if err == nil {
+		sleepPath, err = filepath.EvalSymlinks(sleepPath)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	sleep := exec.Command(sleepPath, "300")
+	if err := sleep.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pid := strconv.Itoa(sleep.Process.Pid)
+	res := nicproxy(t, lab, "reload", pid)
+	want := "nicproxy reload: pid " + pid + " is " + sleepPath + ", not nicproxy: not signalled (SIGHUP would stop most programs)\n"
+	if res.code != 2 || res.stdout != "" || res.stderr != want {
+		t.Errorf("reload of sleep: exit %d, stdout %q, stderr %q; want 2 and %q", res.code, res.stdout, res.stderr, want)
+	}
+	// The sleep ends by the SIGTERM sent here, not by a SIGHUP before it.
+	if err := sleep.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatalf("the sleep is gone before its SIGTERM: %v", err)
+	}
+	if sig := killedBy(sleep.Wait()); sig != syscall.SIGTERM {
+		t.Errorf("the sleep ended by %v, want the SIGTERM sent after the reload", sig)
+	}
+
+	hash := lab.Command(nicproxyBinary, "hash-password")
+	stdin, err := hash.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := hash.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pid = strconv.Itoa(hash.Process.Pid) // ip netns exec becomes nicproxy
+	res = nicproxy(t, lab, "reload", pid)
+	want = "nicproxy reload: pid " + pid + ` is "` + nicproxyBinary + ` hash-password", not a serving nicproxy: not signalled` + "\n"
+	if res.code != 2 || res.stderr != want {
+		t.Errorf("reload of hash-password: exit %d, stderr %q; want 2 and %q", res.code, res.stderr, want)
+	}
+	stdin.Close() // an empty password: it exits 2 by itself
+	if err := hash.Wait(); exitCode(err) != 2 {
+		t.Errorf("hash-password ended with %v, want exit 2 for the empty password, not a signal", err)
+	}
+}
+
+// killedBy is the signal that ended a process whose Wait returned err.
+func killedBy(err error) syscall.Signal {
+	var exit *exec.ExitError
+	if errors.As(err, &exit) {
+		if ws, ok := exit.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			return ws.Signal()
+		}
+	}
+	return 0
+}
+
+// TestReloadChecksTheFileItsPIDServes: without -c, `nicproxy reload PID`
+// checks the file PID was started with (a relative -c, resolved against
+// PID's working directory, not the caller's), not the embedded default:
+// a bad one fails before any signal, a good one is signalled and applied.
+// A -c naming another file is refused.
+func TestReloadChecksTheFileItsPIDServes(t *testing.T) {
+	lab := netlab.New(t)
+	const good = "listen: [{addr: 127.0.0.1:1080}]\ndefault: ens33\n"
+	path := writeConfig(t, good)
+	cwd, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rel, err := filepath.Rel(cwd, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proc := lab.StartProxy(nicproxyBinary, "127.0.0.1:1080", "", "run", "-c", rel)
+	pid := strconv.Itoa(proc.Pid())
+	elsewhere := t.TempDir() // where rel names nothing
+	reload := func(args ...string) result {
+		t.Helper()
+		cmd := lab.Command(nicproxyBinary, append([]string{"reload"}, args...)...)
+		cmd.Dir = elsewhere
+		cmd.Env = append(cmd.Env, "GORACE=atexit_sleep_ms=0 halt_on_error=1")
+		var stdout, stderr strings.Builder
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		err := cmd.Run()
+		if exitCode(err) < 0 {
+			t.Fatalf("run nicproxy reload: %v", err)
+		}
+		return result{stdout.String(), stderr.String(), exitCode(err)}
+	}
+
+	if err := os.WriteFile(path, []byte(strings.Replace(good, "ens33", "ens16O", 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	res := reload(pid)
+	want := path + `:2:10: default: unknown interface "ens16O" (have: ens33, ens160)` + "\n" +
+		"nicproxy reload: not reloading: fix the file; pid " + pid + " keeps serving its running configuration\n"
+	if res.code != 2 || res.stdout != "" || res.stderr != want {
+		t.Errorf("reload with the file pid serves bad: exit %d, stdout %q, stderr %q; want 2 and %q", res.code, res.stdout, res.stderr, want)
+	}
+
+	other := writeConfig(t, good)
+	res = reload("-c", other, pid)
+	want = "nicproxy reload: -c " + other + ": pid " + pid + " serves " + path + ", which a SIGHUP re-reads: not signalled\n"
+	if res.code != 2 || res.stderr != want {
+		t.Errorf("reload -c another file: exit %d, stderr %q; want 2 and %q", res.code, res.stderr, want)
+	}
+
+	if err := os.WriteFile(path, []byte(strings.Replace(good, "ens33", "ens160", 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	res = reload(pid)
+	if want := path + ": OK; pid " + pid + " is reloading it (its log says when it is done)\n"; res.code != 0 || res.stdout != want {
+		t.Errorf("reload with the file fixed: exit %d, stdout %q, stderr %q; want 0 and %q", res.code, res.stdout, res.stderr, want)
+	}
+	eventually(t, 5*time.Second, func() bool { return strings.Contains(proc.Output(), `reloaded	{"default_via": "ens160"`) },
+		func() string { return "not reloaded:\n" + proc.Output() })
+	// One SIGHUP reached it, the good file's: the refused reloads sent none.
+	if out := proc.Output(); strings.Count(out, "SIGHUP: reloading") != 1 || strings.Contains(out, "reload failed") {
+		t.Errorf("want exactly one SIGHUP, and no failed reload, in the log:\n%s", out)
+	}
 }

@@ -105,10 +105,16 @@ func TestResetForAGoneSocket(t *testing.T) {
 			t.Errorf("the reset left through ens33 %d bytes, ens160 %d bytes; want it through ens160 alone", ens33, ens160)
 		}
 	}
+	// The script runs as nicproxy-source-rule@.service runs it: as a user
+	// that is not root (DynamicUser=yes) with CAP_NET_ADMIN alone
+	// (AmbientCapabilities= and CapabilityBoundingSet=).
+	asUnit := []string{"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+		"--inh-caps=-all,+net_admin", "--ambient-caps=-all,+net_admin", "--bounding-set=-all,+net_admin", "--"}
 	script := func(action string) {
 		t.Helper()
-		if out, err := lab.Command("../deploy/nicproxy-source-rule", action, "ens160").CombinedOutput(); err != nil {
-			t.Fatalf("nicproxy-source-rule %s ens160: %v\n%s", action, err, out)
+		argv := append(asUnit, "../deploy/nicproxy-source-rule", action, "ens160")
+		if out, err := lab.Command(argv[0], argv[1:]...).CombinedOutput(); err != nil {
+			t.Fatalf("nicproxy-source-rule %s ens160, as its unit runs it: %v\n%s", action, err, out)
 		}
 	}
 

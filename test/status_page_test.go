@@ -96,7 +96,10 @@ default: ens160
 	dom := headless(t, lab, browser, "--virtual-time-budget=3000", "--dump-dom", "http://127.0.0.1:9090/")
 	for _, want := range []string{
 		`data-nic="ens160"`, `data-nic="ens33"`, `data-nic="wwan0"`, `data-nic="system"`, // a card each
-		`badge up">up<`, `badge absent">absent<`, `routing table<`,
+		`badge up">up<`, `badge absent">absent<`,
+		// Unpinned traffic is named "system" everywhere: the card, the
+		// recent connections, as in the access log and in via: system.
+		`</span>system`, `badge unpinned">unpinned<`, "<b>via: system</b>: the routing table decides", "<td>system</td>",
 		"192.0.2.80/24", "192.0.2.48/24",
 		">via-ens33<", ">refused<", ">connection refused<", // the failed row and its reason
 		"0 open connections", "server time ",
@@ -105,7 +108,7 @@ default: ens160
 			t.Errorf("the rendered status page lacks %q", want)
 		}
 	}
-	for _, bad := range []string{"connection(s)", "NaN", "undefined", "AM<", "PM<"} {
+	for _, bad := range []string{"connection(s)", "NaN", "undefined", "AM<", "PM<", ">routing table<", "<td>unpinned</td>"} {
 		if strings.Contains(dom, bad) {
 			t.Errorf("the rendered status page shows %q", bad)
 		}

@@ -22,7 +22,7 @@ func check(args []string, stdout, stderr io.Writer) int {
 		err = usageError{fmt.Sprintf("unexpected argument %q", positional[0])}
 	}
 	if err != nil {
-		return reportUsage(stderr, "check", fs, err)
+		return helpOrUsage(stdout, stderr, "check", fs, err)
 	}
 	opts, err := hostOptions()
 	if err != nil {
@@ -33,9 +33,7 @@ func check(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return reportConfigError(stderr, err)
 	}
-	for _, w := range cfg.Warnings {
-		fmt.Fprintf(stderr, "warning: %s\n", w)
-	}
+	printWarnings(stderr, cfg)
 	if !*quiet {
 		printSummary(stdout, cfg)
 	}

@@ -31,7 +31,7 @@ func doctor(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	if err != nil {
-		return reportUsage(stderr, "doctor", fs, err)
+		return helpOrUsage(stdout, stderr, "doctor", fs, err)
 	}
 
 	nics, err := bind.UpInterfaces()

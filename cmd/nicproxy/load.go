@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strings"
 
 	"nicproxy/bind"
 	"nicproxy/config"
@@ -50,6 +51,36 @@ func nicState(name string) (state string, usable bool) {
 		return "down (no carrier)", false
 	}
 	return "up", true
+}
+
+// pinnedFail is what a NIC that cannot carry traffic means for the
+// connections pinned to it, in every message that says one is down.
+const pinnedFail = "connections pinned to it fail (or fail over)"
+
+// nicDown is a NIC that is there but cannot carry traffic, and why.
+type nicDown struct{ name, state string }
+
+// downNICs lists the NICs cfg pins to that are present but down. A NIC
+// that is absent is already a warning of the config itself.
+func downNICs(cfg *config.Config) []nicDown {
+	var down []nicDown
+	for _, nic := range cfg.NICs() {
+		if state, usable := nicState(nic); !usable && !strings.HasPrefix(state, "absent") {
+			down = append(down, nicDown{nic, state})
+		}
+	}
+	return down
+}
+
+// printWarnings prints the file's warnings and each NIC it pins to that is
+// down, for check, reload and the unit's ExecStartPre (check -q).
+func printWarnings(w io.Writer, cfg *config.Config) {
+	for _, warning := range cfg.Warnings {
+		fmt.Fprintf(w, "warning: %s\n", warning)
+	}
+	for _, d := range downNICs(cfg) {
+		fmt.Fprintf(w, "warning: NIC %s is %s: %s until it is up\n", d.name, d.state, pinnedFail)
+	}
 }
 
 // loadConfig reads path, or the embedded default when path is "".

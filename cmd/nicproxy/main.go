@@ -21,24 +21,50 @@ const (
 	exitUsage   = 2 // usage or configuration error
 )
 
-const usage = `nicproxy — a local SOCKS5/SOCKS4a/HTTP proxy that pins connections to a NIC
+// command is one line (or two) of the top-level usage, and the head of
+// the command's own -h.
+type command struct {
+	name     string // as reportUsage is called with it
+	synopsis string
+	summary  string
+	args     string // the positional arguments, explained for -h
+}
 
-Usage:
-  nicproxy [run] [-c FILE] [-i NIC] [-l ADDR]   serve (default: 127.0.0.1:1080, default-route NIC)
-  nicproxy check [-c FILE]                validate a config (default: the embedded one), print a summary
-  nicproxy route [-c FILE] [-u USER] [-s SRC] [--listener NAME] [--udp] DEST[:PORT]
-                                          which rule and NIC would carry DEST
-  nicproxy doctor [-c FILE] [--target HOST:PORT]
-                                          diagnose the host for each NIC
-  nicproxy exec [-c FILE | -i NIC] [--user USER] [--] CMD [ARGS...]
-                                          run CMD with every socket it opens pinned (cgroup BPF)
-  nicproxy exec --cgroup PATH [--pin DIR] [--existing-sockets-ok] [-c FILE | -i NIC]
-                                          pin an existing cgroup (a systemd unit's)
-  nicproxy exec --unpin DIR               remove programs pinned with --pin
-  nicproxy hash-password                  read a password on stdin, print its bcrypt hash
-  nicproxy reload [-c FILE] PID           check the file, then tell nicproxy PID to re-read it
-  nicproxy version                        (also --version)
-`
+// commands lists every command for the usage texts, in the order of the
+// top-level one.
+func commands() []command {
+	return []command{
+		{"run", "nicproxy [run] [-c FILE] [-i NIC] [-l ADDR]", "serve (default: 127.0.0.1:1080, default-route NIC)", ""},
+		{"check", "nicproxy check [-q] [-c FILE]", "validate a config (default: the embedded one), print a summary", ""},
+		{"route", "nicproxy route [-c FILE] [-u USER] [-s SRC] [--listener NAME] [--udp] DEST[:PORT]", "which rule and NIC would carry DEST",
+			"DEST[:PORT]  the destination: a name, an IPv4 address or an IPv6 one ([2001:db8::1]:443 with a port)"},
+		{"doctor", "nicproxy doctor [-c FILE] [--target HOST:PORT]", "diagnose the host for each NIC", ""},
+		{"exec", "nicproxy exec [-c FILE | -i NIC] [--user USER] [--] CMD [ARGS...]", "run CMD with every socket it opens pinned (cgroup BPF)",
+			"CMD [ARGS...]  the program to run, and its arguments"},
+		{"exec", "nicproxy exec --cgroup PATH [--pin DIR] [--existing-sockets-ok] [-c FILE | -i NIC]", "pin an existing cgroup (a systemd unit's)", ""},
+		{"exec", "nicproxy exec --unpin DIR", "remove programs pinned with --pin", ""},
+		{"hash-password", "nicproxy hash-password", "read a password (asked twice on a terminal), print its bcrypt hash", ""},
+		{"reload", "nicproxy reload [-c FILE] PID", "check the file PID serves, then tell nicproxy PID to re-read it",
+			"PID  the process id of the serving nicproxy ($MAINPID in a systemd unit)"},
+		{"version", "nicproxy version", "(also --version)", ""},
+	}
+}
+
+// usage is the top-level help: each command's synopsis and summary, the
+// summary on a line of its own under a long synopsis.
+func usage() string {
+	const column = 40
+	var b strings.Builder
+	b.WriteString("nicproxy — a local SOCKS5/SOCKS4a/HTTP proxy that pins connections to a NIC\n\nUsage:\n")
+	for _, c := range commands() {
+		if len(c.synopsis) < column {
+			fmt.Fprintf(&b, "  %-*s%s\n", column, c.synopsis, c.summary)
+		} else {
+			fmt.Fprintf(&b, "  %s\n  %*s%s\n", c.synopsis, column, "", c.summary)
+		}
+	}
+	return b.String()
+}
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
@@ -47,12 +73,12 @@ func main() {
 // run is main without the process: it returns the exit status.
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if len(args) == 0 || strings.HasPrefix(args[0], "-") && !isHelp(args[0]) && !isVersion(args[0]) {
-		return serve(args, stderr)
+		return serve(args, stdout, stderr)
 	}
 	cmd, rest := args[0], args[1:]
 	switch cmd {
 	case "run":
-		return serve(rest, stderr)
+		return serve(rest, stdout, stderr)
 	case "hash-password":
 		return hashPassword(rest, stdin, stdout, stderr)
 	case "check":
@@ -73,7 +99,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stdout, versionString())
 		return exitOK
 	case "help", "-h", "-help", "--help":
-		fmt.Fprint(stdout, usage)
+		fmt.Fprint(stdout, usage())
 		return exitOK
 	}
 	fmt.Fprintf(stderr, "nicproxy: unknown command %q (try: nicproxy help)\n", cmd)
@@ -119,14 +145,51 @@ func parseFlags(fs *flag.FlagSet, args []string) ([]string, error) {
 	}
 }
 
-// reportUsage prints a usage error with a hint to the command's help.
+// reportUsage answers -h and --help with the command's help on stderr and
+// exit 0, and a usage error with a hint to that help and exit 2. Commands
+// that have stdout at hand use helpOrUsage, which puts the help there.
 func reportUsage(stderr io.Writer, cmd string, fs *flag.FlagSet, err error) int {
+	return helpOrUsage(stderr, stderr, cmd, fs, err)
+}
+
+// helpOrUsage answers -h and --help with the command's help on stdout and
+// exit 0, like `nicproxy help`, and a usage error on stderr with a hint to
+// that help and exit 2.
+func helpOrUsage(stdout, stderr io.Writer, cmd string, fs *flag.FlagSet, err error) int {
 	if errors.Is(err, flag.ErrHelp) {
-		fs.SetOutput(stderr)
-		fmt.Fprintf(stderr, "Usage of nicproxy %s:\n", cmd)
-		fs.PrintDefaults()
-		return exitUsage
+		printHelp(stdout, cmd, fs)
+		return exitOK
 	}
 	fmt.Fprintf(stderr, "nicproxy %s: %s (see: nicproxy %s -h)\n", cmd, strings.TrimSpace(err.Error()), cmd)
 	return exitUsage
+}
+
+// printHelp prints cmd's synopsis and summary, its positional arguments,
+// then its flags.
+func printHelp(w io.Writer, cmd string, fs *flag.FlagSet) {
+	var args []string
+	head := "Usage:"
+	for _, c := range commands() {
+		if c.name != cmd {
+			continue
+		}
+		fmt.Fprintf(w, "%s %s\n         %s\n", head, c.synopsis, c.summary)
+		head = "   or:"
+		if c.args != "" {
+			args = append(args, c.args)
+		}
+	}
+	if len(args) > 0 {
+		fmt.Fprintf(w, "\nArguments:\n  %s\n", strings.Join(args, "\n  "))
+	}
+	if fs == nil {
+		return
+	}
+	var flags strings.Builder
+	fs.SetOutput(&flags)
+	fs.PrintDefaults()
+	fs.SetOutput(io.Discard)
+	if flags.Len() > 0 {
+		fmt.Fprintf(w, "\nFlags:\n%s", flags.String())
+	}
 }

@@ -53,7 +53,7 @@ func route(args []string, stdout, stderr io.Writer) int {
 		return exitFailure
 	}
 	if err != nil {
-		return reportUsage(stderr, "route", fs, err)
+		return helpOrUsage(stdout, stderr, "route", fs, err)
 	}
 
 	opts, err := hostOptions()
@@ -138,10 +138,19 @@ func printDecision(w io.Writer, host string, port uint16, network config.Network
 	} else {
 		line("rule", "default")
 	}
-	if d.Action == config.ActionReject {
+	switch {
+	case d.Action == config.ActionReject:
 		line("action", "reject")
-	} else {
+	case upstream.IsLoopback(host):
+		// Dial leaves loopback unpinned, whatever the rule names.
+		line("via", "%s (unpinned: a loopback destination never leaves the host)", upstream.System)
+	default:
 		line("via", "%s", describeVia(d.Via, d.Via.String()))
+		for _, nic := range d.Via.NICs {
+			if state, usable := nicState(nic); !usable {
+				line("note", "NIC %s is %s: %s until it is up", nic, state, pinnedFail)
+			}
+		}
 	}
 	line("why", "%s", strings.Join(why.Matched, "; "))
 	if d.Peer != nil {
@@ -172,8 +181,5 @@ func printDecision(w io.Writer, host string, port uint16, network config.Network
 	}
 	if port == 0 {
 		line("note", "no port given: rules with a port field were skipped")
-	}
-	if a, err := netip.ParseAddr(host); err == nil && a.IsLoopback() || host == "localhost" {
-		line("note", "loopback destinations are dialed unpinned: they never leave the host")
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -23,17 +24,11 @@ import (
 )
 
 // serve runs the proxy until SIGINT or SIGTERM.
-func serve(args []string, stderr io.Writer) int {
-	fs := flag.NewFlagSet("run", flag.ContinueOnError)
-	file := fs.String("c", "", "config `FILE` (default: the embedded default)")
-	nic := fs.String("i", "", "pin all traffic to `NIC`, with or without a file")
-	listen := fs.String("l", "", "listen on `ADDR` (one mixed listener), overriding the file")
-	positional, err := parseFlags(fs, args)
-	if err == nil && len(positional) > 0 {
-		err = usageError{fmt.Sprintf("unexpected argument %q", positional[0])}
-	}
+func serve(args []string, stdout, stderr io.Writer) int {
+	fs, flags := serveFlags()
+	err := flags.parse(fs, args)
 	if err != nil {
-		return reportUsage(stderr, "run", fs, err)
+		return helpOrUsage(stdout, stderr, "run", fs, err)
 	}
 
 	opts, err := hostOptions()
@@ -41,8 +36,8 @@ func serve(args []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "nicproxy: %v\n", err)
 		return exitFailure
 	}
-	opts.InterfaceOverride, opts.ListenOverride = *nic, *listen
-	cfg, err := loadConfig(*file, opts)
+	opts.InterfaceOverride, opts.ListenOverride = flags.nic, flags.listen
+	cfg, err := loadConfig(flags.file, opts)
 	if err != nil {
 		return reportConfigError(stderr, err)
 	}
@@ -62,7 +57,11 @@ func serve(args []string, stderr io.Writer) int {
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 
-	links, stopWatching := watchLinks(log)
+	// The running configuration, for the link watcher's log lines: it
+	// names the NICs whose changes are worth a line.
+	var running atomic.Pointer[config.Config]
+	running.Store(cfg)
+	links, stopWatching := watchLinks(log, running.Load)
 	defer stopWatching()
 	local, stopWatchingAddrs := watchAddrs(log)
 	defer stopWatchingAddrs()
@@ -82,7 +81,7 @@ func serve(args []string, stderr io.Writer) int {
 
 	// Reloads and the stopping notice run beside Serve until it returns;
 	// serve waits for both, so systemd hears STOPPING=1 before the exit.
-	r := reloader{srv: srv, file: *file, nic: *nic, listen: *listen, level: level, log: log}
+	r := reloader{srv: srv, file: flags.file, nic: flags.nic, listen: flags.listen, level: level, log: log, current: &running}
 	var beside sync.WaitGroup
 	beside.Go(func() { r.run(ctx, hup, cfg) })
 	beside.Go(func() {
@@ -98,6 +97,28 @@ func serve(args []string, stderr io.Writer) int {
 	}
 	log.Info("nicproxy stopped")
 	return exitOK
+}
+
+// serveOptions are the flags of `nicproxy run`; `reload` parses a running
+// nicproxy's command line with them to learn which file it serves.
+type serveOptions struct{ file, nic, listen string }
+
+func serveFlags() (*flag.FlagSet, *serveOptions) {
+	o := &serveOptions{}
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	fs.StringVar(&o.file, "c", "", "config `FILE` (default: the embedded default)")
+	fs.StringVar(&o.nic, "i", "", "pin all traffic to `NIC`, with or without a file")
+	fs.StringVar(&o.listen, "l", "", "listen on `ADDR` (one mixed listener), overriding the file")
+	return fs, o
+}
+
+// parse reads serve's arguments into o; serve takes no positional ones.
+func (o *serveOptions) parse(fs *flag.FlagSet, args []string) error {
+	positional, err := parseFlags(fs, args)
+	if err == nil && len(positional) > 0 {
+		err = usageError{fmt.Sprintf("unexpected argument %q", positional[0])}
+	}
+	return err
 }
 
 // startLogging builds the logger the configuration asks for, with the
@@ -141,6 +162,7 @@ type reloader struct {
 	file, nic, listen string
 	level             zap.AtomicLevel
 	log               *zap.Logger
+	current           *atomic.Pointer[config.Config] // the configuration serving, for others to read
 }
 
 // run handles SIGHUPs until ctx ends, telling systemd about each reload.
@@ -161,20 +183,24 @@ func (r reloader) run(ctx context.Context, hup <-chan os.Signal, running *config
 				status = "STATUS=serving the previous configuration: reload failed: " + firstLine(err)
 			}
 			running = next
+			r.current.Store(next)
 			notify(r.log, daemon.SdNotifyReady, status)
 		}
 	}
 }
 
 // watchLinks starts following the host's NICs so that dials read their
-// state from memory. Without the watcher (no netlink), dials ask the kernel
-// each time: slower, never wrong. stop ends the watcher and waits for it.
-func watchLinks(log *zap.Logger) (links bind.Links, stop func()) {
+// state from memory, and logs each NIC of the running configuration that
+// turns up or down, appears or goes. Without the watcher (no netlink),
+// dials ask the kernel each time: slower, never wrong. stop ends the
+// watcher and waits for it.
+func watchLinks(log *zap.Logger, running func() *config.Config) (links bind.Links, stop func()) {
 	w, err := bind.NewLinkWatcher()
 	if err != nil {
 		log.Warn("cannot watch NICs; asking the kernel on every dial", zap.Error(err))
 		return nil, func() {}
 	}
+	w.OnChange(func(c bind.LinkChange) { logLinkChange(log, running(), c) })
 	return w, follow(log, "stopped watching NICs; asking the kernel on every dial", w.Run)
 }
 
@@ -203,6 +229,30 @@ func follow(log *zap.Logger, stopped string, run func(context.Context) error) (s
 		}
 	}()
 	return func() { cancel(); <-done }
+}
+
+// logLinkChange logs a change of a NIC the configuration pins to: the
+// operator learns of a NIC going down when it happens, not from the dials
+// that fail over or fail after it.
+func logLinkChange(log *zap.Logger, cfg *config.Config, c bind.LinkChange) {
+	if !slices.Contains(cfg.NICs(), c.Name) {
+		return
+	}
+	nic := zap.String("nic", c.Name)
+	switch {
+	case !c.Exists:
+		log.Warn("NIC is gone: "+pinnedFail+" until it is back", nic)
+	case c.After.Up && !c.Existed:
+		log.Info("NIC appeared, up: connections pinned to it use it", nic)
+	case c.After.Up:
+		log.Info("NIC is up again: connections pinned to it use it", nic)
+	default:
+		state, usable := nicState(c.Name)
+		if usable { // up again already: the notification is older than the kernel's answer
+			state = "down"
+		}
+		log.Warn("NIC went "+state+": "+pinnedFail+" until it is up", nic)
+	}
 }
 
 // notify tells systemd about a state change when NOTIFY_SOCKET is set.
@@ -266,15 +316,9 @@ func applyReload(ctx context.Context, srv *proxy.Server, running, next *config.C
 
 // warnDown names each NIC the configuration pins to that cannot carry
 // traffic now, so the operator learns it before the first failed dial.
-// A NIC that is absent is already a warning of the config itself.
 func warnDown(log *zap.Logger, cfg *config.Config) {
-	for _, nic := range cfg.NICs() {
-		state, usable := nicState(nic)
-		if usable || strings.HasPrefix(state, "absent") {
-			continue
-		}
-		log.Warn("NIC is "+state+": connections pinned to it fail (or fail over) until it is up",
-			zap.String("nic", nic))
+	for _, d := range downNICs(cfg) {
+		log.Warn("NIC is "+d.state+": "+pinnedFail+" until it is up", zap.String("nic", d.name))
 	}
 }
 

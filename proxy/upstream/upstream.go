@@ -401,6 +401,11 @@ func (d *Dialer) addresses(ctx context.Context, resolver Resolver, t Target, kno
 	return interleave(v4, v6), nil
 }
 
+// IsLoopback reports whether a destination host (a name or an IP literal)
+// is dialed unpinned, as System, because it never leaves the host; `route`
+// asks it to say what Dial will do.
+func IsLoopback(host string) bool { return isLoopback(Target{Host: host}) }
+
 func isLoopback(t Target) bool {
 	if t.Addr.IsValid() {
 		return t.Addr.IsLoopback()

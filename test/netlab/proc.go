@@ -31,7 +31,7 @@ type Proc struct {
 	Addr string // the TCP address it was started to listen on, in the host namespace
 
 	cmd  *exec.Cmd
-	out  lockedBuffer
+	out  LockedBuffer
 	done chan struct{} // closed once cmd.Wait has returned
 	err  error         // cmd.Wait's result, set before done closes
 }
@@ -184,19 +184,22 @@ func (p *Proc) Wait(timeout time.Duration) (exitCode int, err error) {
 // Exited is closed when the process has exited.
 func (p *Proc) Exited() <-chan struct{} { return p.done }
 
-// lockedBuffer is a bytes.Buffer safe for a writer and readers at once.
-type lockedBuffer struct {
+// LockedBuffer is a bytes.Buffer safe for a writer and readers at once: a
+// process's output, read by a test while the process writes it.
+type LockedBuffer struct {
 	mu  sync.Mutex
 	buf bytes.Buffer
 }
 
-func (b *lockedBuffer) Write(p []byte) (int, error) {
+// Write implements io.Writer.
+func (b *LockedBuffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.Write(p)
 }
 
-func (b *lockedBuffer) String() string {
+// String returns what was written so far.
+func (b *LockedBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
