@@ -72,10 +72,29 @@ func (c *httpConn) Read(b []byte) (int, error) {
 		}
 		c.framing.start()
 	}
-	if n > 0 {
-		c.framing.feed(b[:n])
+	if n > 0 && c.framing.feed(b[:n]) > c.ss.st.cfg.Limits.MaxHeaders {
+		return 0, c.refuseHeaders()
 	}
 	return n, err
+}
+
+// errTooManyHeaders is a request refused for its header lines.
+var errTooManyHeaders = errors.New("nicproxy: more header lines than limits.max_headers")
+
+// refuseHeaders answers a request whose header has more lines than
+// limits.max_headers, before net/http has parsed any of it, and ends the
+// connection: net/http takes the error for a read error and closes it
+// without an answer of its own. Nothing else writes to the client while
+// its request header is being read.
+func (c *httpConn) refuseHeaders() error {
+	const body = "nicproxy: request header has too many lines\n"
+	_, _ = fmt.Fprintf(c.TCPConn, "HTTP/1.1 431 Request Header Fields Too Large\r\n"+
+		"Content-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s", len(body), body)
+	// Half-close, and leave the rest of the header unread but not reset:
+	// a close with unread bytes would reset the connection and could
+	// destroy the answer before the client reads it.
+	_ = c.TCPConn.CloseWrite()
+	return errTooManyHeaders
 }
 
 func newHTTPProxy(s *Server, st *state) *httpProxy {
@@ -161,6 +180,13 @@ func (p *httpProxy) serve(ss *session) {
 func (p *httpProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c := r.Context().Value(httpConnKey{}).(*httpConn)
 	c.ss.hs.end() // the request is read
+	if headerLines(r.Header) > p.st.cfg.Limits.MaxHeaders {
+		// Only a request that came pipelined behind another, already
+		// buffered and so not counted as it arrived, gets here.
+		w.Header().Set("Connection", "close")
+		http.Error(w, "nicproxy: request header has too many lines", http.StatusRequestHeaderFieldsTooLarge)
+		return
+	}
 	if c.framing.mustClose(r) {
 		// RFC 9112 §6.1: both Content-Length and Transfer-Encoding.
 		w.Header().Set("Connection", "close")
