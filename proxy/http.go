@@ -36,6 +36,14 @@ type httpProxy struct {
 
 	mu         sync.Mutex
 	transports map[string]*http.Transport // keyed by the NICs a decision allows
+
+	// A reload retires this server: it takes no new connections, and the
+	// next request on each of its kept-alive ones is served by the
+	// current configuration and answered with Connection: close. Closing
+	// them idle instead would race their clients' next request.
+	retiring atomic.Bool
+	served   chan struct{}  // closed when server.Serve has returned
+	open     sync.WaitGroup // connections net/http is serving
 }
 
 type httpConnKey struct{}
@@ -105,6 +113,7 @@ func newHTTPProxy(s *Server, st *state) *httpProxy {
 		conns:      newConnQueue(),
 		transports: map[string]*http.Transport{},
 		drains:     &s.drains,
+		served:     make(chan struct{}),
 	}
 	p.server = &http.Server{
 		Handler:           p,
@@ -119,10 +128,15 @@ func newHTTPProxy(s *Server, st *state) *httpProxy {
 		},
 		ConnState: func(c net.Conn, cs http.ConnState) {
 			switch cs {
+			case http.StateNew:
+				p.open.Add(1)
 			case http.StateIdle:
 				c.(*httpConn).idle.Store(true)
+			case http.StateHijacked:
+				p.open.Done()
 			case http.StateClosed:
 				c.(*httpConn).finish()
+				p.open.Done()
 			}
 		},
 	}
@@ -132,7 +146,21 @@ func newHTTPProxy(s *Server, st *state) *httpProxy {
 // start serves handed-over connections until close, on a goroutine owner
 // waits for.
 func (p *httpProxy) start(owner *sync.WaitGroup) {
-	owner.Go(func() { _ = p.server.Serve(p.conns) })
+	owner.Go(func() {
+		defer close(p.served)
+		_ = p.server.Serve(p.conns)
+	})
+}
+
+// retire stops taking connections and returns once every connection the
+// server had has ended: each after its next request (Connection: close),
+// by timeouts.idle, or when Serve's shutdown closes it. It is only called
+// on a server that was started.
+func (p *httpProxy) retire() {
+	p.retiring.Store(true)
+	p.conns.Close()
+	<-p.served // no StateNew after this: open only goes down
+	p.open.Wait()
 }
 
 // close stops serving: net/http closes its idle keep-alive connections,
@@ -179,6 +207,21 @@ func (p *httpProxy) serve(ss *session) {
 
 func (p *httpProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c := r.Context().Value(httpConnKey{}).(*httpConn)
+	if p.retiring.Load() {
+		// The first request after a reload on a kept-alive connection:
+		// the new configuration serves it, and the client is told to open
+		// a new connection for the next (as HAProxy does after a reload).
+		w.Header().Set("Connection", "close")
+		if current := c.ss.srv.state.Load().http; current != p {
+			current.handle(w, r, c)
+			return
+		}
+	}
+	p.handle(w, r, c)
+}
+
+// handle serves one request of c under p's configuration.
+func (p *httpProxy) handle(w http.ResponseWriter, r *http.Request, c *httpConn) {
 	c.ss.hs.end() // the request is read
 	if headerLines(r.Header) > p.st.cfg.Limits.MaxHeaders {
 		// Only a request that came pipelined behind another, already
@@ -194,7 +237,7 @@ func (p *httpProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// One access-log line per tunnel or forwarded request: each has its own
 	// destination, rule and NIC, even on one keep-alive connection.
 	rs := &session{
-		srv: c.ss.srv, ctx: c.ss.ctx, st: c.ss.st, listener: c.ss.listener,
+		srv: c.ss.srv, ctx: c.ss.ctx, st: p.st, listener: c.ss.listener,
 		client: c.ss.client, from: c.ss.from, start: time.Now(), protocol: "http", hs: c.ss.hs,
 		owner: c.ss,
 	}
