@@ -398,8 +398,15 @@ func (d *Dialer) addresses(ctx context.Context, resolver Resolver, t Target, kno
 			v6 = append(v6, a)
 		}
 	}
-	return interleave(v4, v6), nil
+	ordered := interleave(v4, v6)
+	// The race tries at most MaxAttempts of them, both families kept.
+	return ordered[:min(len(ordered), MaxAttempts)], nil
 }
+
+// MaxAttempts is how many of a name's addresses one NIC's race tries (as
+// squid's forward_max_tries, 25): a name with 4,000 records would
+// otherwise make 4,000 connection attempts for one client's connection.
+const MaxAttempts = 25
 
 func isLoopback(t Target) bool {
 	if t.Addr.IsValid() {
