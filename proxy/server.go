@@ -39,6 +39,11 @@ type Server struct {
 	report  reporter     // ops, as sessions see it
 	health  *health
 
+	// reloading makes reloads one at a time, so that one can build its
+	// state (bcrypt, resolvers) before it takes mu, which every dial to a
+	// local address takes too (Addrs).
+	reloading sync.Mutex
+
 	mu        sync.Mutex
 	listeners map[string]*listener // by listen address
 	serving   *serving             // set while Serve runs
@@ -213,17 +218,26 @@ func (s *Server) Serve(ctx context.Context) error {
 // served under the new one, with Connection: close.
 func (s *Server) Reload(ctx context.Context, cfg *config.Config) (err error) {
 	defer func() { s.report.Reloaded(err == nil, time.Now()) }()
+	s.reloading.Lock()
+	defer s.reloading.Unlock()
+	// The new state may cost a bcrypt hash (users' dummy hash at a new
+	// cost): it is built before s.mu is taken. Only Reload swaps states,
+	// and reloads are one at a time, so the state it carries over from is
+	// still the current one below.
+	next := s.newState(cfg, s.state.Load())
+	s.log.Debug("reload: new configuration built")
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.stopped {
+		next.http.close()
 		return errors.New("shutting down: not reloading")
 	}
 	opened, ep, err := s.openFor(ctx, cfg)
 	if err != nil {
+		next.http.close()
 		return err
 	}
 	s.swapAdmin(cfg, ep)
-	next := s.newState(cfg, s.state.Load())
 	if s.serving != nil {
 		next.http.start(&s.serving.background)
 	}
