@@ -105,6 +105,26 @@ func TestServeReload(t *testing.T) {
 		flowVia(t, "socks5h://127.0.0.1:1081", netlab.Ens160, netlab.Ens33)
 	})
 
+	// The kernel refuses 0.0.0.0:1081 while 127.0.0.1:1081 listens: the
+	// reload closes the listener it drops before it opens the wider one
+	// (it used to fail with EADDRINUSE, blaming another process).
+	t.Run("a listener widened and narrowed on its port", func(t *testing.T) {
+		ens160 := netip.AddrPortFrom(netlab.Ens160.Addr, 1081).String()
+		failed := strings.Count(proc.Output(), "still serving the previous configuration")
+		rewrite("listen: [{name: second, addr: 0.0.0.0:1081}]\nallow: [127.0.0.0/8, 192.0.2.0/24]\ndefault: ens160\n")
+		waitFor(t, "the widened listener accepts on ens160's address", func() bool { return accepts(ens160) })
+		flowVia(t, "http://"+ens160, netlab.Ens160, netlab.Ens33)
+		flowVia(t, "socks5h://127.0.0.1:1081", netlab.Ens160, netlab.Ens33)
+		stillOpen(t)
+		rewrite("listen: [{name: second, addr: 127.0.0.1:1081}]\ndefault: ens160\n")
+		waitFor(t, "the narrowed listener refuses ens160's address", func() bool { return !accepts(ens160) })
+		flowVia(t, "socks5h://127.0.0.1:1081", netlab.Ens160, netlab.Ens33)
+		stillOpen(t)
+		if out := proc.Output(); strings.Count(out, "still serving the previous configuration") != failed {
+			t.Errorf("a reload failed:\n%s", out)
+		}
+	})
+
 	tunnel.Close()
 	if err := proc.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
