@@ -12,14 +12,14 @@ import (
 // Bounds on what one HTTP message may make nicproxy hold, whoever sent it.
 // Request headers are held to limits.max_header_bytes by net/http itself
 // and to limits.max_headers by headScan below; an origin's response is
-// held to the same two numbers here, and to maxInformational interim
+// held to the same two numbers here, and to MaxInformational interim
 // responses before its final one.
 
-// maxInformational is how many 1xx responses (other than 101) an origin
-// may send before its final answer. One 100 Continue and a 103 Early Hints
+// MaxInformational is how many 1xx responses (other than 101) an origin
+// may send before its final answer; past it the client gets 502. One 100 Continue and a 103 Early Hints
 // or two is what real servers send; an endless stream of them would
 // otherwise keep the exchange, and a CPU, busy for ever.
-const maxInformational = 5
+const MaxInformational = 5
 
 // errOriginHead is an origin's response head that broke a bound: too many
 // bytes, lines or interim responses. The client gets 502.
@@ -93,8 +93,8 @@ func (b *interimBudget) got(code int, h textproto.MIMEHeader) error {
 	if code == http.StatusSwitchingProtocols {
 		return nil
 	}
-	if n := b.count.Add(1); n > maxInformational {
-		return fmt.Errorf("%w: more than %d informational (1xx) responses", errOriginHead, maxInformational)
+	if n := b.count.Add(1); n > MaxInformational {
+		return fmt.Errorf("%w: more than %d informational (1xx) responses", errOriginHead, MaxInformational)
 	}
 	if lines := headerLines(http.Header(h)); lines > b.maxLines {
 		return fmt.Errorf("%w: a %d response with %d header lines (limit %d)", errOriginHead, code, lines, b.maxLines)

@@ -160,15 +160,15 @@ func upgradeRequest(r *http.Request) *http.Request {
 }
 
 // exchange writes req and reads the origin's answer, skipping informational
-// ones other than 101: at most maxInformational of them, and each answer
+// ones other than 101: at most MaxInformational of them, and each answer
 // with at most maxLines header lines. br bounds the heads' bytes.
 func exchange(conn net.Conn, br *bufio.Reader, req *http.Request, maxLines int) (*http.Response, error) {
 	if err := req.Write(conn); err != nil {
 		return nil, err
 	}
 	for interim := 0; ; interim++ {
-		if interim > maxInformational {
-			return nil, fmt.Errorf("%w: more than %d informational (1xx) responses", errOriginHead, maxInformational)
+		if interim > MaxInformational {
+			return nil, fmt.Errorf("%w: more than %d informational (1xx) responses", errOriginHead, MaxInformational)
 		}
 		resp, err := http.ReadResponse(br, req)
 		if err != nil {
