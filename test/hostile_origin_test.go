@@ -236,6 +236,14 @@ default: ens160
 	for _, c := range conns {
 		c.Close()
 	}
+	// A CONNECT is read on a path of its own: its lines are counted too.
+	conn := dialProxy(t, h.Lab)
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(60 * time.Second))
+	_, _ = io.WriteString(conn, "CONNECT "+origin.addr.String()+strings.TrimPrefix(payload, "GET http://"+origin.addr.String()+"/"))
+	if status, err := bufio.NewReader(conn).ReadString('\n'); err != nil || strings.TrimSpace(status) != "HTTP/1.1 431 Request Header Fields Too Large" {
+		t.Errorf("a CONNECT of %d headers: %q %v, want 431", headers, status, err)
+	}
 	h.backToBaseline(t, base)
 	h.normalClient(t, "socks5h://127.0.0.1:1080")
 }
