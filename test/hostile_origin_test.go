@@ -83,15 +83,7 @@ func endless(conn net.Conn, head string, chunk []byte, limit int) {
 // on a plain response, gets the client a 502 and the connection closed;
 // the proxy's peak RSS rises by less than 10 MiB over all of them.
 func TestHostileOrigin(t *testing.T) {
-	// Memory is measured on the binary users run: the race detector's
-	// shadow memory would multiply every buffer.
-	h := startHostileBinary(t, plainBinary(t), `
-admin: {addr: "127.0.0.1:9090"}
-default: ens160
-`)
-	h.normalClient(t, "http://127.0.0.1:1080") // pools and runtime settle
-	base := h.usage(t)
-	rssBefore := h.memory(t, "VmRSS")
+	h, base, rssBefore := startMeasured(t)
 
 	line := bytes.Repeat([]byte("a"), 32<<10)
 	continues := bytes.Repeat([]byte("HTTP/1.1 100 Continue\r\n\r\n"), 1024)
@@ -164,13 +156,7 @@ default: ens160
 // before it is parsed, and the proxy's peak RSS rises by under 200 MiB.
 func TestHostileHeaderCount(t *testing.T) {
 	const clients, headers = 1000, 9000
-	h := startHostileBinary(t, plainBinary(t), `
-admin: {addr: "127.0.0.1:9090"}
-default: ens160
-`)
-	h.normalClient(t, "http://127.0.0.1:1080")
-	base := h.usage(t)
-	rssBefore := h.memory(t, "VmRSS")
+	h, base, rssBefore := startMeasured(t)
 
 	// The origin reads each request and never answers, as a slow one
 	// would: a request it gets is held by the proxy.
