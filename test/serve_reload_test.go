@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/netip"
 	neturl "net/url"
@@ -110,7 +111,24 @@ func TestServeReload(t *testing.T) {
 	// (it used to fail with EADDRINUSE, blaming another process).
 	t.Run("a listener widened and narrowed on its port", func(t *testing.T) {
 		ens160 := netip.AddrPortFrom(netlab.Ens160.Addr, 1081).String()
+		// A widening reload that fails later (its admin address is taken)
+		// puts the narrow listener back.
+		var busy net.Listener
+		if err := lab.InHost(func() (err error) { busy, err = net.Listen("tcp4", "127.0.0.1:0"); return err }); err != nil {
+			t.Fatal(err)
+		}
+		defer busy.Close()
 		failed := strings.Count(proc.Output(), "still serving the previous configuration")
+		rewrite("listen: [{name: second, addr: 0.0.0.0:1081}]\nadmin: {addr: " + busy.Addr().String() + "}\nallow: [127.0.0.0/8, 192.0.2.0/24]\ndefault: ens160\n")
+		waitFor(t, "the failed reload is logged", func() bool {
+			return strings.Count(proc.Output(), "still serving the previous configuration") == failed+1
+		})
+		if accepts(ens160) {
+			t.Error("the failed reload left the wide listener open")
+		}
+		flowVia(t, "socks5h://127.0.0.1:1081", netlab.Ens160, netlab.Ens33)
+		failed++
+
 		rewrite("listen: [{name: second, addr: 0.0.0.0:1081}]\nallow: [127.0.0.0/8, 192.0.2.0/24]\ndefault: ens160\n")
 		waitFor(t, "the widened listener accepts on ens160's address", func() bool { return accepts(ens160) })
 		flowVia(t, "http://"+ens160, netlab.Ens160, netlab.Ens33)
