@@ -371,9 +371,9 @@ type Limits struct {
 	// clients can hold before they have authenticated.
 	MaxHandshakes int
 	// MaxHeaderBytes caps an HTTP request's header; default 64 KiB.
-	// Larger headers get 431. An origin's response header (its 1xx
-	// responses and the final one together) is held to the same bytes;
-	// past them the client gets 502.
+	// Larger headers get 431. An origin's response header is held to the
+	// same bytes, and so are its interim (1xx) responses together; past
+	// them the client gets 502.
 	MaxHeaderBytes int
 	// MaxHeaders caps the header lines of an HTTP request (431 past it)
 	// and of an origin's response (502); default 101, HAProxy's
