@@ -89,6 +89,7 @@ const (
 	defaultMaxTTL         = 10 * time.Minute
 	defaultMaxHandshakes  = 1024
 	defaultMaxHeaderBytes = 64 << 10
+	defaultMaxHeaders     = 101
 )
 
 func defaults(source string) *Config {
@@ -96,10 +97,11 @@ func defaults(source string) *Config {
 		Source:     source,
 		Interfaces: map[string]Interface{},
 		Timeouts: Timeouts{Handshake: 10 * time.Second, Dial: 10 * time.Second, Attempt: 250 * time.Millisecond,
-			Idle: 5 * time.Minute, Shutdown: 10 * time.Second},
+			Idle: 5 * time.Minute, Body: 60 * time.Second, Shutdown: 10 * time.Second},
 		Resolver: Resolver{CacheSize: defaultCacheSize, MaxTTL: defaultMaxTTL},
-		Limits:   Limits{MaxConnections: defaultMaxConnections, MaxHandshakes: defaultMaxHandshakes, MaxHeaderBytes: defaultMaxHeaderBytes},
-		Log:      Log{Level: "info", Format: "console", Access: true},
+		Limits: Limits{MaxConnections: defaultMaxConnections, MaxHandshakes: defaultMaxHandshakes,
+			MaxHeaderBytes: defaultMaxHeaderBytes, MaxHeaders: defaultMaxHeaders},
+		Log: Log{Level: "info", Format: "console", Access: true},
 	}
 }
 
@@ -271,12 +273,12 @@ func (d *decoder) admin(dr *draft, n *yaml.Node) {
 }
 
 func (d *decoder) timeouts(dr *draft, n *yaml.Node) {
-	fs, _ := d.fields(n, "timeouts", "handshake", "dial", "attempt", "idle", "shutdown")
+	fs, _ := d.fields(n, "timeouts", "handshake", "dial", "attempt", "idle", "body", "shutdown")
 	t := &dr.cfg.Timeouts
 	for _, x := range []struct {
 		key string
 		dst *time.Duration
-	}{{"handshake", &t.Handshake}, {"dial", &t.Dial}, {"attempt", &t.Attempt}, {"idle", &t.Idle}, {"shutdown", &t.Shutdown}} {
+	}{{"handshake", &t.Handshake}, {"dial", &t.Dial}, {"attempt", &t.Attempt}, {"idle", &t.Idle}, {"body", &t.Body}, {"shutdown", &t.Shutdown}} {
 		if f, ok := fs[x.key]; ok {
 			if v, ok := d.duration(f.val, "timeouts."+x.key); ok {
 				*x.dst = v
@@ -352,12 +354,12 @@ func (d *decoder) duration(n *yaml.Node, path string) (time.Duration, bool) {
 }
 
 func (d *decoder) limits(dr *draft, n *yaml.Node) {
-	fs, _ := d.fields(n, "limits", "max_connections", "max_handshakes", "max_header_bytes")
+	fs, _ := d.fields(n, "limits", "max_connections", "max_handshakes", "max_header_bytes", "max_headers")
 	l := &dr.cfg.Limits
 	for _, x := range []struct {
 		key string
 		dst *int
-	}{{"max_connections", &l.MaxConnections}, {"max_handshakes", &l.MaxHandshakes}} {
+	}{{"max_connections", &l.MaxConnections}, {"max_handshakes", &l.MaxHandshakes}, {"max_headers", &l.MaxHeaders}} {
 		f, ok := fs[x.key]
 		if !ok {
 			continue

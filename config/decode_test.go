@@ -71,8 +71,8 @@ rules:
     port: [25]
     action: reject
 default: ens160
-timeouts: { handshake: 10s, dial: 10s, idle: 5m, shutdown: 10s }
-limits:   { max_connections: 20000, max_handshakes: 1024, max_header_bytes: 64KiB }
+timeouts: { handshake: 10s, dial: 10s, idle: 5m, body: 60s, shutdown: 10s }
+limits:   { max_connections: 20000, max_handshakes: 1024, max_header_bytes: 64KiB, max_headers: 101 }
 log:      { level: info, format: console, access: true }
 `
 
@@ -141,7 +141,7 @@ func TestParseSpecExample(t *testing.T) {
 	if got := cfg.NICs(); !slices.Equal(got, []string{"ens160", "ens33"}) {
 		t.Errorf("NICs() = %v", got)
 	}
-	if cfg.Limits != (Limits{MaxConnections: 20000, MaxHandshakes: 1024, MaxHeaderBytes: 64 << 10}) {
+	if cfg.Limits != (Limits{MaxConnections: 20000, MaxHandshakes: 1024, MaxHeaderBytes: 64 << 10, MaxHeaders: 101}) {
 		t.Errorf("Limits = %+v", cfg.Limits)
 	}
 	// Users are configured: the host's own services are off limits.
@@ -156,10 +156,11 @@ func TestParseLimits(t *testing.T) {
 		yaml string
 		want Limits
 	}{
-		{"limits: {max_handshakes: 10}\n", Limits{MaxConnections: 20000, MaxHandshakes: 10, MaxHeaderBytes: 64 << 10}},
-		{"limits: {max_header_bytes: 8192}\n", Limits{MaxConnections: 20000, MaxHandshakes: 1024, MaxHeaderBytes: 8192}},
-		{"limits: {max_header_bytes: 16KiB}\n", Limits{MaxConnections: 20000, MaxHandshakes: 1024, MaxHeaderBytes: 16 << 10}},
-		{"limits: {max_header_bytes: 1MiB, max_connections: 5}\n", Limits{MaxConnections: 5, MaxHandshakes: 1024, MaxHeaderBytes: 1 << 20}},
+		{"limits: {max_handshakes: 10}\n", Limits{MaxConnections: 20000, MaxHandshakes: 10, MaxHeaderBytes: 64 << 10, MaxHeaders: 101}},
+		{"limits: {max_header_bytes: 8192}\n", Limits{MaxConnections: 20000, MaxHandshakes: 1024, MaxHeaderBytes: 8192, MaxHeaders: 101}},
+		{"limits: {max_header_bytes: 16KiB}\n", Limits{MaxConnections: 20000, MaxHandshakes: 1024, MaxHeaderBytes: 16 << 10, MaxHeaders: 101}},
+		{"limits: {max_header_bytes: 1MiB, max_connections: 5}\n", Limits{MaxConnections: 5, MaxHandshakes: 1024, MaxHeaderBytes: 1 << 20, MaxHeaders: 101}},
+		{"limits: {max_headers: 50}\n", Limits{MaxConnections: 20000, MaxHandshakes: 1024, MaxHeaderBytes: 64 << 10, MaxHeaders: 50}},
 	} {
 		if got := mustParse(t, "default: ens160\n"+tt.yaml, hostOpts()).Limits; got != tt.want {
 			t.Errorf("%q: Limits = %+v, want %+v", tt.yaml, got, tt.want)
@@ -206,9 +207,9 @@ func TestParseDefaults(t *testing.T) {
 		Interfaces: map[string]Interface{},
 		Default:    Via{Mode: ViaPinned, NICs: []string{"ens160"}},
 		Timeouts: Timeouts{Handshake: 10 * time.Second, Dial: 10 * time.Second, Attempt: 250 * time.Millisecond,
-			Idle: 5 * time.Minute, Shutdown: 10 * time.Second},
+			Idle: 5 * time.Minute, Body: 60 * time.Second, Shutdown: 10 * time.Second},
 		Resolver: Resolver{Via: "ens160", CacheSize: 10000, MaxTTL: 10 * time.Minute},
-		Limits:   Limits{MaxConnections: 20000, MaxHandshakes: 1024, MaxHeaderBytes: 64 << 10},
+		Limits:   Limits{MaxConnections: 20000, MaxHandshakes: 1024, MaxHeaderBytes: 64 << 10, MaxHeaders: 101},
 		Log:      Log{Level: "info", Format: "console", Access: true},
 		// A loopback listener and no users: a one-person local proxy.
 		LocalDestinations: LocalAllow, LocalDestinationsDefaulted: true,
@@ -246,6 +247,17 @@ func TestParseResolver(t *testing.T) {
 				t.Errorf("Resolver = %+v, attempt %v; want %+v, %v", cfg.Resolver, cfg.Timeouts.Attempt, tc.want, tc.attempt)
 			}
 		})
+	}
+}
+
+// TestParseBodyTimeout: timeouts.body is read like the other timeouts and
+// defaults to nginx's client_body_timeout, 60s.
+func TestParseBodyTimeout(t *testing.T) {
+	if got := mustParse(t, "default: ens160\n", hostOpts()).Timeouts.Body; got != 60*time.Second {
+		t.Errorf("default timeouts.body = %v, want 60s", got)
+	}
+	if got := mustParse(t, "default: ens160\ntimeouts: {body: 300ms}\n", hostOpts()).Timeouts.Body; got != 300*time.Millisecond {
+		t.Errorf("timeouts.body = %v, want 300ms", got)
 	}
 }
 

@@ -335,6 +335,10 @@ type Timeouts struct {
 	Attempt time.Duration
 	// Idle closes a relay with no traffic either way; default 5m.
 	Idle time.Duration
+	// Body bounds the pause between two reads of an HTTP request's body
+	// (nginx's client_body_timeout); past it the client gets 408 and the
+	// connection is closed. Default 60s.
+	Body time.Duration
 	// Shutdown is how long open connections may finish on SIGTERM;
 	// default 10s.
 	Shutdown time.Duration
@@ -378,8 +382,15 @@ type Limits struct {
 	// clients can hold before they have authenticated.
 	MaxHandshakes int
 	// MaxHeaderBytes caps an HTTP request's header; default 64 KiB.
-	// Larger headers get 431.
+	// Larger headers get 431. An origin's response header is held to the
+	// same bytes, and so are its interim (1xx) responses together; past
+	// them the client gets 502.
 	MaxHeaderBytes int
+	// MaxHeaders caps the header lines of an HTTP request (431 past it)
+	// and of an origin's response (502); default 101, HAProxy's
+	// tune.http.maxhdr. They are counted as they arrive, before net/http
+	// builds its map of them, which costs far more than their bytes.
+	MaxHeaders int
 }
 
 // Log configures logging.

@@ -36,6 +36,14 @@ type httpProxy struct {
 
 	mu         sync.Mutex
 	transports map[string]*http.Transport // keyed by the NICs a decision allows
+
+	// A reload retires this server: it takes no new connections, and the
+	// next request on each of its kept-alive ones is served by the
+	// current configuration and answered with Connection: close. Closing
+	// them idle instead would race their clients' next request.
+	retiring atomic.Bool
+	served   chan struct{}  // closed when server.Serve has returned
+	open     sync.WaitGroup // connections net/http is serving
 }
 
 type httpConnKey struct{}
@@ -72,10 +80,29 @@ func (c *httpConn) Read(b []byte) (int, error) {
 		}
 		c.framing.start()
 	}
-	if n > 0 {
-		c.framing.feed(b[:n])
+	if n > 0 && c.framing.feed(b[:n]) > c.ss.st.cfg.Limits.MaxHeaders {
+		return 0, c.refuseHeaders()
 	}
 	return n, err
+}
+
+// errTooManyHeaders is a request refused for its header lines.
+var errTooManyHeaders = errors.New("nicproxy: more header lines than limits.max_headers")
+
+// refuseHeaders answers a request whose header has more lines than
+// limits.max_headers, before net/http has parsed any of it, and ends the
+// connection: net/http takes the error for a read error and closes it
+// without an answer of its own. Nothing else writes to the client while
+// its request header is being read.
+func (c *httpConn) refuseHeaders() error {
+	const body = "nicproxy: request header has too many lines\n"
+	_, _ = fmt.Fprintf(c.TCPConn, "HTTP/1.1 431 Request Header Fields Too Large\r\n"+
+		"Content-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s", len(body), body)
+	// Half-close, and leave the rest of the header unread but not reset:
+	// a close with unread bytes would reset the connection and could
+	// destroy the answer before the client reads it.
+	_ = c.TCPConn.CloseWrite()
+	return errTooManyHeaders
 }
 
 func newHTTPProxy(s *Server, st *state) *httpProxy {
@@ -86,6 +113,7 @@ func newHTTPProxy(s *Server, st *state) *httpProxy {
 		conns:      newConnQueue(),
 		transports: map[string]*http.Transport{},
 		drains:     &s.drains,
+		served:     make(chan struct{}),
 	}
 	p.server = &http.Server{
 		Handler:           p,
@@ -100,10 +128,15 @@ func newHTTPProxy(s *Server, st *state) *httpProxy {
 		},
 		ConnState: func(c net.Conn, cs http.ConnState) {
 			switch cs {
+			case http.StateNew:
+				p.open.Add(1)
 			case http.StateIdle:
 				c.(*httpConn).idle.Store(true)
+			case http.StateHijacked:
+				p.open.Done()
 			case http.StateClosed:
 				c.(*httpConn).finish()
+				p.open.Done()
 			}
 		},
 	}
@@ -113,7 +146,21 @@ func newHTTPProxy(s *Server, st *state) *httpProxy {
 // start serves handed-over connections until close, on a goroutine owner
 // waits for.
 func (p *httpProxy) start(owner *sync.WaitGroup) {
-	owner.Go(func() { _ = p.server.Serve(p.conns) })
+	owner.Go(func() {
+		defer close(p.served)
+		_ = p.server.Serve(p.conns)
+	})
+}
+
+// retire stops taking connections and returns once every connection the
+// server had has ended: each after its next request (Connection: close),
+// by timeouts.idle, or when Serve's shutdown closes it. It is only called
+// on a server that was started.
+func (p *httpProxy) retire() {
+	p.retiring.Store(true)
+	p.conns.Close()
+	<-p.served // no StateNew after this: open only goes down
+	p.open.Wait()
 }
 
 // close stops serving: net/http closes its idle keep-alive connections,
@@ -160,7 +207,29 @@ func (p *httpProxy) serve(ss *session) {
 
 func (p *httpProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c := r.Context().Value(httpConnKey{}).(*httpConn)
+	if p.retiring.Load() {
+		// The first request after a reload on a kept-alive connection:
+		// the new configuration serves it, and the client is told to open
+		// a new connection for the next (as HAProxy does after a reload).
+		w.Header().Set("Connection", "close")
+		if current := c.ss.srv.state.Load().http; current != p {
+			current.handle(w, r, c)
+			return
+		}
+	}
+	p.handle(w, r, c)
+}
+
+// handle serves one request of c under p's configuration.
+func (p *httpProxy) handle(w http.ResponseWriter, r *http.Request, c *httpConn) {
 	c.ss.hs.end() // the request is read
+	if headerLines(r.Header) > p.st.cfg.Limits.MaxHeaders {
+		// Only a request that came pipelined behind another, already
+		// buffered and so not counted as it arrived, gets here.
+		w.Header().Set("Connection", "close")
+		http.Error(w, "nicproxy: request header has too many lines", http.StatusRequestHeaderFieldsTooLarge)
+		return
+	}
 	if c.framing.mustClose(r) {
 		// RFC 9112 §6.1: both Content-Length and Transfer-Encoding.
 		w.Header().Set("Connection", "close")
@@ -168,7 +237,7 @@ func (p *httpProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// One access-log line per tunnel or forwarded request: each has its own
 	// destination, rule and NIC, even on one keep-alive connection.
 	rs := &session{
-		srv: c.ss.srv, ctx: c.ss.ctx, st: c.ss.st, listener: c.ss.listener,
+		srv: c.ss.srv, ctx: c.ss.ctx, st: p.st, listener: c.ss.listener,
 		client: c.ss.client, from: c.ss.from, start: time.Now(), protocol: "http", hs: c.ss.hs,
 		owner: c.ss,
 	}

@@ -53,8 +53,11 @@ func (p *httpProxy) serveConnect(ss *session) {
 
 	// net/http allows 4 KiB for the request line beyond MaxHeaderBytes.
 	limit := &io.LimitedReader{R: ss.client, N: int64(p.st.cfg.Limits.MaxHeaderBytes) + 4096}
+	// Its lines are counted as they arrive, against limits.max_headers,
+	// before ReadRequest builds its map of them.
+	c.framing.start()
 	br := requestReaders.Get().(*bufio.Reader)
-	br.Reset(limit)
+	br.Reset(&lineLimit{r: limit, scan: &c.framing, max: p.st.cfg.Limits.MaxHeaders})
 	// Nothing holds br once ServeHTTP has returned: a tunnel's pending
 	// bytes were copied upstream before its hand-off.
 	defer func() {
@@ -65,6 +68,9 @@ func (p *httpProxy) serveConnect(ss *session) {
 	if err != nil {
 		w := newConnectWriter(c, br)
 		switch {
+		case errors.Is(err, errTooManyHeaders):
+			ss.err = fmt.Errorf("request header over limits.max_headers (%d lines)", p.st.cfg.Limits.MaxHeaders)
+			http.Error(w, "nicproxy: request header has too many lines", http.StatusRequestHeaderFieldsTooLarge)
 		case limit.N == 0:
 			ss.err = fmt.Errorf("request header over limits.max_header_bytes (%d)", p.st.cfg.Limits.MaxHeaderBytes)
 			http.Error(w, "nicproxy: request header too large", http.StatusRequestHeaderFieldsTooLarge)
@@ -85,6 +91,21 @@ func (p *httpProxy) serveConnect(ss *session) {
 	if !w.hijacked {
 		w.flush()
 	}
+}
+
+// lineLimit fails a read once the header it scans has more than max lines.
+type lineLimit struct {
+	r    io.Reader
+	scan *framingScan
+	max  int
+}
+
+func (l *lineLimit) Read(b []byte) (int, error) {
+	n, err := l.r.Read(b)
+	if n > 0 && l.scan.feed(b[:n]) > l.max {
+		return 0, errTooManyHeaders
+	}
+	return n, err
 }
 
 // requestReaders hold a CONNECT request while it is read.

@@ -68,6 +68,8 @@ func (p *httpProxy) forward(w http.ResponseWriter, r *http.Request, rs *session)
 	counts := &flowBytes{}
 	defer func() { rs.up, rs.down = counts.up.Load(), counts.down.Load() }()
 	ctx := context.WithValue(r.Context(), forwardedKey{}, &forwarded{rs: rs, decision: decision, host: host, port: port})
+	limits := p.st.cfg.Limits
+	interim := &interimBudget{maxBytes: int64(limits.MaxHeaderBytes), maxLines: limits.MaxHeaders}
 	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
 		GotConn: func(info httptrace.GotConnInfo) {
 			if up, ok := info.Conn.(*forwardConn); ok {
@@ -75,12 +77,16 @@ func (p *httpProxy) forward(w http.ResponseWriter, r *http.Request, rs *session)
 				up.attach(counts)
 			}
 		},
+		// ReverseProxy adds its own hook, which passes each 1xx on; the
+		// transport then calls this one, whose error ends the exchange.
+		Got1xxResponse: interim.got,
 	})
 	// ReverseProxy streams the request body upstream while it writes the
 	// response; without full duplex, net/http would drain the unread body
 	// itself as the response starts, racing the transport for it.
 	_ = http.NewResponseController(w).EnableFullDuplex()
-	r.Body = &idleBody{ReadCloser: r.Body, conn: rs.client, idle: p.st.cfg.Timeouts.Idle}
+	body := &pausedBody{ReadCloser: r.Body, conn: rs.client, pause: p.st.cfg.Timeouts.Body}
+	r.Body = body
 	counter := &upgradeWriter{ResponseWriter: w}
 	rp := &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
@@ -89,13 +95,23 @@ func (p *httpProxy) forward(w http.ResponseWriter, r *http.Request, rs *session)
 			pr.Out.Host = r.Host
 			pr.Out.Header.Add("Via", fmt.Sprintf("%d.%d %s", r.ProtoMajor, r.ProtoMinor, viaToken))
 		},
-		Transport: p.transport(decision, rs.from),
+		Transport: p.transport(decision, rs.from, host),
 		ErrorLog:  zap.NewStdLog(p.log.WithOptions(zap.IncreaseLevel(zap.WarnLevel))),
+		ModifyResponse: func(resp *http.Response) error {
+			return checkResponseHead(resp, limits.MaxHeaders)
+		},
 		ErrorHandler: func(w http.ResponseWriter, _ *http.Request, err error) {
+			if body.timedOut.Load() {
+				err = fmt.Errorf("%w: %w", errBodyTimeout, err)
+			}
 			rs.err = err
 			if rs.nic == "" {
 				rs.nic = failedNIC(err) // the dial failed: on this NIC
 			}
+			// The exchange broke off: how much of the request's body was
+			// read, or of the origin's answer, is not known, so the
+			// client's connection is not used again.
+			w.Header().Set("Connection", "close")
 			http.Error(w, "nicproxy: "+err.Error(), httpStatus(err))
 		},
 	}
@@ -107,13 +123,14 @@ func (p *httpProxy) forward(w http.ResponseWriter, r *http.Request, rs *session)
 // dialed through one set of NICs are only reused for requests routed to the
 // same set, so keep-alive never moves a request to another NIC.
 //
-// A sticky balance promises one NIC per client and site, so its pool is
-// also per client: another client's pooled connection may sit on the other
-// NIC.
-func (p *httpProxy) transport(d router.Decision, client netip.AddrPort) *http.Transport {
+// A sticky balance promises one NIC per client and site, so its pools are
+// also per NIC picked: a connection pooled for one client's pick is reused
+// only by requests whose pick is the same NIC. (Per client address, the
+// pools would grow with every client ever seen.)
+func (p *httpProxy) transport(d router.Decision, client netip.AddrPort, host string) *http.Transport {
 	key := d.Via.String()
-	if d.Via.Mode == config.ViaBalance && d.Via.Strategy == config.StrategySticky {
-		key += "|" + client.Addr().String()
+	if pick := p.st.dialer.StickyPick(d, client, host); pick != "" {
+		key += "|" + pick
 	}
 	idle := p.st.cfg.Timeouts.Idle
 	p.mu.Lock()
@@ -144,6 +161,9 @@ func (p *httpProxy) transport(d router.Decision, client netip.AddrPort) *http.Tr
 			return &forwardConn{Conn: up, idle: idle, drains: p.drains}, nil
 		},
 		ResponseHeaderTimeout: idle,
+		// Go's default is 10 MB; an origin's header is held to what a
+		// client's is. (The 1xx responses before it: interimBudget.)
+		MaxResponseHeaderBytes: int64(p.st.cfg.Limits.MaxHeaderBytes),
 		// With Expect: 100-continue, the body waits for the origin's
 		// 100; an origin that answers 413 at once is not sent it.
 		ExpectContinueTimeout: time.Second,
@@ -280,17 +300,26 @@ func (c *upgradeWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	return conn, brw, err
 }
 
-// idleBody drops a client that stops sending its request body for
-// timeouts.idle; the transport reads it from its own goroutine.
-type idleBody struct {
+// errBodyTimeout is a client that paused its request body for longer than
+// timeouts.body: it gets 408, as nginx's client_body_timeout answers.
+var errBodyTimeout = errors.New("the request body paused for longer than timeouts.body")
+
+// pausedBody drops a client that stops sending its request body for
+// timeouts.body; the transport reads it from its own goroutine.
+type pausedBody struct {
 	io.ReadCloser
-	conn net.Conn      // the client connection the body arrives on
-	idle time.Duration // a client that sends nothing for this long is dropped
+	conn     net.Conn      // the client connection the body arrives on
+	pause    time.Duration // a client that sends nothing for this long is dropped
+	timedOut atomic.Bool
 }
 
-func (c *idleBody) Read(b []byte) (int, error) {
+func (c *pausedBody) Read(b []byte) (int, error) {
 	// net/http sets no deadline while a handler reads the body; without
 	// one, a client that stops mid-body would hold its slot forever.
-	_ = c.conn.SetReadDeadline(time.Now().Add(c.idle))
-	return c.ReadCloser.Read(b)
+	_ = c.conn.SetReadDeadline(time.Now().Add(c.pause))
+	n, err := c.ReadCloser.Read(b)
+	if ne, ok := errors.AsType[net.Error](err); ok && ne.Timeout() {
+		c.timedOut.Store(true)
+	}
+	return n, err
 }

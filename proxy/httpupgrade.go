@@ -80,13 +80,19 @@ func (p *httpProxy) upgrade(w http.ResponseWriter, r *http.Request, rs *session,
 	}()
 	_ = up.SetDeadline(time.Now().Add(p.st.cfg.Timeouts.Idle))
 	out := upgradeRequest(r)
-	br := bufio.NewReader(counted)
-	resp, err := exchange(counted, br, out)
+	limits := p.st.cfg.Limits
+	head := &headLimit{r: counted, max: int64(limits.MaxHeaderBytes)}
+	br := bufio.NewReader(head)
+	resp, err := exchange(counted, br, out, limits.MaxHeaders)
 	if err != nil {
 		rs.err = fmt.Errorf("upgrade %s via %s: %w", rs.dest, up.NIC, err)
+		// What the origin sent is not all read: the client's connection
+		// cannot be trusted to line up with a next request either.
+		w.Header().Set("Connection", "close")
 		http.Error(w, "nicproxy: "+rs.err.Error(), http.StatusBadGateway)
 		return false
 	}
+	head.lift()
 	if resp.StatusCode != http.StatusSwitchingProtocols {
 		// Refused (401, 426…): the answer goes back as any response does.
 		defer resp.Body.Close()
@@ -109,16 +115,16 @@ func (p *httpProxy) upgrade(w http.ResponseWriter, r *http.Request, rs *session,
 		return false
 	}
 	// net/http no longer owns the client: the relay does from handOff.
-	var head bytes.Buffer
-	fmt.Fprintf(&head, "HTTP/1.1 101 %s\r\n", http.StatusText(http.StatusSwitchingProtocols))
-	_ = resp.Header.Write(&head)
-	head.WriteString("\r\n")
+	var answer bytes.Buffer
+	fmt.Fprintf(&answer, "HTTP/1.1 101 %s\r\n", http.StatusText(http.StatusSwitchingProtocols))
+	_ = resp.Header.Write(&answer)
+	answer.WriteString("\r\n")
 	// The origin's first bytes after its 101 may already sit in br.
 	if n := br.Buffered(); n > 0 {
-		_, _ = io.CopyN(&head, br, int64(n))
+		_, _ = io.CopyN(&answer, br, int64(n))
 	}
 	_ = up.SetDeadline(time.Time{})
-	if _, err := rs.client.Write(head.Bytes()); err != nil {
+	if _, err := rs.client.Write(answer.Bytes()); err != nil {
 		rs.err = err
 		rs.client.Close()
 		return true
@@ -154,14 +160,21 @@ func upgradeRequest(r *http.Request) *http.Request {
 }
 
 // exchange writes req and reads the origin's answer, skipping informational
-// ones other than 101.
-func exchange(conn net.Conn, br *bufio.Reader, req *http.Request) (*http.Response, error) {
+// ones other than 101: at most MaxInformational of them, and each answer
+// with at most maxLines header lines. br bounds the heads' bytes.
+func exchange(conn net.Conn, br *bufio.Reader, req *http.Request, maxLines int) (*http.Response, error) {
 	if err := req.Write(conn); err != nil {
 		return nil, err
 	}
-	for {
+	for interim := 0; ; interim++ {
+		if interim > MaxInformational {
+			return nil, fmt.Errorf("%w: more than %d informational (1xx) responses", errOriginHead, MaxInformational)
+		}
 		resp, err := http.ReadResponse(br, req)
 		if err != nil {
+			return nil, err
+		}
+		if err := checkResponseHead(resp, maxLines); err != nil {
 			return nil, err
 		}
 		if resp.StatusCode >= 200 || resp.StatusCode == http.StatusSwitchingProtocols {

@@ -60,50 +60,103 @@ func (s *Server) Listen(ctx context.Context) error {
 }
 
 // openFor opens what cfg needs that is not open yet: listeners and the
-// admin endpoint. Either all of it opens or nothing stays open. Called
-// with s.mu held.
+// admin endpoint. Either all of it opens or nothing changes. Called with
+// s.mu held.
 func (s *Server) openFor(ctx context.Context, cfg *config.Config) ([]*listener, *admin.Endpoint, error) {
-	opened, err := s.openNew(ctx, cfg.Listeners)
+	opened, undo, err := s.openNew(ctx, cfg.Listeners)
 	if err != nil {
 		return nil, nil, err
 	}
 	ep, err := s.openAdmin(ctx, cfg)
 	if err != nil {
-		for _, l := range opened {
-			l.close()
-		}
+		undo()
 		return nil, nil, err
 	}
 	return opened, ep, nil
 }
 
-// openNew opens the listeners in want that are not open yet. If one fails,
-// the others it opened are closed again. Called with s.mu held.
-func (s *Server) openNew(ctx context.Context, want []config.Listener) ([]*listener, error) {
-	var opened []*listener
+// openNew opens the listeners in want that are not open yet. A listener
+// that want drops and whose port a new one would share (127.0.0.1:1080
+// widened to 0.0.0.0:1080, or narrowed back) is closed first: the kernel
+// refuses the new bind while the old socket listens. undo closes what was
+// opened and reopens what was closed; a failure calls it itself. Called
+// with s.mu held.
+func (s *Server) openNew(ctx context.Context, want []config.Listener) (opened []*listener, undo func(), err error) {
+	var displaced []config.Listener
+	undo = func() {
+		for _, l := range opened {
+			l.close()
+		}
+		s.reopen(displaced)
+	}
+	kept := map[string]bool{}
+	for _, entry := range want {
+		kept[entry.Addr.String()] = true
+	}
 	var lc net.ListenConfig
 	for _, entry := range want {
 		if _, ok := s.listeners[entry.Addr.String()]; ok {
 			continue
 		}
+		for key, l := range s.listeners {
+			if old := *l.cfg.Load(); !kept[key] && sharePort(old.Addr, entry.Addr) {
+				s.log.Info("listener closed by reload to make room", zap.String("name", old.Name),
+					zap.String("addr", key), zap.String("for", entry.Addr.String()))
+				l.close()
+				delete(s.listeners, key)
+				displaced = append(displaced, old)
+			}
+		}
 		ln, err := lc.Listen(ctx, listenNetwork(entry.Addr), entry.Addr.String())
 		if err != nil {
-			for _, l := range opened {
-				l.close()
-			}
-			return nil, listenError(entry, err)
+			undo()
+			return nil, nil, s.listenError(entry, err)
 		}
 		opened = append(opened, newListener(ln.(*net.TCPListener), entry))
 	}
-	return opened, nil
+	return opened, undo, nil
+}
+
+// reopen listens again on listeners openNew closed to make room, after
+// the reload that closed them failed. Called with s.mu held.
+func (s *Server) reopen(entries []config.Listener) {
+	var lc net.ListenConfig
+	for _, entry := range entries {
+		ln, err := lc.Listen(context.Background(), listenNetwork(entry.Addr), entry.Addr.String())
+		if err != nil {
+			s.log.Error("listener lost: a failed reload closed it and it cannot be opened again",
+				zap.String("name", entry.Name), zap.Stringer("addr", entry.Addr), zap.Error(err))
+			continue
+		}
+		l := newListener(ln.(*net.TCPListener), entry)
+		s.listeners[entry.Addr.String()] = l
+		if s.serving != nil {
+			s.startAccepting(s.serving, l)
+		}
+	}
+}
+
+// sharePort reports whether listeners on a and b would clash in the
+// kernel: the same port, and the same address or a wildcard on either.
+func sharePort(a, b netip.AddrPort) bool {
+	return a.Port() == b.Port() &&
+		(a.Addr() == b.Addr() || a.Addr().IsUnspecified() || b.Addr().IsUnspecified())
 }
 
 // listenError names the listener only when its name is not its address
 // (the net error already says the address), and says what to do about
-// the two failures an operator meets.
-func listenError(entry config.Listener, err error) error {
+// the failures an operator meets. Called with s.mu held.
+func (s *Server) listenError(entry config.Listener, err error) error {
 	hint := ""
+	own := ""
+	for key, l := range s.listeners {
+		if sharePort(l.cfg.Load().Addr, entry.Addr) {
+			own = key
+		}
+	}
 	switch {
+	case errors.Is(err, syscall.EADDRINUSE) && own != "":
+		hint = fmt.Sprintf(": nicproxy's own listener %s holds the port, and a wildcard address and a specific one cannot share it", own)
 	case errors.Is(err, syscall.EADDRINUSE):
 		hint = ": another process already listens there (ss -ltnp shows which); stop it or choose another address"
 	case errors.Is(err, syscall.EACCES):

@@ -34,6 +34,10 @@ func classify(err error) outcome {
 		return outcome{"rejected", statute.RepRuleFailure, http.StatusForbidden}
 	case errors.Is(err, errWrongProtocol):
 		return outcome{"wrong-protocol", statute.RepCommandNotSupported, http.StatusBadRequest}
+	case errors.Is(err, errBodyTimeout):
+		return outcome{"body-timeout", statute.RepServerFailure, http.StatusRequestTimeout}
+	case errors.Is(err, errOriginHead):
+		return outcome{"bad-response", statute.RepServerFailure, http.StatusBadGateway}
 	case errors.Is(err, errAuth):
 		return outcome{"auth-failed", statute.RepServerFailure, http.StatusProxyAuthRequired}
 	case errors.Is(err, bind.ErrNICMissing), errors.Is(err, bind.ErrNICDown),

@@ -45,6 +45,11 @@ type Server struct {
 	clientsMu sync.Mutex
 	clients   *clients // who local clients are; nil until a configuration needs it
 
+	// reloading makes reloads one at a time, so that one can build its
+	// state (bcrypt, resolvers) before it takes mu, which every dial to a
+	// local address takes too (Addrs).
+	reloading sync.Mutex
+
 	mu        sync.Mutex
 	listeners map[string]*listener // by listen address
 	serving   *serving             // set while Serve runs
@@ -222,22 +227,31 @@ func (s *Server) Serve(ctx context.Context) error {
 // Reload switches to cfg. Listeners the new file adds are opened (if one
 // cannot be, nothing changes and the error says which), listeners it drops
 // are closed, and new connections follow the new rules. Open connections
-// keep the configuration they started with and are never cut; idle HTTP
-// keep-alive connections of the old configuration are closed, so their
-// clients' next request comes in under the new one.
+// keep the configuration they started with and are never cut; the next
+// request on an HTTP keep-alive connection of the old configuration is
+// served under the new one, with Connection: close.
 func (s *Server) Reload(ctx context.Context, cfg *config.Config) (err error) {
 	defer func() { s.report.Reloaded(err == nil, time.Now()) }()
+	s.reloading.Lock()
+	defer s.reloading.Unlock()
+	// The new state may cost a bcrypt hash (users' dummy hash at a new
+	// cost): it is built before s.mu is taken. Only Reload swaps states,
+	// and reloads are one at a time, so the state it carries over from is
+	// still the current one below.
+	next := s.newState(cfg, s.state.Load())
+	s.log.Debug("reload: new configuration built")
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.stopped {
+		next.http.close()
 		return errors.New("shutting down: not reloading")
 	}
 	opened, ep, err := s.openFor(ctx, cfg)
 	if err != nil {
+		next.http.close()
 		return err
 	}
 	s.swapAdmin(cfg, ep)
-	next := s.newState(cfg, s.state.Load())
 	if s.serving != nil {
 		next.http.start(&s.serving.background)
 	}
@@ -269,17 +283,18 @@ func (s *Server) Reload(ctx context.Context, cfg *config.Config) (err error) {
 		}
 	}
 
-	// The old HTTP server lets its requests in flight finish (its idle
-	// keep-alive connections close now), then closes what it owned: its
-	// transports' idle upstream connections. Serve's own shutdown cuts the
-	// wait short by closing every state it finds in retired.
+	// The old HTTP server lets its requests in flight finish and answers
+	// the next request on each kept-alive connection (under the new
+	// configuration) with Connection: close; then it closes what it owned:
+	// its transports' idle upstream connections. Serve's own shutdown cuts
+	// the wait short by closing every state it finds in retired.
 	if s.serving == nil {
 		old.http.close() // never served: nothing to drain
 		return nil
 	}
 	s.retired = append(s.retired, old)
 	s.serving.background.Go(func() {
-		_ = old.http.server.Shutdown(context.Background())
+		old.http.retire()
 		old.http.close()
 		s.mu.Lock()
 		defer s.mu.Unlock()

@@ -14,7 +14,10 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
+	"go.uber.org/zap/zaptest/observer"
+	"golang.org/x/crypto/bcrypt"
 
 	"nicproxy/config"
 	"nicproxy/internal/loopback"
@@ -199,5 +202,53 @@ func TestReloadAfterServeOpensNothing(t *testing.T) {
 	defer srv.mu.Unlock()
 	if len(srv.listeners) != 0 || srv.admin != nil {
 		t.Errorf("after shutdown: %d listeners, admin %v", len(srv.listeners), srv.admin)
+	}
+}
+
+// A reload builds its configuration, bcrypt included, without the server's
+// lock, which every dial to a local address takes (issue 17): here the
+// test holds the lock while a reload makes a new dummy hash at cost 12.
+func TestReloadBuildsWithoutTheLock(t *testing.T) {
+	const yaml = "listen: [{addr: \"127.0.0.1:1080\"}]\ndefault: eth0\nlog: {access: false}\n"
+	cfg, err := config.Parse("test.yaml", []byte(yaml), config.Options{Interfaces: []string{"eth0"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Listeners[0].Addr = netip.MustParseAddrPort("127.0.0.1:0")
+	core, logs := observer.New(zap.DebugLevel)
+	srv := New(cfg, zap.New(core), Options{})
+	ctx, cancel := context.WithCancel(context.Background())
+	if err := srv.Listen(ctx); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx) }()
+	defer func() { cancel(); <-done }()
+
+	hash, err := bcrypt.GenerateFromPassword([]byte("pw"), 12)
+	if err != nil {
+		t.Fatal(err)
+	}
+	next := reloadConfig(t, yaml+"users: [{name: u, password_hash: \""+string(hash)+"\"}]\n")
+	srv.mu.Lock()
+	locked := true
+	reloaded := make(chan error, 1)
+	defer func() {
+		if locked { // the test failed with the lock held
+			srv.mu.Unlock()
+			<-reloaded
+		}
+	}()
+	go func() { reloaded <- srv.Reload(context.Background(), next) }()
+	eventually(t, 30*time.Second, func() bool {
+		return logs.FilterMessage("reload: new configuration built").Len() > 0
+	}, func() string { return "the reload did not build its configuration while the lock was held" })
+	srv.mu.Unlock()
+	locked = false
+	if err := <-reloaded; err != nil {
+		t.Fatal(err)
+	}
+	if srv.state.Load().cfg != next {
+		t.Error("the reload did not apply")
 	}
 }

@@ -176,3 +176,40 @@ default: ens160
 	h.backToBaseline(t, base)
 	h.normalClient(t, "socks5h://127.0.0.1:1080")
 }
+
+// TestHostileBodyPause: a client that stops in the middle of its request
+// body is cut after timeouts.body (nginx's client_body_timeout) with 408,
+// and its connection closed; it used to be held for timeouts.idle (5m).
+func TestHostileBodyPause(t *testing.T) {
+	h := startHostile(t, `
+admin: {addr: "127.0.0.1:9090"}
+default: ens160
+timeouts: {body: 300ms}
+`)
+	origin, originRead := startOrigin(t, h.Lab)
+	base := h.usage(t)
+	before := h.Snapshot()
+	conn := dialProxy(t, h.Lab)
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(60 * time.Second))
+	fmt.Fprintf(conn, "POST http://%s/upload HTTP/1.1\r\nHost: %s\r\nContent-Length: 1000\r\n\r\n%s", origin, origin, strings.Repeat("b", 100))
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatalf("the paused body got no answer: %v", err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusRequestTimeout || !resp.Close {
+		t.Errorf("%s (close %v, %q), want 408 and the connection closed", resp.Status, resp.Close, body)
+	}
+	if _, err := br.ReadByte(); err != io.EOF {
+		t.Errorf("after the 408: %v, want EOF", err)
+	}
+	// The part of the body that came went to the origin through ens160.
+	if n := originRead.Load(); n == 0 {
+		t.Error("the origin read nothing")
+	}
+	checkCounters(t, before, 100, netlab.Ens160, netlab.Ens33)
+	h.backToBaseline(t, base)
+	h.normalClient(t, "http://127.0.0.1:1080")
+}

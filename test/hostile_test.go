@@ -127,6 +127,21 @@ func (h *hostileLab) normalClient(t *testing.T, proxy string) {
 	checkPinned(t, before, f, netlab.Ens160, netlab.Ens33)
 }
 
+// startMeasured starts the attack lab for a test that measures memory:
+// on the binary users run (the race detector's shadow memory would
+// multiply every buffer), pinned to ens160, with one normal client served
+// so pools and runtime settle. It returns the descriptors and goroutines
+// and the RSS to compare with after the attack.
+func startMeasured(t *testing.T) (*hostileLab, usage, int64) {
+	t.Helper()
+	h := startHostileBinary(t, plainBinary(t), `
+admin: {addr: "127.0.0.1:9090"}
+default: ens160
+`)
+	h.normalClient(t, "http://127.0.0.1:1080")
+	return h, h.usage(t), h.memory(t, "VmRSS")
+}
+
 // plainBinary builds nicproxy without the race detector, once per run.
 func plainBinary(t testing.TB) string {
 	t.Helper()
@@ -159,15 +174,7 @@ var plain struct {
 // in the backlog), and a normal client is served meanwhile.
 func TestHostileHeaderFlood(t *testing.T) {
 	const clients = 2000
-	// Memory is measured on the binary users run: the race detector's
-	// shadow memory would multiply every buffer.
-	h := startHostileBinary(t, plainBinary(t), `
-admin: {addr: "127.0.0.1:9090"}
-default: ens160
-`)
-	h.normalClient(t, "http://127.0.0.1:1080") // pools and runtime settle
-	base := h.usage(t)
-	rssBefore := h.memory(t, "VmRSS")
+	h, base, rssBefore := startMeasured(t)
 
 	line := make([]byte, 16<<10)
 	for i := range line {

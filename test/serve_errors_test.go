@@ -171,7 +171,7 @@ func TestServeRelay(t *testing.T) {
 	lab := newServingLab(t)
 	lab.StartProxy(nicproxyBinary, "127.0.0.1:1080", `
 default: ens160
-timeouts: {idle: 1s}
+timeouts: {idle: 1s, body: 1s}
 `)
 	const size = 100 << 20
 	want := sha256.New()
@@ -253,17 +253,17 @@ timeouts: {idle: 1s}
 		}
 	})
 
-	t.Run("a client that stalls mid-body is dropped after timeouts.idle", func(t *testing.T) {
+	t.Run("a client that stalls mid-body is dropped after timeouts.body", func(t *testing.T) {
 		conn := dialProxy(t, lab.Lab)
 		fmt.Fprintf(conn, "POST http://%s/echo HTTP/1.1\r\nHost: web.test\r\nContent-Length: 100\r\n\r\nonly a few bytes", lab.web.HTTP)
 		start := time.Now()
-		// A 502, then the close; or just the close. The proxy's close ends
-		// the copy without error, its 20 s deadline with one.
+		// A 408, then the close. The proxy's close ends the copy without
+		// error, its 20 s deadline with one.
 		if _, err := io.Copy(io.Discard, conn); err != nil {
 			t.Fatalf("the stalled request was not closed by the proxy: %v", err)
 		}
 		if d := time.Since(start); d < 900*time.Millisecond {
-			t.Errorf("the stalled request ended after %v, before timeouts.idle (1s)", d)
+			t.Errorf("the stalled request ended after %v, before timeouts.body (1s)", d)
 		}
 	})
 

@@ -9,6 +9,7 @@ import (
 
 	"nicproxy/config"
 	"nicproxy/proxy"
+	"nicproxy/proxy/upstream"
 )
 
 // check validates a config file and prints a one-screen summary of what
@@ -97,9 +98,11 @@ func printSummary(w io.Writer, cfg *config.Config) {
 	fmt.Fprintf(tw, "default:\t%s\n", describeVia(cfg.Default, def))
 	fmt.Fprintf(tw, "resolver:\t%s\n", describeResolver(cfg.Resolver))
 	t := cfg.Timeouts
-	fmt.Fprintf(tw, "timeouts:\thandshake %s, dial %s, attempt %s, idle %s, shutdown %s\n", t.Handshake, t.Dial, t.Attempt, t.Idle, t.Shutdown)
+	fmt.Fprintf(tw, "timeouts:\thandshake %s, dial %s, attempt %s, idle %s, body %s, shutdown %s\n", t.Handshake, t.Dial, t.Attempt, t.Idle, t.Body, t.Shutdown)
 	l := cfg.Limits
-	fmt.Fprintf(tw, "limits:\tmax_connections %d, max_handshakes %d, max_header_bytes %d\n", l.MaxConnections, l.MaxHandshakes, l.MaxHeaderBytes)
+	fmt.Fprintf(tw, "limits:\tmax_connections %d, max_handshakes %d, max_header_bytes %d, max_headers %d\n", l.MaxConnections, l.MaxHandshakes, l.MaxHeaderBytes, l.MaxHeaders)
+	fmt.Fprintf(tw, "\tHTTP headers past them: 431 from a client, 502 from an origin (%d interim 1xx answers at most)\n", proxy.MaxInformational)
+	fmt.Fprintf(tw, "\tat most %d of a name's addresses tried per NIC\n", upstream.MaxAttempts)
 	u := proxy.UDPLimits()
 	fmt.Fprintf(tw, "udp:\tper association %d destinations, %d datagrams and %d KiB queued while deciding, %d names in lookup; %d lookups in all\n",
 		u.Destinations, u.Queued, u.QueuedBytes>>10, u.Lookups, u.LookupsTotal)

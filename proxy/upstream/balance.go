@@ -33,13 +33,7 @@ func (b *balancer) order(d router.Decision, client netip.AddrPort, host string) 
 	var first int
 	switch d.Via.Strategy {
 	case config.StrategySticky:
-		// Same client and site, same NIC: the site keeps seeing one address.
-		var h maphash.Hash
-		h.SetSeed(b.seed)
-		ip := client.Addr().As16()
-		h.Write(ip[:])
-		h.WriteString(host)
-		first = int(h.Sum64() % uint64(len(nics)))
+		first = b.sticky(nics, client, host)
 	case config.StrategyLeastConnections:
 		b.mu.Lock()
 		for i, nic := range nics {
@@ -60,6 +54,27 @@ func (b *balancer) order(d router.Decision, client netip.AddrPort, host string) 
 	}
 	ordered := slices.Concat(nics[first:], nics[:first])
 	return ordered
+}
+
+// sticky is the index of the NIC a sticky balance picks: same client and
+// site, same NIC, so the site keeps seeing one address.
+func (b *balancer) sticky(nics []string, client netip.AddrPort, host string) int {
+	var h maphash.Hash
+	h.SetSeed(b.seed)
+	ip := client.Addr().As16()
+	h.Write(ip[:])
+	h.WriteString(host)
+	return int(h.Sum64() % uint64(len(nics)))
+}
+
+// StickyPick is the NIC a sticky balance tries first for client and host
+// (the one Dial dials unless it fails); "" for any other Via.
+func (d *Dialer) StickyPick(decision router.Decision, client netip.AddrPort, host string) string {
+	v := decision.Via
+	if v.Mode != config.ViaBalance || v.Strategy != config.StrategySticky || len(v.NICs) == 0 {
+		return ""
+	}
+	return v.NICs[d.balancer.sticky(v.NICs, client, host)]
 }
 
 // opened counts a connection on nic and returns the func that uncounts it.

@@ -398,13 +398,20 @@ func (d *Dialer) addresses(ctx context.Context, resolver Resolver, t Target, kno
 			v6 = append(v6, a)
 		}
 	}
-	return interleave(v4, v6), nil
+	ordered := interleave(v4, v6)
+	// The race tries at most MaxAttempts of them, both families kept.
+	return ordered[:min(len(ordered), MaxAttempts)], nil
 }
 
 // IsLoopback reports whether a destination host (a name or an IP literal)
 // is dialed unpinned, as System, because it never leaves the host; `route`
 // asks it to say what Dial will do.
 func IsLoopback(host string) bool { return isLoopback(Target{Host: host}) }
+
+// MaxAttempts is how many of a name's addresses one NIC's race tries (as
+// squid's forward_max_tries, 25): a name with 4,000 records would
+// otherwise make 4,000 connection attempts for one client's connection.
+const MaxAttempts = 25
 
 func isLoopback(t Target) bool {
 	if t.Addr.IsValid() {
