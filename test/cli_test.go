@@ -301,7 +301,7 @@ func TestHelp(t *testing.T) {
 	heads := map[string]string{
 		"run":           "Usage: nicproxy [run] [-c FILE] [-i NIC] [-l ADDR]\n",
 		"check":         "Usage: nicproxy check [-q] [-c FILE]\n",
-		"route":         "Usage: nicproxy route [-c FILE] [-u USER] [-s SRC] [--listener NAME] [--udp] DEST[:PORT]\n",
+		"route":         "Usage: nicproxy route [-c FILE] [-u USER] [-s SRC] [--listener NAME] [--udp] [--from-pid PID | --unit NAME] DEST[:PORT]\n",
 		"doctor":        "Usage: nicproxy doctor [-c FILE] [--target HOST:PORT]\n",
 		"reload":        "Usage: nicproxy reload [-c FILE] PID\n",
 		"hash-password": "Usage: nicproxy hash-password\n",

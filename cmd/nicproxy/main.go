@@ -36,7 +36,7 @@ func commands() []command {
 	return []command{
 		{"run", "nicproxy [run] [-c FILE] [-i NIC] [-l ADDR]", "serve (default: 127.0.0.1:1080, default-route NIC)", ""},
 		{"check", "nicproxy check [-q] [-c FILE]", "validate a config (default: the embedded one), print a summary", ""},
-		{"route", "nicproxy route [-c FILE] [-u USER] [-s SRC] [--listener NAME] [--udp] DEST[:PORT]", "which rule and NIC would carry DEST",
+		{"route", "nicproxy route [-c FILE] [-u USER] [-s SRC] [--listener NAME] [--udp] [--from-pid PID | --unit NAME] DEST[:PORT]", "which rule and NIC would carry DEST",
 			"DEST[:PORT]  the destination: a name, an IPv4 address or an IPv6 one ([2001:db8::1]:443 with a port)"},
 		{"doctor", "nicproxy doctor [-c FILE] [--target HOST:PORT]", "diagnose the host for each NIC", ""},
 		{"exec", "nicproxy exec [-c FILE | -i NIC] [--user USER] [--] CMD [ARGS...]", "run CMD with every socket it opens pinned (cgroup BPF)",

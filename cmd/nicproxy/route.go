@@ -44,16 +44,16 @@ func route(args []string, stdout, stderr io.Writer) int {
 		}
 		client = netip.AddrPortFrom(a, 0)
 	}
-	var peer *router.Peer
-	if err == nil {
-		peer, err = routePeer(*fromPID, *unit)
-	}
-	if _, usage := err.(usageError); err != nil && !usage {
-		fmt.Fprintf(stderr, "nicproxy route: --from-pid: %v\n", err)
-		return exitFailure
-	}
 	if err != nil {
 		return helpOrUsage(stdout, stderr, "route", fs, err)
+	}
+	peer, err := routePeer(*fromPID, *unit)
+	if _, usage := err.(usageError); usage {
+		return helpOrUsage(stdout, stderr, "route", fs, err)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "nicproxy route: --from-pid: %v\n", err)
+		return exitFailure
 	}
 
 	opts, err := hostOptions()
