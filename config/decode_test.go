@@ -206,8 +206,8 @@ func TestParseDefaults(t *testing.T) {
 		Interfaces: map[string]Interface{},
 		Default:    Via{Mode: ViaPinned, NICs: []string{"ens160"}},
 		Timeouts: Timeouts{Handshake: 10 * time.Second, Dial: 10 * time.Second, Attempt: 250 * time.Millisecond,
-			Idle: 5 * time.Minute, Shutdown: 10 * time.Second},
-		Resolver: Resolver{Via: "ens160", CacheSize: 10000, MaxTTL: 10 * time.Minute},
+			ResolutionDelay: 50 * time.Millisecond, Idle: 5 * time.Minute, Shutdown: 10 * time.Second},
+		Resolver: Resolver{Via: "ens160", CacheSize: 10000, MaxTTL: 10 * time.Minute, NegativeTTLWithoutSOA: 5 * time.Second},
 		Limits:   Limits{MaxConnections: 20000, MaxHandshakes: 1024, MaxHeaderBytes: 64 << 10},
 		Log:      Log{Level: "info", Format: "console", Access: true},
 		// A loopback listener and no users: a one-person local proxy.
@@ -225,27 +225,48 @@ func TestParseDefaults(t *testing.T) {
 // (system for default: system), the file can name another, and -i, which
 // drops the rules that would need it, takes the flag's NIC.
 func TestParseResolver(t *testing.T) {
+	const neg = 5 * time.Second
 	for _, tc := range []struct {
 		name, yaml string
 		opts       Options
 		want       Resolver
 		attempt    time.Duration
+		resDelay   time.Duration
 	}{
 		{"default's first NIC", "default: [ens33, ens160]\n", hostOpts(),
-			Resolver{Via: "ens33", CacheSize: 10000, MaxTTL: 10 * time.Minute}, 250 * time.Millisecond},
+			Resolver{Via: "ens33", CacheSize: 10000, MaxTTL: 10 * time.Minute, NegativeTTLWithoutSOA: neg}, 250 * time.Millisecond, 50 * time.Millisecond},
 		{"system", "default: system\n", hostOpts(),
-			Resolver{Via: "system", CacheSize: 10000, MaxTTL: 10 * time.Minute}, 250 * time.Millisecond},
-		{"named", "default: ens33\nresolver: {via: ens160, cache_size: 0, min_ttl: 5s, max_ttl: 1h}\ntimeouts: {attempt: 100ms}\n", hostOpts(),
-			Resolver{Via: "ens160", CacheSize: 0, MinTTL: 5 * time.Second, MaxTTL: time.Hour}, 100 * time.Millisecond},
+			Resolver{Via: "system", CacheSize: 10000, MaxTTL: 10 * time.Minute, NegativeTTLWithoutSOA: neg}, 250 * time.Millisecond, 50 * time.Millisecond},
+		{"named", "default: ens33\nresolver: {via: ens160, cache_size: 0, min_ttl: 5s, max_ttl: 1h, negative_ttl_without_soa: 2s}\ntimeouts: {attempt: 100ms, resolution_delay: 20ms}\n", hostOpts(),
+			Resolver{Via: "ens160", CacheSize: 0, MinTTL: 5 * time.Second, MaxTTL: time.Hour, NegativeTTLWithoutSOA: 2 * time.Second}, 100 * time.Millisecond, 20 * time.Millisecond},
+		{"negative_ttl_without_soa off", "default: ens33\nresolver: {negative_ttl_without_soa: 0s}\n", hostOpts(),
+			Resolver{Via: "ens33", CacheSize: 10000, MaxTTL: 10 * time.Minute}, 250 * time.Millisecond, 50 * time.Millisecond},
 		{"-i", "default: ens33\nresolver: {via: ens33}\n", Options{Interfaces: []string{"ens33", "ens160"}, InterfaceOverride: "ens160"},
-			Resolver{Via: "ens160", CacheSize: 10000, MaxTTL: 10 * time.Minute}, 250 * time.Millisecond},
+			Resolver{Via: "ens160", CacheSize: 10000, MaxTTL: 10 * time.Minute, NegativeTTLWithoutSOA: neg}, 250 * time.Millisecond, 50 * time.Millisecond},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := mustParse(t, tc.yaml, tc.opts)
-			if cfg.Resolver != tc.want || cfg.Timeouts.Attempt != tc.attempt {
-				t.Errorf("Resolver = %+v, attempt %v; want %+v, %v", cfg.Resolver, cfg.Timeouts.Attempt, tc.want, tc.attempt)
+			if cfg.Resolver != tc.want || cfg.Timeouts.Attempt != tc.attempt || cfg.Timeouts.ResolutionDelay != tc.resDelay {
+				t.Errorf("Resolver = %+v, attempt %v, resolution_delay %v; want %+v, %v, %v",
+					cfg.Resolver, cfg.Timeouts.Attempt, cfg.Timeouts.ResolutionDelay, tc.want, tc.attempt, tc.resDelay)
 			}
 		})
+	}
+}
+
+// TestParseNegativeTTLWithoutSOABounds: a negative or over-long
+// negative_ttl_without_soa, or a resolution_delay of 0, is an error naming
+// the key.
+func TestParseNegativeTTLWithoutSOABounds(t *testing.T) {
+	for _, tc := range []struct{ yaml, key string }{
+		{"default: ens33\nresolver: {negative_ttl_without_soa: -1s}\n", "resolver.negative_ttl_without_soa"},
+		{"default: ens33\nresolver: {negative_ttl_without_soa: 1m}\n", "resolver.negative_ttl_without_soa"},
+		{"default: ens33\ntimeouts: {resolution_delay: 0s}\n", "timeouts.resolution_delay"},
+	} {
+		_, err := Parse("test.yaml", []byte(tc.yaml), hostOpts())
+		if err == nil || !strings.Contains(err.Error(), tc.key) {
+			t.Errorf("%q: error %v, want one naming %s", tc.yaml, err, tc.key)
+		}
 	}
 }
 

@@ -322,6 +322,10 @@ type Timeouts struct {
 	// Attempt is the Happy Eyeballs delay (RFC 8305): how long one address
 	// may try alone before the next address starts beside it; default 250ms.
 	Attempt time.Duration
+	// ResolutionDelay is RFC 8305's Resolution Delay: once one family's
+	// addresses are known, how long a dial waits for the other before it
+	// connects with what it has; default 50ms.
+	ResolutionDelay time.Duration
 	// Idle closes a relay with no traffic either way; default 5m.
 	Idle time.Duration
 	// Shutdown is how long open connections may finish on SIGTERM;
@@ -345,6 +349,10 @@ type Resolver struct {
 	CacheSize int
 	// MinTTL and MaxTTL clamp the TTL of cached answers; defaults 0 and 10m.
 	MinTTL, MaxTTL time.Duration
+	// NegativeTTLWithoutSOA is how long a negative answer without an SOA
+	// (NOERROR with no records, as many home routers answer AAAA) is
+	// cached per NIC; 0 keeps RFC 2308's "not at all". Default 5s, at most 30s.
+	NegativeTTLWithoutSOA time.Duration
 }
 
 // LocalPolicy is the value of local_destinations.

@@ -37,6 +37,15 @@ type Config struct {
 
 	CacheSize      int           // names kept; 0 turns caching off (queries still shared in flight)
 	MinTTL, MaxTTL time.Duration // clamp for positive answers; MaxTTL 0 means DefaultMaxTTL
+	// NegativeTTLWithoutSOA is how long a negative answer that carries no
+	// SOA is kept (RFC 2308 says not at all: 0), at most MaxNegativeTTL.
+	// Many home routers and dnsmasq answer AAAA that way; without it every
+	// connection to an IPv4-only name asks AAAA again.
+	NegativeTTLWithoutSOA time.Duration
+	// ResolutionDelay is how long a lookup of both families waits for the
+	// second once the first has addresses (RFC 8305 section 3); the late
+	// answer still lands in the cache. 0 means DefaultResolutionDelay.
+	ResolutionDelay time.Duration
 
 	// OnQuery is called once per question sent (one name, one family,
 	// however many servers and retries it took) with its result: "ok",
@@ -56,6 +65,12 @@ const (
 	DefaultMaxTTL        = 10 * time.Minute
 	// MaxNegativeTTL bounds how long a name is known not to exist.
 	MaxNegativeTTL = 30 * time.Second
+	// DefaultResolutionDelay is RFC 8305's recommended Resolution Delay.
+	DefaultResolutionDelay = 50 * time.Millisecond
+	// MaxAddrsPerFamily bounds the addresses kept (and returned) per
+	// family of one name, so the cache's memory is bounded in bytes, not
+	// only in names: an answer of hundreds of records is cut to its first.
+	MaxAddrsPerFamily = 16
 )
 
 // ErrNoNameserver is wrapped by the error of a lookup that has no server
@@ -95,6 +110,7 @@ type Resolver struct {
 	mu      sync.Mutex
 	cache   lru
 	flights map[flightKey]*flight
+	running sync.WaitGroup // every flight's goroutine, for Close
 
 	hits, misses, queries atomic.Uint64
 }
@@ -113,6 +129,10 @@ func New(cfg Config) *Resolver {
 	if cfg.MaxTTL <= 0 {
 		cfg.MaxTTL = DefaultMaxTTL
 	}
+	if cfg.ResolutionDelay <= 0 {
+		cfg.ResolutionDelay = DefaultResolutionDelay
+	}
+	cfg.NegativeTTLWithoutSOA = min(max(cfg.NegativeTTLWithoutSOA, 0), MaxNegativeTTL)
 	if cfg.Dial == nil {
 		cfg.Dial = func(context.Context, string, string) (net.Conn, error) {
 			return nil, errors.New("dnscache: Config.Dial is nil")
@@ -136,6 +156,21 @@ func (r *Resolver) Stats() Stats {
 	entries := r.cache.len()
 	r.mu.Unlock()
 	return Stats{Hits: r.hits.Load(), Misses: r.misses.Load(), Queries: r.queries.Load(), Entries: entries}
+}
+
+// Close cancels the questions still in flight and waits for them to end.
+// A lookup that stopped waiting for its second family (ResolutionDelay)
+// leaves that question running so its answer reaches the cache; each such
+// question ends by itself within its resolv.conf budget, and Close ends
+// them at once. Lookups may still be made after Close.
+func (r *Resolver) Close() {
+	r.mu.Lock()
+	for key, f := range r.flights {
+		f.cancel()
+		delete(r.flights, key)
+	}
+	r.mu.Unlock()
+	r.running.Wait()
 }
 
 // Lookup returns host's IPv4 and IPv6 addresses, asking for both at once.

@@ -98,7 +98,8 @@ func printSummary(w io.Writer, cfg *config.Config) {
 	fmt.Fprintf(tw, "default:\t%s\n", describeVia(cfg.Default, def))
 	fmt.Fprintf(tw, "resolver:\t%s\n", describeResolver(cfg.Resolver))
 	t := cfg.Timeouts
-	fmt.Fprintf(tw, "timeouts:\thandshake %s, dial %s, attempt %s, idle %s, shutdown %s\n", t.Handshake, t.Dial, t.Attempt, t.Idle, t.Shutdown)
+	fmt.Fprintf(tw, "timeouts:\thandshake %s, dial %s, attempt %s, resolution_delay %s, idle %s, shutdown %s\n",
+		t.Handshake, t.Dial, t.Attempt, t.ResolutionDelay, t.Idle, t.Shutdown)
 	l := cfg.Limits
 	fmt.Fprintf(tw, "limits:\tmax_connections %d, max_handshakes %d, max_header_bytes %d\n", l.MaxConnections, l.MaxHandshakes, l.MaxHeaderBytes)
 	local := string(cfg.LocalDestinations)
@@ -123,7 +124,11 @@ func describeResolver(r config.Resolver) string {
 	if r.CacheSize == 0 {
 		return via + "; no cache"
 	}
-	return fmt.Sprintf("%s; cache %d names per NIC, TTL clamped to %s..%s", via, r.CacheSize, r.MinTTL, r.MaxTTL)
+	noSOA := "negative answers without SOA not cached"
+	if r.NegativeTTLWithoutSOA > 0 {
+		noSOA = "negative answers without SOA cached " + r.NegativeTTLWithoutSOA.String()
+	}
+	return fmt.Sprintf("%s; cache %d names per NIC, TTL clamped to %s..%s, %s", via, r.CacheSize, r.MinTTL, r.MaxTTL, noSOA)
 }
 
 func interfaceOptions(it config.Interface) string {

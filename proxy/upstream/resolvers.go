@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
+	"time"
 
 	"nicproxy/bind"
 	"nicproxy/bind/dnscache"
@@ -31,6 +32,7 @@ type DNSObserver interface {
 // cache settings.
 type resolvers struct {
 	settings config.Resolver
+	resDelay time.Duration // timeouts.resolution_delay
 	observer DNSObserver
 	// carried are the previous set's resolvers, offered to this set as it
 	// fills; a copy, so sets of past reloads are not kept alive in a chain.
@@ -48,13 +50,14 @@ type nicResolver struct {
 	resolver *dnscache.Resolver
 }
 
-func newResolvers(settings config.Resolver, observer DNSObserver, prev *resolvers) *resolvers {
+func newResolvers(settings config.Resolver, resDelay time.Duration, observer DNSObserver, prev *resolvers) *resolvers {
 	if observer == nil {
 		observer = discardDNS{}
 	}
-	rs := &resolvers{settings: settings, observer: observer, byNIC: map[string]*nicResolver{}}
-	// When the cache size or TTL clamps changed, every cache starts afresh.
-	if prev != nil && prev.settings == settings {
+	rs := &resolvers{settings: settings, resDelay: resDelay, observer: observer, byNIC: map[string]*nicResolver{}}
+	// When the cache size, TTL clamps or resolution delay changed, every
+	// cache starts afresh.
+	if prev != nil && prev.settings == settings && prev.resDelay == resDelay {
 		prev.mu.Lock()
 		rs.carried, rs.carriedSys = maps.Clone(prev.byNIC), prev.sys
 		prev.mu.Unlock()
@@ -76,6 +79,7 @@ func (rs *resolvers) forNIC(nic string, servers []netip.AddrPort, dialer *bind.D
 	cache := dnscache.New(dnscache.Config{
 		NIC: nic, Servers: servers, Dial: dialer.DialContext,
 		CacheSize: rs.settings.CacheSize, MinTTL: rs.settings.MinTTL, MaxTTL: rs.settings.MaxTTL,
+		NegativeTTLWithoutSOA: rs.settings.NegativeTTLWithoutSOA, ResolutionDelay: rs.resDelay,
 		OnQuery:    func(result string) { rs.observer.Query(nic, result) },
 		OnCacheHit: func() { rs.observer.CacheHit(nic) },
 	})

@@ -149,7 +149,7 @@ func New(cfg *config.Config, opts Options) *Dialer {
 		dialTimeout: cfg.Timeouts.Dial,
 		attemptWait: cfg.Timeouts.Attempt,
 		balancer:    bal,
-		resolvers:   newResolvers(cfg.Resolver, opts.DNS, prev),
+		resolvers:   newResolvers(cfg.Resolver, cfg.Timeouts.ResolutionDelay, opts.DNS, prev),
 		checkAddr:   opts.CheckAddr,
 		dynamic:     map[string]*nicDialer{},
 	}
