@@ -16,7 +16,9 @@ import (
 // LinkWatcher answers Links from memory: it lists the NICs once, then keeps
 // the list current from the kernel's link notifications (RTM_NEWLINK and
 // RTM_DELLINK), so a dial reads a map instead of listing every interface
-// through the kernel. When a notification is lost (the socket's buffer
+// through the kernel. It follows addresses and IPv6 routes the same way
+// (RTM_NEWADDR, RTM_DELADDR, RTM_NEWROUTE, RTM_DELROUTE) for each NIC's
+// Families, so deciding which families to ask costs a dial nothing. When a notification is lost (the socket's buffer
 // overflowed, or any receive error), it subscribes again and re-lists.
 //
 // A name it does not know is asked of the kernel before it is called
@@ -34,6 +36,7 @@ type LinkWatcher struct {
 type linkTable struct {
 	byIndex map[int]Link
 	byName  map[string]Link
+	fams    map[int]Families // by index, Known set
 }
 
 // NewLinkWatcher lists the NICs of the calling thread's network namespace
@@ -72,26 +75,80 @@ func (w *LinkWatcher) Link(name string) (Link, error) {
 	return w.kernel.Link(name)
 }
 
+// Families implements FamilyLinks from memory; a NIC the watcher does not
+// know is asked of the kernel, as Link does.
+func (w *LinkWatcher) Families(name string) (Families, error) {
+	if t := w.links.Load(); t != nil {
+		if link, ok := t.byName[name]; ok {
+			f := t.fams[link.Index]
+			f.Known = true
+			return f, nil
+		}
+	}
+	return w.kernel.Families(name)
+}
+
+// subscriptions are the three notification streams the watcher follows.
+type subscriptions struct {
+	links  chan netlink.LinkUpdate
+	addrs  chan netlink.AddrUpdate
+	routes chan netlink.RouteUpdate
+	done   chan struct{}
+}
+
+func newSubscriptions() *subscriptions {
+	return &subscriptions{
+		links:  make(chan netlink.LinkUpdate, 64),
+		addrs:  make(chan netlink.AddrUpdate, 64),
+		routes: make(chan netlink.RouteUpdate, 256),
+		done:   make(chan struct{}),
+	}
+}
+
+// stop ends the subscriptions and waits for their readers to close their
+// channels, which they do once their sockets are closed, so no goroutine
+// of them outlives Run. started says how many were subscribed.
+func (s *subscriptions) stop(started int) {
+	close(s.done)
+	if started > 0 {
+		drain(s.links)
+	}
+	if started > 1 {
+		drain(s.addrs)
+	}
+	if started > 2 {
+		drain(s.routes)
+	}
+}
+
 // subscribe starts link notifications from the watcher's namespace. It
 // names the namespace only when the calling thread is in another one (a
 // watcher made inside a test's namespace, run from elsewhere): naming it
 // makes netlink enter it, which needs CAP_SYS_ADMIN even when it is the
 // current namespace.
-func (w *LinkWatcher) subscribe(updates chan netlink.LinkUpdate, done chan struct{}) error {
+func (w *LinkWatcher) subscribe(subs *subscriptions) (started int, err error) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	opts := netlink.LinkSubscribeOptions{
-		ErrorCallback: func(error) {}, // the closed channel in Run is the signal
-	}
+	onError := func(error) {} // the closed channel in Run is the signal
 	current, err := netns.Get()
 	if err != nil {
-		return fmt.Errorf("current network namespace: %w", err)
+		return 0, fmt.Errorf("current network namespace: %w", err)
 	}
 	defer current.Close()
+	var ns *netns.NsHandle
 	if !current.Equal(w.ns) {
-		opts.Namespace = &w.ns
+		ns = &w.ns
 	}
-	return netlink.LinkSubscribeWithOptions(updates, done, opts)
+	if err := netlink.LinkSubscribeWithOptions(subs.links, subs.done, netlink.LinkSubscribeOptions{Namespace: ns, ErrorCallback: onError}); err != nil {
+		return 0, err
+	}
+	if err := netlink.AddrSubscribeWithOptions(subs.addrs, subs.done, netlink.AddrSubscribeOptions{Namespace: ns, ErrorCallback: onError}); err != nil {
+		return 1, err
+	}
+	if err := netlink.RouteSubscribeWithOptions(subs.routes, subs.done, netlink.RouteSubscribeOptions{Namespace: ns, ErrorCallback: onError}); err != nil {
+		return 2, err
+	}
+	return 3, nil
 }
 
 // Run follows link notifications until ctx ends, then releases the
@@ -105,45 +162,78 @@ func (w *LinkWatcher) Run(ctx context.Context) error {
 		// Subscribe before listing, so no change between the two is
 		// missed; a notification older than the list is applied on top of
 		// it, and the newer ones that follow it correct it.
-		updates := make(chan netlink.LinkUpdate, 64)
-		done := make(chan struct{})
-		if err := w.subscribe(updates, done); err != nil {
-			close(done)
+		subs := newSubscriptions()
+		if started, err := w.subscribe(subs); err != nil {
+			subs.stop(started)
 			return fmt.Errorf("watch links: subscribe: %w", err)
 		}
 		if err := w.relist(); err != nil {
-			close(done)
-			drain(updates)
+			subs.stop(3)
 			return err
 		}
-		lost := w.follow(ctx, updates)
-		close(done)
-		drain(updates)
+		lost := w.follow(ctx, subs)
+		subs.stop(3)
 		if !lost {
 			return ctx.Err()
 		}
 	}
 }
 
-// follow applies updates until ctx ends (false) or the subscription dies
-// (true: notifications may have been lost).
-func (w *LinkWatcher) follow(ctx context.Context, updates <-chan netlink.LinkUpdate) bool {
+// follow applies updates until ctx ends (false) or a subscription dies
+// (true: notifications may have been lost). An address or route change
+// re-reads every NIC's families once for all the changes queued with it:
+// a route table loaded at boot is a burst of hundreds.
+func (w *LinkWatcher) follow(ctx context.Context, subs *subscriptions) bool {
 	for {
 		select {
 		case <-ctx.Done():
 			return false
-		case u, ok := <-updates:
+		case u, ok := <-subs.links:
 			if !ok {
 				return ctx.Err() == nil
 			}
 			w.apply(u)
+		case _, ok := <-subs.addrs:
+			if !ok || !w.refreshFamilies(subs) {
+				return ctx.Err() == nil
+			}
+		case _, ok := <-subs.routes:
+			if !ok || !w.refreshFamilies(subs) {
+				return ctx.Err() == nil
+			}
 		}
 	}
 }
 
+// refreshFamilies takes the address and route notifications queued now,
+// then re-reads the families; false when a channel closed or the read failed.
+func (w *LinkWatcher) refreshFamilies(subs *subscriptions) bool {
+	for more := true; more; {
+		select {
+		case _, ok := <-subs.addrs:
+			if !ok {
+				return false
+			}
+		case _, ok := <-subs.routes:
+			if !ok {
+				return false
+			}
+		default:
+			more = false
+		}
+	}
+	fams, err := listFamilies(w.handle)
+	if err != nil {
+		return false
+	}
+	t := w.links.Load()
+	w.links.Store(newLinkTable(t.byIndex, fams))
+	return true
+}
+
 // drain waits for the subscription's reader to close its channel, which it
 // does once its socket is closed, so no goroutine of it outlives Run.
-func drain(updates <-chan netlink.LinkUpdate) {
+func drain[T any](updates <-chan T) {
 	for range updates {
 	}
 }
@@ -156,7 +246,7 @@ func (w *LinkWatcher) apply(u netlink.LinkUpdate) {
 	} else {
 		byIndex[index] = linkOf(u.Link)
 	}
-	w.links.Store(newLinkTable(byIndex))
+	w.links.Store(newLinkTable(byIndex, w.links.Load().fams))
 }
 
 func (w *LinkWatcher) relist() error {
@@ -168,7 +258,11 @@ func (w *LinkWatcher) relist() error {
 	for _, l := range links {
 		byIndex[l.Attrs().Index] = linkOf(l)
 	}
-	w.links.Store(newLinkTable(byIndex))
+	fams, err := listFamilies(w.handle)
+	if err != nil {
+		return fmt.Errorf("watch links: %w", err)
+	}
+	w.links.Store(newLinkTable(byIndex, fams))
 	return nil
 }
 
@@ -177,8 +271,8 @@ func (w *LinkWatcher) close() {
 	w.ns.Close()
 }
 
-func newLinkTable(byIndex map[int]Link) *linkTable {
-	t := &linkTable{byIndex: byIndex, byName: make(map[string]Link, len(byIndex))}
+func newLinkTable(byIndex map[int]Link, fams map[int]Families) *linkTable {
+	t := &linkTable{byIndex: byIndex, byName: make(map[string]Link, len(byIndex)), fams: fams}
 	for _, l := range byIndex {
 		t.byName[l.Name] = l
 	}

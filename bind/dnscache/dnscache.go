@@ -185,6 +185,16 @@ func (r *Resolver) Lookup(ctx context.Context, host string) (Result, error) {
 // IPv6), "ip4" or "ip6", asking only for the families needed. It satisfies
 // proxy/router.Resolver. The slice is the caller's to change.
 func (r *Resolver) LookupNetIP(ctx context.Context, network, host string) ([]netip.Addr, error) {
+	res, err := r.LookupNetwork(ctx, network, host)
+	if err != nil {
+		return nil, err
+	}
+	return append(res.V4, res.V6...), nil
+}
+
+// LookupNetwork is Lookup for network "ip" (both families), "ip4" or
+// "ip6": only the families needed are asked.
+func (r *Resolver) LookupNetwork(ctx context.Context, network, host string) (Result, error) {
 	var want [2]bool
 	switch network {
 	case "ip":
@@ -194,13 +204,9 @@ func (r *Resolver) LookupNetIP(ctx context.Context, network, host string) ([]net
 	case "ip6":
 		want[ipv6] = true
 	default:
-		return nil, &net.DNSError{Err: "unsupported network " + network, Name: host}
+		return Result{}, &net.DNSError{Err: "unsupported network " + network, Name: host}
 	}
-	res, err := r.lookup(ctx, host, want)
-	if err != nil {
-		return nil, err
-	}
-	return append(res.V4, res.V6...), nil
+	return r.lookup(ctx, host, want)
 }
 
 func (r *Resolver) lookup(ctx context.Context, host string, want [2]bool) (Result, error) {

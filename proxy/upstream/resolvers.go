@@ -70,11 +70,11 @@ func (rs *resolvers) forNIC(nic string, servers []netip.AddrPort, dialer *bind.D
 	rs.mu.Lock()
 	defer rs.mu.Unlock()
 	if r, ok := rs.byNIC[nic]; ok {
-		return r.resolver
+		return familyResolver{r.resolver, dialer}
 	}
 	if old, ok := rs.carried[nic]; ok && slices.Equal(old.servers, servers) && old.options == dialer.Options {
 		rs.byNIC[nic] = old
-		return old.resolver
+		return familyResolver{old.resolver, dialer}
 	}
 	cache := dnscache.New(dnscache.Config{
 		NIC: nic, Servers: servers, Dial: dialer.DialContext,
@@ -85,7 +85,28 @@ func (rs *resolvers) forNIC(nic string, servers []netip.AddrPort, dialer *bind.D
 	})
 	r := &nicResolver{servers: servers, options: dialer.Options, resolver: cache}
 	rs.byNIC[nic] = r
-	return r.resolver
+	return familyResolver{r.resolver, dialer}
+}
+
+// familyResolver asks a name, when both families are wanted, only for the
+// families its NIC can carry now (bind.Families: AI_ADDRCONFIG per NIC),
+// read from the dialer's Links, which the link watcher keeps in memory.
+type familyResolver struct {
+	cache  *dnscache.Resolver
+	dialer *bind.Dialer
+}
+
+func (f familyResolver) LookupNetIP(ctx context.Context, network, host string) ([]netip.Addr, error) {
+	if network == "ip" {
+		network = f.dialer.Families().Network()
+	}
+	return f.cache.LookupNetIP(ctx, network, host)
+}
+
+// Lookup is the router's lookup for dst rules (it reports whether the
+// cache answered), narrowed to the NIC's families like LookupNetIP.
+func (f familyResolver) Lookup(ctx context.Context, host string) (dnscache.Result, error) {
+	return f.cache.LookupNetwork(ctx, f.dialer.Families().Network(), host)
 }
 
 // stats returns nic's cache counters, if nic has a resolver yet.
