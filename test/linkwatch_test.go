@@ -56,3 +56,42 @@ func TestLinkWatcher(t *testing.T) {
 	}
 	eventually(t, 5*time.Second, func() bool { _, missing := state("ens200"); return missing }, func() string { return "ens200 still reported after deletion" })
 }
+
+// TestLinkWatcherFamilies: the watcher knows each NIC's address families
+// from memory and follows them: on the lab's IPv6-less host only IPv4;
+// after EnableIPv6 a global address and route; without the address, no
+// AAAA again; with it back, AAAA again.
+func TestLinkWatcherFamilies(t *testing.T) {
+	lab := netlab.New(t)
+	var w *bind.LinkWatcher
+	if err := lab.InHost(func() (err error) { w, err = bind.NewLinkWatcher(); return err }); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() { _ = w.Run(ctx) })
+	defer func() { cancel(); wg.Wait() }()
+
+	network := func() string {
+		f, err := w.Families("ens160")
+		if err != nil || !f.Known {
+			t.Fatalf("Families(ens160): %+v, %v", f, err)
+		}
+		return f.Network()
+	}
+	if !lab.IPv6Disabled() {
+		t.Fatal("the lab's host has IPv6 enabled by default")
+	}
+	if got := network(); got != "ip4" {
+		t.Fatalf("ens160 on the IPv6-less host asks %q, want ip4", got)
+	}
+	lab.EnableIPv6()
+	eventually(t, 5*time.Second, func() bool { return network() == "ip" }, func() string { return "ens160's IPv6 address and route never seen" })
+	lab.DelAddress6(netlab.Ens160)
+	eventually(t, 5*time.Second, func() bool { return network() == "ip4" }, func() string { return "ens160's IPv6 address still seen after removal" })
+	if f, _ := w.Families("ens160"); !f.Route6 || f.Addr6 {
+		t.Errorf("ens160 without its address: %+v, want its IPv6 route kept and no global address", f)
+	}
+	lab.AddAddress6(netlab.Ens160)
+	eventually(t, 5*time.Second, func() bool { return network() == "ip" }, func() string { return "ens160's IPv6 address never seen again" })
+}
