@@ -29,7 +29,7 @@ var namesZone = map[string][]netip.Addr{
 // server; with ipv6 the host's NICs get IPv6 addresses and routes, without
 // it the host is the lab's default, IPv6 disabled (checked, so the variant
 // is explicit). options is resolv.conf's options line.
-func newNamesLab(t *testing.T, z netlab.Zone, ipv6 bool, options string) *speedLab {
+func newNamesLab(t testing.TB, z netlab.Zone, ipv6 bool, options string) *speedLab {
 	t.Helper()
 	lab := netlab.New(t)
 	if ipv6 {
