@@ -469,3 +469,17 @@ rules:
 		t.Errorf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }
+
+// TestParseInterfaceDNSAuto: `dns: auto` asks for the NIC's own servers
+// (no explicit list) and keeps the NIC's other options; an absent dns
+// means the same, without the flag.
+func TestParseInterfaceDNSAuto(t *testing.T) {
+	cfg := mustParse(t, "interfaces:\n  ens33: {dns: auto, check: {target: \"192.0.2.1:53\"}}\n  ens160: {mark: 1}\ndefault: ens33\n", hostOpts())
+	e33, e160 := cfg.Interfaces["ens33"], cfg.Interfaces["ens160"]
+	if !e33.DNSAuto || len(e33.DNS) != 0 || e33.Check == nil {
+		t.Errorf("ens33 (dns: auto): %+v", e33)
+	}
+	if e160.DNSAuto || len(e160.DNS) != 0 {
+		t.Errorf("ens160 (no dns): %+v", e160)
+	}
+}

@@ -154,9 +154,14 @@ type Interface struct {
 	Mark uint32
 	// HasMark tells a configured mark from none, since 0 is a valid uint32.
 	HasMark bool
-	// DNS are resolvers reached through this NIC; empty means the system's
-	// nameservers, queried through this NIC. A bare IP gets port 53.
+	// DNS are resolvers reached through this NIC; empty means the NIC's
+	// own servers where the host keeps them per link (systemd-resolved),
+	// else the system's nameservers, queried through this NIC. A bare IP
+	// gets port 53.
 	DNS []netip.AddrPort
+	// DNSAuto is true when the file says `dns: auto`, which is what an
+	// absent dns means too: the NIC's own servers, else the system's.
+	DNSAuto bool
 	// Check is the active health check; nil when absent.
 	Check *Check
 }
@@ -354,6 +359,10 @@ type Resolver struct {
 	// cached per NIC; 0 keeps RFC 2308's "not at all". Default 5s, at most 30s.
 	NegativeTTLWithoutSOA time.Duration
 }
+
+// DNSAuto is the value of interfaces.NIC.dns that asks for the NIC's own
+// servers from the host's per-link source (the default).
+const DNSAuto = "auto"
 
 // LocalPolicy is the value of local_destinations.
 type LocalPolicy string

@@ -78,6 +78,9 @@ type Options struct {
 	// caller runs a bind.LinkWatcher here so dials read NIC state from
 	// memory.
 	Links bind.Links
+	// LinkDNS reports each NIC's own DNS servers (systemd-resolved's per
+	// link); nil: NICs without a dns setting use the system's nameservers.
+	LinkDNS upstream.LinkDNS
 }
 
 // New builds a Server for cfg. It opens nothing until Listen.
@@ -103,7 +106,7 @@ func New(cfg *config.Config, log *zap.Logger, opts Options) *Server {
 // carry over from it.
 func (s *Server) newState(cfg *config.Config, prev *state) *state {
 	opts := upstream.Options{
-		Links: s.opts.Links, Healthy: s.health.healthy, DNS: s.report,
+		Links: s.opts.Links, LinkDNS: s.opts.LinkDNS, Healthy: s.health.healthy, DNS: s.report,
 		// Names are checked once resolved: one that resolves to nicproxy's
 		// own listener, or to the host under local_destinations: deny, is
 		// refused like the literal.

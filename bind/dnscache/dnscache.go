@@ -28,8 +28,14 @@ type DialFunc func(ctx context.Context, network, address string) (net.Conn, erro
 // Config configures a Resolver for one NIC.
 type Config struct {
 	NIC     string           // for messages and errors
-	Servers []netip.AddrPort // interfaces.<nic>.dns, used in turn; empty: resolv.conf's nameservers
+	Servers []netip.AddrPort // interfaces.<nic>.dns, used in turn; empty: LinkServers', else resolv.conf's nameservers
 	Dial    DialFunc         // required: the NIC's pinned dialer
+	// LinkServers, when set and Servers is empty, returns the NIC's own
+	// servers from a per-link source (systemd-resolved), or none; it is
+	// called on every lookup, so it must read memory (linkdns.Watcher).
+	// LinkOrigin says where they come from, for Servers.
+	LinkServers func() []netip.AddrPort
+	LinkOrigin  string
 
 	ResolvConf    string // "" -> /etc/resolv.conf
 	StubUpstreams string // "" -> /run/systemd/resolve/resolv.conf

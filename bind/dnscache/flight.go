@@ -17,6 +17,8 @@ import (
 type settings struct {
 	conf     *resolvConf
 	stub     []netip.AddrPort // the stub upstreams they were built from
+	link     []netip.AddrPort // the per-link servers they were built from
+	origin   string           // where servers come from, for Servers
 	servers  []netip.AddrPort
 	rotate   bool
 	noServer error // set when there is no server to ask: the lookup fails with it
@@ -25,23 +27,33 @@ type settings struct {
 // current returns the settings, rebuilt when a file they come from changed.
 func (r *Resolver) current(now time.Time) *settings {
 	conf := r.resolv.get(now)
-	var stub []netip.AddrPort
-	needStub := len(r.cfg.Servers) == 0 &&
+	var stub, link []netip.AddrPort
+	if len(r.cfg.Servers) == 0 && r.cfg.LinkServers != nil {
+		link = r.cfg.LinkServers()
+	}
+	needStub := len(r.cfg.Servers) == 0 && len(link) == 0 &&
 		(len(conf.servers) == 0 || slices.ContainsFunc(conf.servers, netip.Addr.IsLoopback))
 	if needStub {
 		stub = r.stub.get(now)
 	}
 	r.setMu.Lock()
 	defer r.setMu.Unlock()
-	if s := r.settings; s != nil && s.conf == conf && slices.Equal(s.stub, stub) {
+	if s := r.settings; s != nil && s.conf == conf && slices.Equal(s.stub, stub) && slices.Equal(s.link, link) {
 		return s
 	}
-	s := &settings{conf: conf, stub: stub}
+	s := &settings{conf: conf, stub: stub, link: link}
 	switch {
 	case len(r.cfg.Servers) > 0:
 		// Explicit servers take turns, as the pinned net.Resolver had them.
 		s.servers, s.rotate = r.cfg.Servers, true
+		s.origin = "interfaces." + r.cfg.NIC + ".dns"
+	case len(link) > 0:
+		// The link's own servers, in the order the link has them, as
+		// systemd-resolved uses them: the first, the next when it fails.
+		s.servers, s.rotate = link, conf.rotate
+		s.origin = r.cfg.LinkOrigin
 	default:
+		s.origin = r.cfg.ResolvConf
 		s.rotate = conf.rotate
 		servers := conf.servers
 		if len(servers) == 0 {
@@ -65,6 +77,9 @@ func (r *Resolver) current(now time.Time) *settings {
 				s.servers = appendNew(s.servers, up)
 			}
 		}
+		if loopback.IsValid() {
+			s.origin += " (its loopback " + loopback.String() + " replaced by " + r.cfg.StubUpstreams + ")"
+		}
 		if len(s.servers) == 0 {
 			s.noServer = fmt.Errorf("%w: the system nameserver %s is on loopback and cannot be reached through %s; set interfaces.%s.dns",
 				ErrNoNameserver, loopback, r.cfg.NIC, r.cfg.NIC)
@@ -72,6 +87,14 @@ func (r *Resolver) current(now time.Time) *settings {
 	}
 	r.settings = s
 	return s
+}
+
+// Servers returns the servers a lookup would ask now and where they come
+// from ("interfaces.ens33.dns", the per-link source, or the resolv.conf
+// file), or the error a lookup would fail with: for check and doctor.
+func (r *Resolver) Servers() ([]netip.AddrPort, string, error) {
+	s := r.current(r.now())
+	return slices.Clone(s.servers), s.origin, s.noServer
 }
 
 func appendNew(servers []netip.AddrPort, s netip.AddrPort) []netip.AddrPort {

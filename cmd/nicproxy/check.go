@@ -1,11 +1,17 @@
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"io"
+	"net/netip"
 	"strings"
 	"text/tabwriter"
+	"time"
+
+	"nicproxy/bind"
+	"nicproxy/bind/linkdns"
 
 	"nicproxy/config"
 )
@@ -62,6 +68,13 @@ func printSummary(w io.Writer, cfg *config.Config) {
 		state, _ := nicState(nic)
 		extra := interfaceOptions(cfg.Interfaces[nic])
 		fmt.Fprintf(tw, "  %s\t%s\t%s\n", nic, state, extra)
+	}
+
+	fmt.Fprintln(tw, "dns:")
+	link := readLinkDNS()
+	for _, nic := range cfg.NICs() {
+		it := cfg.Interfaces[nic]
+		fmt.Fprintf(tw, "  %s\t%s\n", nic, describeServers(nic, bind.NICOptions{DNS: it.DNS, LinkDNS: link[nic]}))
 	}
 
 	switch {
@@ -131,6 +144,32 @@ func describeResolver(r config.Resolver) string {
 	return fmt.Sprintf("%s; cache %d names per NIC, TTL clamped to %s..%s, %s", via, r.CacheSize, r.MinTTL, r.MaxTTL, noSOA)
 }
 
+// readLinkDNS reads every NIC's own servers from the host's per-link
+// source once (systemd-resolved over D-Bus); none where there is none.
+func readLinkDNS() map[string][]netip.AddrPort {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	link, err := linkdns.Read(ctx)
+	if err != nil {
+		return nil
+	}
+	return link
+}
+
+// describeServers says which nameservers a NIC's lookups ask, and where
+// they come from.
+func describeServers(nic string, opts bind.NICOptions) string {
+	servers, origin, err := bind.NICServers(nic, opts)
+	if err != nil {
+		return err.Error()
+	}
+	list := make([]string, len(servers))
+	for i, s := range servers {
+		list[i] = s.String()
+	}
+	return strings.Join(list, ", ") + " (from " + origin + ")"
+}
+
 func interfaceOptions(it config.Interface) string {
 	var parts []string
 	if it.Source.IsValid() {
@@ -145,6 +184,9 @@ func interfaceOptions(it config.Interface) string {
 			dns[i] = d.String()
 		}
 		parts = append(parts, "dns "+strings.Join(dns, ", "))
+	}
+	if it.DNSAuto {
+		parts = append(parts, "dns auto")
 	}
 	if it.Check != nil {
 		parts = append(parts, fmt.Sprintf("check %s every %s", it.Check.Target, it.Check.Interval))

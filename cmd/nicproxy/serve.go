@@ -18,6 +18,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"nicproxy/bind"
+	"nicproxy/bind/linkdns"
 	"nicproxy/config"
 	"nicproxy/proxy"
 )
@@ -64,7 +65,9 @@ func serve(args []string, stderr io.Writer) int {
 
 	links, stopWatching := watchLinks(log)
 	defer stopWatching()
-	srv := proxy.New(cfg, log, proxy.Options{Links: links})
+	linkDNS, stopLinkDNS := watchLinkDNS(log)
+	defer stopLinkDNS()
+	srv := proxy.New(cfg, log, proxy.Options{Links: links, LinkDNS: linkDNS})
 	if err := srv.Listen(ctx); err != nil {
 		log.Error("cannot listen", zap.Error(err))
 		return exitFailure
@@ -180,6 +183,21 @@ func watchLinks(log *zap.Logger) (links bind.Links, stop func()) {
 		if err := w.Run(ctx); !errors.Is(err, context.Canceled) {
 			log.Warn("stopped watching NICs; asking the kernel on every dial", zap.Error(err))
 		}
+	}()
+	return w, func() { cancel(); <-done }
+}
+
+// watchLinkDNS follows each NIC's own DNS servers (systemd-resolved's per
+// link) for NICs without a dns setting. Where there is no such source the
+// watcher knows none, and NICs use the system's nameservers, as before.
+// stop ends the watcher and waits for it.
+func watchLinkDNS(log *zap.Logger) (src *linkdns.Watcher, stop func()) {
+	w := linkdns.NewWatcher(log)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = w.Run(ctx) // it returns ctx's error only
 	}()
 	return w, func() { cancel(); <-done }
 }

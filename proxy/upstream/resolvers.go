@@ -11,12 +11,20 @@ import (
 
 	"nicproxy/bind"
 	"nicproxy/bind/dnscache"
+	"nicproxy/bind/linkdns"
 	"nicproxy/config"
 )
 
 // Resolver looks names up through one NIC (or the system's resolver).
 type Resolver interface {
 	LookupNetIP(ctx context.Context, network, host string) ([]netip.Addr, error)
+}
+
+// LinkDNS reports a NIC's own DNS servers where the host keeps them per
+// link (bind/linkdns.Watcher), nil when it has none; called on every
+// lookup, so it reads memory.
+type LinkDNS interface {
+	Servers(nic string) []netip.AddrPort
 }
 
 // DNSObserver is told about each query a resolver sends and each lookup a
@@ -34,6 +42,7 @@ type resolvers struct {
 	settings config.Resolver
 	resDelay time.Duration // timeouts.resolution_delay
 	observer DNSObserver
+	linkDNS  LinkDNS
 	// carried are the previous set's resolvers, offered to this set as it
 	// fills; a copy, so sets of past reloads are not kept alive in a chain.
 	carried    map[string]*nicResolver
@@ -50,11 +59,11 @@ type nicResolver struct {
 	resolver *dnscache.Resolver
 }
 
-func newResolvers(settings config.Resolver, resDelay time.Duration, observer DNSObserver, prev *resolvers) *resolvers {
+func newResolvers(settings config.Resolver, resDelay time.Duration, observer DNSObserver, linkDNS LinkDNS, prev *resolvers) *resolvers {
 	if observer == nil {
 		observer = discardDNS{}
 	}
-	rs := &resolvers{settings: settings, resDelay: resDelay, observer: observer, byNIC: map[string]*nicResolver{}}
+	rs := &resolvers{settings: settings, resDelay: resDelay, observer: observer, linkDNS: linkDNS, byNIC: map[string]*nicResolver{}}
 	// When the cache size, TTL clamps or resolution delay changed, every
 	// cache starts afresh.
 	if prev != nil && prev.settings == settings && prev.resDelay == resDelay {
@@ -76,8 +85,13 @@ func (rs *resolvers) forNIC(nic string, servers []netip.AddrPort, dialer *bind.D
 		rs.byNIC[nic] = old
 		return familyResolver{old.resolver, dialer}
 	}
+	var linkServers func() []netip.AddrPort
+	if src := rs.linkDNS; src != nil {
+		linkServers = func() []netip.AddrPort { return src.Servers(nic) }
+	}
 	cache := dnscache.New(dnscache.Config{
 		NIC: nic, Servers: servers, Dial: dialer.DialContext,
+		LinkServers: linkServers, LinkOrigin: linkdns.Origin,
 		CacheSize: rs.settings.CacheSize, MinTTL: rs.settings.MinTTL, MaxTTL: rs.settings.MaxTTL,
 		NegativeTTLWithoutSOA: rs.settings.NegativeTTLWithoutSOA, ResolutionDelay: rs.resDelay,
 		OnQuery:    func(result string) { rs.observer.Query(nic, result) },
