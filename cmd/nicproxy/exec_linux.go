@@ -113,7 +113,7 @@ func execLoadPolicy(o *execOptions, stderr io.Writer) (cgroup.Policy, int) {
 		fmt.Fprintf(stderr, "nicproxy exec: warning: %s: %s\n", cfg.Source, w)
 	}
 	if o.cgroup == "" {
-		if o.resolvConf, err = privateResolvConf(cfg, "/etc/resolv.conf", dnscache.DefaultStubUpstreams); err != nil {
+		if o.resolvConf, err = privateResolvConf(cfg, "/etc/resolv.conf", dnscache.DefaultStubUpstreams, o.dns, readLinkDNS()); err != nil {
 			fmt.Fprintf(stderr, "nicproxy exec: cannot pin the command's DNS, so nothing was started: %v\n", err)
 			return cgroup.Policy{}, exitUsage
 		}
