@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -151,6 +152,16 @@ func TestIPv6AddressAppearsAskedAAAA(t *testing.T) {
 	lab := newNamesLab(t, netlab.Zone{Records: zone}, true, "attempts:1 timeout:1")
 	lab.DelAddress6(netlab.Ens160)
 	lab.StartProxy(nicproxyBinary, "127.0.0.1:1080", "default: ens160\n")
+	route := func() string {
+		out, err := lab.Command(nicproxyBinary, "route", "-c", writeConfig(t, "default: ens160\n"), "n0.example.test:443").CombinedOutput()
+		if err != nil {
+			t.Fatalf("nicproxy route: %v\n%s", err, out)
+		}
+		return string(out)
+	}
+	if out, want := route(), "asks      ens160: A (an IPv4 address; no global IPv6 address)"; !strings.Contains(out, want) {
+		t.Errorf("route without ens160's IPv6 address does not say %q:\n%s", want, out)
+	}
 	before := lab.settled(t)
 	next := 0
 	connect := func() (name string) {
@@ -169,6 +180,9 @@ func TestIPv6AddressAppearsAskedAAAA(t *testing.T) {
 	lab.pinned(t, before, netlab.Ens160, netlab.Ens33)
 
 	lab.AddAddress6(netlab.Ens160)
+	if out, want := route(), "asks      ens160: A and AAAA (an IPv4 address; a global IPv6 address and route)"; !strings.Contains(out, want) {
+		t.Errorf("route with ens160's IPv6 address does not say %q:\n%s", want, out)
+	}
 	eventually(t, 10*time.Second, func() bool {
 		return lab.dns.Queries(connect(), dnsmessage.TypeAAAA) == 1
 	}, func() string { return "ens160 was never asked AAAA after its IPv6 address appeared" })

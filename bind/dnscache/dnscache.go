@@ -179,19 +179,27 @@ func (r *Resolver) Close() {
 	r.running.Wait()
 }
 
-// Lookup returns host's IPv4 and IPv6 addresses, asking for both at once.
-// A name that does not exist, or has no address of either family, is a
-// *net.DNSError with IsNotFound; a lookup that ran out of time has
-// IsTimeout; any other failure names the server and the NIC.
+// Lookup returns host's IPv4 and IPv6 addresses, asking for both at once
+// and waiting for both: a complete answer, for matching dst rules, where a
+// family left out could choose another NIC. A name that does not exist,
+// or has no address of either family, is a *net.DNSError with IsNotFound;
+// a lookup that ran out of time has IsTimeout; any other failure names the
+// server and the NIC.
 func (r *Resolver) Lookup(ctx context.Context, host string) (Result, error) {
-	return r.lookup(ctx, host, [2]bool{true, true})
+	return r.LookupNetwork(ctx, "ip", host)
 }
 
-// LookupNetIP returns host's addresses for network "ip" (IPv4 first, then
-// IPv6), "ip4" or "ip6", asking only for the families needed. It satisfies
+// LookupNetIP returns host's addresses to connect to for network "ip"
+// (IPv4 first, then IPv6), "ip4" or "ip6", asking only for the families
+// needed. For "ip", once one family has addresses it waits at most the
+// Resolution Delay for the other (RFC 8305 section 3). It satisfies
 // proxy/router.Resolver. The slice is the caller's to change.
 func (r *Resolver) LookupNetIP(ctx context.Context, network, host string) ([]netip.Addr, error) {
-	res, err := r.LookupNetwork(ctx, network, host)
+	want, err := families(network, host)
+	if err != nil {
+		return nil, err
+	}
+	res, err := r.lookup(ctx, host, want, false)
 	if err != nil {
 		return nil, err
 	}
@@ -199,8 +207,17 @@ func (r *Resolver) LookupNetIP(ctx context.Context, network, host string) ([]net
 }
 
 // LookupNetwork is Lookup for network "ip" (both families), "ip4" or
-// "ip6": only the families needed are asked.
+// "ip6": only the families needed are asked, and every one is waited for.
 func (r *Resolver) LookupNetwork(ctx context.Context, network, host string) (Result, error) {
+	want, err := families(network, host)
+	if err != nil {
+		return Result{}, err
+	}
+	return r.lookup(ctx, host, want, true)
+}
+
+// families is the families network asks for.
+func families(network, host string) ([2]bool, error) {
 	var want [2]bool
 	switch network {
 	case "ip":
@@ -210,12 +227,14 @@ func (r *Resolver) LookupNetwork(ctx context.Context, network, host string) (Res
 	case "ip6":
 		want[ipv6] = true
 	default:
-		return Result{}, &net.DNSError{Err: "unsupported network " + network, Name: host}
+		return want, &net.DNSError{Err: "unsupported network " + network, Name: host}
 	}
-	return r.lookup(ctx, host, want)
+	return want, nil
 }
 
-func (r *Resolver) lookup(ctx context.Context, host string, want [2]bool) (Result, error) {
+// lookup asks for host's wanted families; complete waits for every one
+// of them, else the Resolution Delay applies.
+func (r *Resolver) lookup(ctx context.Context, host string, want [2]bool, complete bool) (Result, error) {
 	// IP literals are not the resolver's business.
 	if addr, err := netip.ParseAddr(host); err == nil {
 		if addr.Is4() {
@@ -242,7 +261,7 @@ func (r *Resolver) lookup(ctx context.Context, host string, want [2]bool) (Resul
 	sent := false
 	var lastErr error
 	for _, fqdn := range s.conf.nameList(name) {
-		res, asked, err := r.lookupName(ctx, s, fqdn, want)
+		res, asked, err := r.lookupName(ctx, s, fqdn, want, complete)
 		sent = sent || asked
 		if err == nil {
 			r.countHit(!sent)

@@ -357,26 +357,32 @@ func TestSecondFamilyNotWaitedFor(t *testing.T) {
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	res, err := r.Lookup(ctx, "v4.test")
-	if err != nil || !slices.Equal(res.V4, []netip.Addr{addr1}) || len(res.V6) != 0 {
-		t.Fatalf("v4.test: %+v, %v; want its A answer without waiting for the AAAA one", res, err)
+	addrs, err := r.LookupNetIP(ctx, "ip", "v4.test")
+	if err != nil || !slices.Equal(addrs, []netip.Addr{addr1}) {
+		t.Fatalf("v4.test: %v, %v; want its A answer without waiting for the AAAA one", addrs, err)
 	}
 	// The second lookup is served by the cached A and leaves AAAA to the
 	// question still in flight: no new query for either.
-	if res, err := r.Lookup(ctx, "v4.test"); err != nil || !slices.Equal(res.V4, []netip.Addr{addr1}) {
-		t.Fatalf("v4.test again: %+v, %v", res, err)
+	if addrs, err := r.LookupNetIP(ctx, "ip", "v4.test"); err != nil || !slices.Equal(addrs, []netip.Addr{addr1}) {
+		t.Fatalf("v4.test again: %v, %v", addrs, err)
 	}
 	sent(t, srv, "v4.test", 1, 1)
 
-	res, err = r.Lookup(ctx, "late.test")
-	if err != nil || !slices.Equal(res.V4, []netip.Addr{addr1}) {
-		t.Fatalf("late.test: %+v, %v", res, err)
+	if addrs, err := r.LookupNetIP(ctx, "ip", "late.test"); err != nil || !slices.Equal(addrs, []netip.Addr{addr1}) {
+		t.Fatalf("late.test: %v, %v", addrs, err)
 	}
 	eventually(t, func() bool {
 		res, err := r.Lookup(ctx, "late.test")
 		return err == nil && res.Cached && slices.Equal(res.V6, []netip.Addr{addr6})
 	})
 	sent(t, srv, "late.test", 1, 1)
+
+	// Lookup, for dst rules, waits for both families.
+	short, cancelShort := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancelShort()
+	if res, err := r.Lookup(short, "v4.test"); err == nil {
+		t.Errorf("Lookup of a name whose AAAA never comes: %+v, want it to wait (here, for its context)", res)
+	}
 }
 
 // TestAddressesPerFamilyCapped: an answer of many records keeps only the

@@ -123,12 +123,13 @@ type flight struct {
 }
 
 // lookupName asks for fqdn's wanted families, from the cache where fresh,
-// else through a shared flight. Once one family has addresses it waits at
-// most the Resolution Delay for the other (RFC 8305 section 3): a
-// connection never waits for a family it does not need, and the late
-// answer still fills the cache for the next one. asked reports whether any
-// family was not answered from the cache. err is a *net.DNSError.
-func (r *Resolver) lookupName(ctx context.Context, s *settings, fqdn string, want [2]bool) (res Result, asked bool, err error) {
+// else through a shared flight. Unless complete, once one family has
+// addresses it waits at most the Resolution Delay for the other (RFC 8305
+// section 3): a connection never waits for a family it does not need, and
+// the late answer still fills the cache for the next one. asked reports
+// whether any family was not answered from the cache. err is a
+// *net.DNSError.
+func (r *Resolver) lookupName(ctx context.Context, s *settings, fqdn string, want [2]bool, complete bool) (res Result, asked bool, err error) {
 	var got [2]known
 	var waits [2]*flight
 	now := r.now()
@@ -163,7 +164,7 @@ func (r *Resolver) lookupName(ctx context.Context, s *settings, fqdn string, wan
 	var delayed <-chan time.Time
 	hasAddrs := func() bool { return len(got[ipv4].addrs)+len(got[ipv6].addrs) > 0 }
 	for done[ipv4] != nil || done[ipv6] != nil {
-		if delayed == nil && hasAddrs() {
+		if delayed == nil && !complete && hasAddrs() {
 			delay = time.NewTimer(r.cfg.ResolutionDelay)
 			defer delay.Stop()
 			delayed = delay.C
