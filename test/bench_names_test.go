@@ -10,6 +10,24 @@ import (
 	"nicproxy/test/netlab"
 )
 
+// runLoadgen runs test/loadgen in the lab's host namespace and returns its
+// report; a connection that failed fails the benchmark.
+func runLoadgen(b testing.TB, lab *netlab.Lab, loadgen string, args ...string) loadReport {
+	b.Helper()
+	out, err := lab.Command(loadgen, args...).Output()
+	if err != nil {
+		b.Fatalf("loadgen %v: %v\n%s", args, err, out)
+	}
+	var r loadReport
+	if err := json.Unmarshal(out, &r); err != nil {
+		b.Fatalf("loadgen %v: %v: %s", args, err, out)
+	}
+	if r.Errors != 0 {
+		b.Errorf("loadgen %v: %d of %d connections failed, first: %s", args, r.Errors, r.Conns, r.FirstError)
+	}
+	return r
+}
+
 // BenchmarkNamesRealHost measures, beside BenchmarkSpeed, what issue 16
 // asks of names on a host like a real LAN host: IPv6 disabled, behind a
 // resolver (20 ms round trip) that answers AAAA with NOERROR, no records
@@ -30,18 +48,7 @@ func BenchmarkNamesRealHost(b *testing.B) {
 	loadgen := buildTool(b, dir, "nicproxy/test/loadgen")
 	run := func(b *testing.B, lab *speedLab, args ...string) loadReport {
 		b.Helper()
-		out, err := lab.Command(loadgen, args...).Output()
-		if err != nil {
-			b.Fatalf("loadgen %v: %v\n%s", args, err, out)
-		}
-		var r loadReport
-		if err := json.Unmarshal(out, &r); err != nil {
-			b.Fatalf("loadgen %v: %v: %s", args, err, out)
-		}
-		if r.Errors != 0 {
-			b.Errorf("loadgen %v: %d of %d connections failed, first: %s", args, r.Errors, r.Conns, r.FirstError)
-		}
-		return r
+		return runLoadgen(b, lab.Lab, loadgen, args...)
 	}
 	modes := []struct{ name, mode, host string }{
 		{"socks5", "socks5", "socks.example.test"},

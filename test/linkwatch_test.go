@@ -13,28 +13,35 @@ import (
 	"nicproxy/test/netlab"
 )
 
-// TestLinkWatcher: the watcher made in the lab's host namespace follows
-// that namespace's NICs from notifications: a NIC going down and up, one
-// appearing and one deleted (a deleted NIC still in memory would be
-// answered from there, so "missing" proves the notification was applied).
-func TestLinkWatcher(t *testing.T) {
-	lab := netlab.New(t)
+// startLinkWatcher makes a watcher in the lab's host namespace and runs it
+// until the test ends, when Run must return context.Canceled.
+func startLinkWatcher(t *testing.T, lab *netlab.Lab) *bind.LinkWatcher {
+	t.Helper()
 	var w *bind.LinkWatcher
 	if err := lab.InHost(func() (err error) { w, err = bind.NewLinkWatcher(); return err }); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	wg.Add(1)
 	var runErr error
-	go func() { defer wg.Done(); runErr = w.Run(ctx) }()
-	defer func() {
+	wg.Go(func() { runErr = w.Run(ctx) })
+	t.Cleanup(func() {
 		cancel()
 		wg.Wait()
 		if !errors.Is(runErr, context.Canceled) {
 			t.Errorf("Run returned %v, want context.Canceled", runErr)
 		}
-	}()
+	})
+	return w
+}
+
+// TestLinkWatcher: the watcher made in the lab's host namespace follows
+// that namespace's NICs from notifications: a NIC going down and up, one
+// appearing and one deleted (a deleted NIC still in memory would be
+// answered from there, so "missing" proves the notification was applied).
+func TestLinkWatcher(t *testing.T) {
+	lab := netlab.New(t)
+	w := startLinkWatcher(t, lab)
 
 	state := func(name string) (Link bind.Link, missing bool) {
 		l, err := w.Link(name)
@@ -63,14 +70,7 @@ func TestLinkWatcher(t *testing.T) {
 // AAAA again; with it back, AAAA again.
 func TestLinkWatcherFamilies(t *testing.T) {
 	lab := netlab.New(t)
-	var w *bind.LinkWatcher
-	if err := lab.InHost(func() (err error) { w, err = bind.NewLinkWatcher(); return err }); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Go(func() { _ = w.Run(ctx) })
-	defer func() { cancel(); wg.Wait() }()
+	w := startLinkWatcher(t, lab)
 
 	network := func() string {
 		f, err := w.Families("ens160")

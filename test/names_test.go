@@ -48,6 +48,37 @@ func newNamesLab(t testing.TB, z netlab.Zone, ipv6 bool, options string) *speedL
 	return &speedLab{Lab: lab, dns: dns, echo: lab.StartEcho()}
 }
 
+// queriedOnlyFrom checks that d got queries, every one from nic's address.
+func queriedOnlyFrom(t testing.TB, d *netlab.DNS, nic netlab.NIC) {
+	t.Helper()
+	if seen := d.Seen(); len(seen) != 1 || seen[0] != nic.Addr {
+		t.Errorf("the DNS server %v saw queries from %v, want only %v", d.Addr(), seen, nic.Addr)
+	}
+}
+
+// throughBoth connects once by SOCKS5 to socks.example.test and once by
+// HTTP CONNECT to connect.example.test, each of which the echo server must
+// see from ens160.
+func throughBoth(t *testing.T, lab *speedLab) {
+	t.Helper()
+	if rep, seen := lab.connectSOCKS5(t, "socks.example.test"); rep != 0 || seen != netlab.Ens160.Addr {
+		t.Fatalf("socks5: reply %#x seen %v, want 0 from %v", rep, seen, netlab.Ens160.Addr)
+	}
+	if status, seen := lab.connectHTTP(t, "connect.example.test"); status != http.StatusOK || seen != netlab.Ens160.Addr {
+		t.Fatalf("CONNECT: status %d seen %v, want 200 from %v", status, seen, netlab.Ens160.Addr)
+	}
+}
+
+// bothQueried checks the A and AAAA queries for throughBoth's two names.
+func bothQueried(t *testing.T, lab *speedLab, wantA, wantAAAA int) {
+	t.Helper()
+	for _, name := range []string{"socks.example.test", "connect.example.test"} {
+		if a, aaaa := lab.queries(name); a != wantA || aaaa != wantAAAA {
+			t.Errorf("%s: %d A and %d AAAA queries, want %d and %d", name, a, aaaa, wantA, wantAAAA)
+		}
+	}
+}
+
 // TestIPv6LessHostAsksOnlyA: on a host without IPv6, behind a resolver
 // that answers AAAA without an SOA, 200 connections to one name send
 // exactly one query, for A, through SOCKS5 and through HTTP CONNECT alike
@@ -59,21 +90,10 @@ func TestIPv6LessHostAsksOnlyA(t *testing.T) {
 	lab.StartProxy(nicproxyBinary, "127.0.0.1:1080", "default: ens160\nresolver: {negative_ttl_without_soa: 0s}\n")
 	before := lab.Snapshot()
 	for range 200 {
-		if rep, seen := lab.connectSOCKS5(t, "socks.example.test"); rep != 0 || seen != netlab.Ens160.Addr {
-			t.Fatalf("socks5: reply %#x seen %v, want 0 from %v", rep, seen, netlab.Ens160.Addr)
-		}
-		if status, seen := lab.connectHTTP(t, "connect.example.test"); status != http.StatusOK || seen != netlab.Ens160.Addr {
-			t.Fatalf("CONNECT: status %d seen %v, want 200 from %v", status, seen, netlab.Ens160.Addr)
-		}
+		throughBoth(t, lab)
 	}
-	for _, name := range []string{"socks.example.test", "connect.example.test"} {
-		if a, aaaa := lab.queries(name); a != 1 || aaaa != 0 {
-			t.Errorf("%s: 200 connections sent %d A and %d AAAA queries, want 1 and 0", name, a, aaaa)
-		}
-	}
-	if seen := lab.dns.Seen(); len(seen) != 1 || seen[0] != netlab.Ens160.Addr {
-		t.Errorf("the DNS server saw queries from %v, want only %v", seen, netlab.Ens160.Addr)
-	}
+	bothQueried(t, lab, 1, 0)
+	queriedOnlyFrom(t, lab.dns, netlab.Ens160)
 	lab.pinned(t, before, netlab.Ens160, netlab.Ens33)
 }
 
@@ -107,9 +127,7 @@ func TestNoSOANodataCachedPerNIC(t *testing.T) {
 	if _, aaaa2 := lab.queries(name); aaaa2 != aaaa+1 {
 		t.Errorf("after the negative TTL: %d AAAA queries in all, want %d", aaaa2, aaaa+1)
 	}
-	if seen := lab.dns.Seen(); len(seen) != 1 || seen[0] != netlab.Ens160.Addr {
-		t.Errorf("the DNS server saw queries from %v, want only %v", seen, netlab.Ens160.Addr)
-	}
+	queriedOnlyFrom(t, lab.dns, netlab.Ens160)
 	lab.pinned(t, before, netlab.Ens160, netlab.Ens33)
 }
 
@@ -123,20 +141,9 @@ func TestSecondFamilyNotWaitedFor(t *testing.T) {
 	lab := newNamesLab(t, netlab.Zone{SilentAAAA: true}, true, "attempts:1 timeout:30")
 	lab.StartProxy(nicproxyBinary, "127.0.0.1:1080", "default: ens160\ntimeouts: {dial: 120s}\n")
 	before := lab.Snapshot()
-	if rep, seen := lab.connectSOCKS5(t, "socks.example.test"); rep != 0 || seen != netlab.Ens160.Addr {
-		t.Fatalf("socks5: reply %#x seen %v, want 0 from %v", rep, seen, netlab.Ens160.Addr)
-	}
-	if status, seen := lab.connectHTTP(t, "connect.example.test"); status != http.StatusOK || seen != netlab.Ens160.Addr {
-		t.Fatalf("CONNECT: status %d seen %v, want 200 from %v", status, seen, netlab.Ens160.Addr)
-	}
-	for _, name := range []string{"socks.example.test", "connect.example.test"} {
-		if a, aaaa := lab.queries(name); a != 1 || aaaa != 1 {
-			t.Errorf("%s: %d A and %d AAAA queries, want 1 each (the AAAA one never answered)", name, a, aaaa)
-		}
-	}
-	if seen := lab.dns.Seen(); len(seen) != 1 || seen[0] != netlab.Ens160.Addr {
-		t.Errorf("the DNS server saw queries from %v, want only %v", seen, netlab.Ens160.Addr)
-	}
+	throughBoth(t, lab)
+	bothQueried(t, lab, 1, 1) // the AAAA one never answered
+	queriedOnlyFrom(t, lab.dns, netlab.Ens160)
 	lab.pinned(t, before, netlab.Ens160, netlab.Ens33)
 }
 
@@ -192,8 +199,6 @@ func TestIPv6AddressAppearsAskedAAAA(t *testing.T) {
 			t.Errorf("%s was not asked AAAA after ens160's IPv6 address appeared", name)
 		}
 	}
-	if seen := lab.dns.Seen(); len(seen) != 1 || seen[0] != netlab.Ens160.Addr {
-		t.Errorf("the DNS server saw queries from %v, want only %v", seen, netlab.Ens160.Addr)
-	}
+	queriedOnlyFrom(t, lab.dns, netlab.Ens160)
 	lab.pinned(t, before, netlab.Ens160, netlab.Ens33)
 }
