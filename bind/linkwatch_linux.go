@@ -180,9 +180,11 @@ func (w *LinkWatcher) Run(ctx context.Context) error {
 }
 
 // follow applies updates until ctx ends (false) or a subscription dies
-// (true: notifications may have been lost). An address or route change
-// re-reads every NIC's families once for all the changes queued with it:
-// a route table loaded at boot is a burst of hundreds.
+// (true: notifications may have been lost). An address change re-reads
+// the addresses once for all the changes queued with it. A route change
+// costs nothing unless it can change a NIC's Route6: a new IPv6 route on
+// a NIC that had none sets it, a removed one re-reads the IPv6 routes.
+// IPv4 routes, and the bursts of them a routing daemon loads, are skipped.
 func (w *LinkWatcher) follow(ctx context.Context, subs *subscriptions) bool {
 	for {
 		select {
@@ -194,26 +196,70 @@ func (w *LinkWatcher) follow(ctx context.Context, subs *subscriptions) bool {
 			}
 			w.apply(u)
 		case _, ok := <-subs.addrs:
-			if !ok || !w.refreshFamilies(subs) {
+			if !ok || !w.refreshAddrs(subs) {
 				return ctx.Err() == nil
 			}
-		case _, ok := <-subs.routes:
-			if !ok || !w.refreshFamilies(subs) {
+		case u, ok := <-subs.routes:
+			if !ok || !w.applyRoute(u, subs) {
 				return ctx.Err() == nil
 			}
 		}
 	}
 }
 
-// refreshFamilies takes the address and route notifications queued now,
-// then re-reads the families; false when a channel closed or the read failed.
-func (w *LinkWatcher) refreshFamilies(subs *subscriptions) bool {
+// refreshAddrs takes the address notifications queued now, then re-reads
+// the addresses; false when the channel closed or the read failed.
+func (w *LinkWatcher) refreshAddrs(subs *subscriptions) bool {
 	for more := true; more; {
 		select {
 		case _, ok := <-subs.addrs:
 			if !ok {
 				return false
 			}
+		default:
+			more = false
+		}
+	}
+	t := w.links.Load()
+	fams, err := listAddrFamilies(w.handle, t.fams)
+	if err != nil {
+		return false
+	}
+	w.links.Store(newLinkTable(t.byIndex, fams))
+	return true
+}
+
+// applyRoute follows one route notification; false when a re-read failed
+// or the channel closed.
+func (w *LinkWatcher) applyRoute(u netlink.RouteUpdate, subs *subscriptions) bool {
+	links := route6Links(u.Route)
+	if len(links) == 0 {
+		return true
+	}
+	t := w.links.Load()
+	if u.Type == unix.RTM_NEWROUTE {
+		var fams map[int]Families
+		for _, i := range links {
+			if t.fams[i].Route6 {
+				continue
+			}
+			if fams == nil {
+				fams = maps.Clone(t.fams)
+			}
+			f := fams[i]
+			f.Route6 = true
+			fams[i] = f
+		}
+		if fams != nil {
+			w.links.Store(newLinkTable(t.byIndex, fams))
+		}
+		return true
+	}
+	// A removed route: another may still carry the NIC's IPv6. The
+	// re-read covers every change queued behind it (a NIC going down
+	// removes its routes one notification each), so those are taken first.
+	for more := true; more; {
+		select {
 		case _, ok := <-subs.routes:
 			if !ok {
 				return false
@@ -222,11 +268,10 @@ func (w *LinkWatcher) refreshFamilies(subs *subscriptions) bool {
 			more = false
 		}
 	}
-	fams, err := listFamilies(w.handle)
+	fams, err := listRouteFamilies(w.handle, t.fams)
 	if err != nil {
 		return false
 	}
-	t := w.links.Load()
 	w.links.Store(newLinkTable(t.byIndex, fams))
 	return true
 }

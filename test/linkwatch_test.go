@@ -94,4 +94,15 @@ func TestLinkWatcherFamilies(t *testing.T) {
 	}
 	lab.AddAddress6(netlab.Ens160)
 	eventually(t, 5*time.Second, func() bool { return network() == "ip" }, func() string { return "ens160's IPv6 address never seen again" })
+
+	// Its IPv6 routes gone (the address stays): no AAAA; one back: AAAA.
+	ip := func(args ...string) {
+		if out, err := exec.Command("ip", append([]string{"-n", lab.Host, "-6"}, args...)...).CombinedOutput(); err != nil {
+			t.Fatalf("ip %v: %v: %s", args, err, out)
+		}
+	}
+	ip("route", "flush", "dev", "ens160")
+	eventually(t, 5*time.Second, func() bool { return network() == "ip4" }, func() string { return "ens160's IPv6 routes still seen after the flush" })
+	ip("route", "add", "2001:db8:2::/64", "dev", "ens160")
+	eventually(t, 5*time.Second, func() bool { return network() == "ip" }, func() string { return "ens160's new IPv6 route never seen" })
 }
