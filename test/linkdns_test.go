@@ -122,3 +122,36 @@ func saysFor(out, nic, want string) bool {
 	}
 	return false
 }
+
+// TestPerLinkDNSOfAnotherNamespaceIgnored: a systemd-resolved that runs in
+// another network namespace (the real host's, for a nicproxy run in a
+// namespace) names links by indexes that are other NICs there: its
+// servers are not used, the system's nameserver is, through the pinned
+// NIC, and check says so.
+func TestPerLinkDNSOfAnotherNamespaceIgnored(t *testing.T) {
+	lab := netlab.New(t)
+	zone := map[string][]netip.Addr{"www.example.test": {netlab.Server}}
+	other := lab.StartDNSZone(netlab.Zone{Records: zone, Addr: netip.MustParseAddr("198.51.100.54")})
+	system := lab.StartDNSZone(netlab.Zone{Records: zone})
+	lab.UseDNS(system.Addr())
+	lab.StartResolvedOutside(buildTool(t, t.TempDir(), "nicproxy/test/fakeresolved"), map[string][]netip.Addr{
+		"ens33":  {other.Addr().Addr()},
+		"ens160": {other.Addr().Addr()},
+	})
+	l := &speedLab{Lab: lab, dns: system, echo: lab.StartEcho()}
+	config := "default: ens160\n"
+	lab.StartProxy(nicproxyBinary, "127.0.0.1:1080", config)
+	before := l.settled(t)
+	if rep, seen := l.connectSOCKS5(t, "www.example.test"); rep != 0 || seen != netlab.Ens160.Addr {
+		t.Fatalf("reply %#x seen %v, want 0 from %v", rep, seen, netlab.Ens160.Addr)
+	}
+	l.pinned(t, before, netlab.Ens160, netlab.Ens33)
+	queriedOnlyFrom(t, system, netlab.Ens160)
+	if n := other.Total(); n != 0 {
+		t.Errorf("the other namespace's per-link server was asked %d times", n)
+	}
+	out, _ := lab.Command(nicproxyBinary, "check", "-c", writeConfig(t, config)).CombinedOutput()
+	if !saysFor(string(out), "ens160", system.Addr().String()+" (from /etc/resolv.conf") {
+		t.Errorf("check does not say ens160 asks the system's nameserver:\n%s", out)
+	}
+}

@@ -5,7 +5,9 @@
 // file names for it. Run in the lab's host namespace, it maps NIC names to
 // that namespace's link indexes, as resolved does for its own.
 //
-// The state file has one line per NIC: "ens33 198.51.100.53 ...". On
+// The state file has one line per NIC: "ens33 198.51.100.53 ...", or
+// "@3 198.51.100.53" for the link of index 3 whatever its name (a
+// resolved of another namespace, whose indexes name other NICs). On
 // SIGHUP it is read again and the Link objects' DNS properties change,
 // with PropertiesChanged signals, as resolved's do when a DHCP lease or
 // `resolvectl dns` changes them; then it prints "updated".
@@ -19,6 +21,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -70,12 +73,12 @@ func run(state string) error {
 	m := manager{paths: map[int32]dbus.ObjectPath{}}
 	props := map[string]*prop.Properties{}
 	for nic, addrs := range servers {
-		ifi, err := net.InterfaceByName(nic)
+		index, err := linkIndex(nic)
 		if err != nil {
 			return err
 		}
-		path := dbus.ObjectPath(fmt.Sprintf("%s/link/_%d", managerPath, ifi.Index))
-		m.paths[int32(ifi.Index)] = path
+		path := dbus.ObjectPath(fmt.Sprintf("%s/link/_%d", managerPath, index))
+		m.paths[int32(index)] = path
 		p, err := prop.Export(conn, path, prop.Map{linkIface: {
 			"DNS": {Value: entries(addrs), Writable: false, Emit: prop.EmitTrue},
 		}})
@@ -111,6 +114,18 @@ func run(state string) error {
 			fmt.Println("updated")
 		}
 	}
+}
+
+// linkIndex is the index of the link a state line names.
+func linkIndex(nic string) (int, error) {
+	if n, ok := strings.CutPrefix(nic, "@"); ok {
+		return strconv.Atoi(n)
+	}
+	ifi, err := net.InterfaceByName(nic)
+	if err != nil {
+		return 0, err
+	}
+	return ifi.Index, nil
 }
 
 func entries(addrs []netip.Addr) []dnsEntry {

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/vishvananda/netlink"
 )
 
 // Resolved is a systemd-resolved-like per-link DNS source for the lab: a
@@ -20,6 +22,9 @@ import (
 type Resolved struct {
 	lab   *Lab
 	state string
+	// byIndex names links by the host namespace's indexes ("@3"), for a
+	// service that runs outside it.
+	byIndex bool
 	// Bus is the bus's address, for DBUS_SYSTEM_BUS_ADDRESS.
 	Bus   string
 	proc  *exec.Cmd
@@ -50,6 +55,20 @@ const busConfig = `<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Con
 // (t.Setenv: such a test cannot run in parallel).
 func (l *Lab) StartResolved(binary string, servers map[string][]netip.Addr) *Resolved {
 	l.t.Helper()
+	return l.startResolved(binary, servers, true)
+}
+
+// StartResolvedOutside is StartResolved with the service in the test's own
+// network namespace instead of the lab's host, as a systemd-resolved of the
+// real host is to a nicproxy run in a namespace: it names the host
+// namespace's links by their indexes, which there are other links'.
+func (l *Lab) StartResolvedOutside(binary string, servers map[string][]netip.Addr) *Resolved {
+	l.t.Helper()
+	return l.startResolved(binary, servers, false)
+}
+
+func (l *Lab) startResolved(binary string, servers map[string][]netip.Addr, inHost bool) *Resolved {
+	l.t.Helper()
 	if _, err := exec.LookPath("dbus-daemon"); err != nil {
 		SkipOrFail(l.t, "dbus-daemon (Debian's dbus package) is not installed")
 	}
@@ -77,11 +96,14 @@ func (l *Lab) StartResolved(binary string, servers map[string][]netip.Addr) *Res
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	r := &Resolved{lab: l, state: filepath.Join(dir, "links"), Bus: "unix:path=" + socket, lines: make(chan string, 16)}
+	r := &Resolved{lab: l, state: filepath.Join(dir, "links"), Bus: "unix:path=" + socket, lines: make(chan string, 16), byIndex: !inHost}
 	l.t.Setenv("DBUS_SYSTEM_BUS_ADDRESS", r.Bus)
 	r.write(servers)
 
 	r.proc = exec.Command("ip", "netns", "exec", l.Host, binary, "-state", r.state)
+	if !inHost {
+		r.proc = exec.Command(binary, "-state", r.state)
+	}
 	r.proc.Env = append(os.Environ(), "DBUS_SYSTEM_BUS_ADDRESS="+r.Bus)
 	r.proc.Stderr = os.Stderr
 	stdout, err := r.proc.StdoutPipe()
@@ -122,6 +144,9 @@ func (r *Resolved) write(servers map[string][]netip.Addr) {
 	var lines []string
 	for _, nic := range []string{Ens33.Name, Ens160.Name} {
 		fields := []string{nic}
+		if r.byIndex {
+			fields[0] = fmt.Sprintf("@%d", r.lab.index(nic))
+		}
 		for _, a := range servers[nic] {
 			fields = append(fields, a.String())
 		}
@@ -143,4 +168,21 @@ func (r *Resolved) expect(want string) {
 	case <-time.After(10 * time.Second):
 		r.lab.t.Fatalf("fakeresolved did not say %q within 10s", want)
 	}
+}
+
+// index is a host NIC's link index in the host namespace.
+func (l *Lab) index(nic string) int {
+	l.t.Helper()
+	var index int
+	err := l.withHandle(l.Host, func(h *netlink.Handle) error {
+		link, err := h.LinkByName(nic)
+		if err == nil {
+			index = link.Attrs().Index
+		}
+		return err
+	})
+	if err != nil {
+		l.t.Fatalf("index of %s: %v", nic, err)
+	}
+	return index
 }
