@@ -210,15 +210,8 @@ func (w *LinkWatcher) follow(ctx context.Context, subs *subscriptions) bool {
 // refreshAddrs takes the address notifications queued now, then re-reads
 // the addresses; false when the channel closed or the read failed.
 func (w *LinkWatcher) refreshAddrs(subs *subscriptions) bool {
-	for more := true; more; {
-		select {
-		case _, ok := <-subs.addrs:
-			if !ok {
-				return false
-			}
-		default:
-			more = false
-		}
+	if !takeQueued(subs.addrs) {
+		return false
 	}
 	t := w.links.Load()
 	fams, err := listAddrFamilies(w.handle, t.fams)
@@ -258,15 +251,8 @@ func (w *LinkWatcher) applyRoute(u netlink.RouteUpdate, subs *subscriptions) boo
 	// A removed route: another may still carry the NIC's IPv6. The
 	// re-read covers every change queued behind it (a NIC going down
 	// removes its routes one notification each), so those are taken first.
-	for more := true; more; {
-		select {
-		case _, ok := <-subs.routes:
-			if !ok {
-				return false
-			}
-		default:
-			more = false
-		}
+	if !takeQueued(subs.routes) {
+		return false
 	}
 	fams, err := listRouteFamilies(w.handle, t.fams)
 	if err != nil {
@@ -274,6 +260,21 @@ func (w *LinkWatcher) applyRoute(u netlink.RouteUpdate, subs *subscriptions) boo
 	}
 	w.links.Store(newLinkTable(t.byIndex, fams))
 	return true
+}
+
+// takeQueued discards what ch holds now, without waiting; false when it
+// is closed (the subscription died).
+func takeQueued[T any](ch <-chan T) bool {
+	for {
+		select {
+		case _, ok := <-ch:
+			if !ok {
+				return false
+			}
+		default:
+			return true
+		}
+	}
 }
 
 // drain waits for the subscription's reader to close its channel, which it
