@@ -4,6 +4,9 @@ import (
 	"context"
 	"net/netip"
 	"time"
+
+	"nicproxy/bind/dnscache"
+	"nicproxy/bind/linkdns"
 )
 
 // Severity grades one doctor finding.
@@ -56,6 +59,24 @@ type DoctorOptions struct {
 type NICOptions struct {
 	Options
 	DNS []netip.AddrPort
+	// LinkDNS are the NIC's own servers from the host's per-link source
+	// (bind/linkdns), used when DNS is empty.
+	LinkDNS []netip.AddrPort
+}
+
+// NICServers returns the nameservers a NIC's lookups ask and where they
+// come from: its dns setting, its link's own servers (systemd-resolved),
+// or the system's resolv.conf; or the error its lookups fail with. For
+// check and doctor, which say so per NIC.
+func NICServers(nic string, opts NICOptions) ([]netip.AddrPort, string, error) {
+	return nicResolver(nic, opts, nil).Servers()
+}
+
+// nicResolver is the resolver the proxy gives a NIC with opts.
+func nicResolver(nic string, opts NICOptions, dial dnscache.DialFunc) *dnscache.Resolver {
+	link := opts.LinkDNS
+	return dnscache.New(dnscache.Config{NIC: nic, Servers: opts.DNS, Dial: dial,
+		LinkServers: func() []netip.AddrPort { return link }, LinkOrigin: linkdns.Origin})
 }
 
 // Doctor diagnoses the host for each NIC: presence, link state, addresses,

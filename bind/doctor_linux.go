@@ -14,8 +14,6 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
-
-	"nicproxy/bind/dnscache"
 )
 
 func doctor(ctx context.Context, opts DoctorOptions) []NICReport {
@@ -59,6 +57,7 @@ func doctor(ctx context.Context, opts DoctorOptions) []NICReport {
 		checkARPFlux(name, addrs, subnets, add)
 		checkSourceRule(link, name, addrs, add)
 		checkPin(name, attrs.Index, nicOpts.Options, add)
+		checkDNS(name, nicOpts, add)
 
 		if opts.Target != "" {
 			checkConnect(ctx, name, opts, nicOpts, add)
@@ -265,6 +264,21 @@ func checkPin(name string, index int, opts Options, add addFunc) {
 	add(OK, "permission", "this process can pin sockets to %s (kernel %s)", name, kernel)
 }
 
+// checkDNS says which nameservers the NIC's lookups ask, and where they
+// come from; a NIC with none it can reach fails its lookups.
+func checkDNS(name string, nicOpts NICOptions, add addFunc) {
+	servers, origin, err := NICServers(name, nicOpts)
+	if err != nil {
+		add(Warn, "dns", "%v", err)
+		return
+	}
+	list := make([]string, len(servers))
+	for i, s := range servers {
+		list[i] = s.String()
+	}
+	add(OK, "dns", "%s (from %s)", strings.Join(list, ", "), origin)
+}
+
 func checkConnect(ctx context.Context, name string, opts DoctorOptions, nicOpts NICOptions, add addFunc) {
 	ctx, cancel := context.WithTimeout(ctx, opts.Timeout)
 	defer cancel()
@@ -274,7 +288,7 @@ func checkConnect(ctx context.Context, name string, opts DoctorOptions, nicOpts 
 	if host, port, err := net.SplitHostPort(target); err == nil {
 		if _, err := netip.ParseAddr(host); err != nil {
 			// A name is resolved through the NIC too, as the proxy would.
-			resolver := dnscache.New(dnscache.Config{NIC: name, Servers: nicOpts.DNS, Dial: dialer.DialContext})
+			resolver := nicResolver(name, nicOpts, dialer.DialContext)
 			addrs, err := resolver.LookupNetIP(ctx, "ip4", host)
 			if err != nil || len(addrs) == 0 {
 				add(Fail, "connect", "resolve %s through %s: %v", host, name, err)

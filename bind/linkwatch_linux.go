@@ -15,7 +15,9 @@ import (
 // LinkWatcher answers Links from memory: it lists the NICs once, then keeps
 // the list current from the kernel's link notifications (RTM_NEWLINK and
 // RTM_DELLINK), so a dial reads a map instead of listing every interface
-// through the kernel. When a notification is lost (the socket's buffer
+// through the kernel. It follows addresses and IPv6 routes the same way
+// (RTM_NEWADDR, RTM_DELADDR, RTM_NEWROUTE, RTM_DELROUTE) for each NIC's
+// Families, so deciding which families to ask costs a dial nothing. When a notification is lost (the socket's buffer
 // overflowed, or any receive error), it subscribes again and re-lists.
 //
 // A name it does not know is asked of the kernel before it is called
@@ -36,6 +38,7 @@ type LinkWatcher struct {
 type linkTable struct {
 	byIndex map[int]Link
 	byName  map[string]Link
+	fams    map[int]Families // by index, Known set
 }
 
 // NewLinkWatcher lists the NICs of the calling thread's network namespace
@@ -63,14 +66,72 @@ func (w *LinkWatcher) Link(name string) (Link, error) {
 	return w.kernel.Link(name)
 }
 
-// subscribe starts link notifications from the watcher's namespace.
-func (w *LinkWatcher) subscribe(updates chan netlink.LinkUpdate, done chan struct{}) error {
-	return subscribeIn(w.ns, func(ns *netns.NsHandle) error {
-		return netlink.LinkSubscribeWithOptions(updates, done, netlink.LinkSubscribeOptions{
-			Namespace:     ns,
-			ErrorCallback: func(error) {}, // the closed channel in Run is the signal
-		})
+// Families implements FamilyLinks from memory; a NIC the watcher does not
+// know is asked of the kernel, as Link does.
+func (w *LinkWatcher) Families(name string) (Families, error) {
+	if t := w.links.Load(); t != nil {
+		if link, ok := t.byName[name]; ok {
+			f := t.fams[link.Index]
+			f.Known = true
+			return f, nil
+		}
+	}
+	return w.kernel.Families(name)
+}
+
+// subscriptions are the three notification streams the watcher follows.
+type subscriptions struct {
+	links  chan netlink.LinkUpdate
+	addrs  chan netlink.AddrUpdate
+	routes chan netlink.RouteUpdate
+	done   chan struct{}
+}
+
+func newSubscriptions() *subscriptions {
+	return &subscriptions{
+		links:  make(chan netlink.LinkUpdate, 64),
+		addrs:  make(chan netlink.AddrUpdate, 64),
+		routes: make(chan netlink.RouteUpdate, 256),
+		done:   make(chan struct{}),
+	}
+}
+
+// stop ends the subscriptions and waits for their readers to close their
+// channels, which they do once their sockets are closed, so no goroutine
+// of them outlives Run. started says how many were subscribed.
+func (s *subscriptions) stop(started int) {
+	close(s.done)
+	if started > 0 {
+		drain(s.links)
+	}
+	if started > 1 {
+		drain(s.addrs)
+	}
+	if started > 2 {
+		drain(s.routes)
+	}
+}
+
+// subscribe starts link, address and route notifications from the
+// watcher's namespace; started says how many it started.
+func (w *LinkWatcher) subscribe(subs *subscriptions) (started int, err error) {
+	onError := func(error) {} // the closed channel in Run is the signal
+	err = subscribeIn(w.ns, func(ns *netns.NsHandle) error {
+		if err := netlink.LinkSubscribeWithOptions(subs.links, subs.done, netlink.LinkSubscribeOptions{Namespace: ns, ErrorCallback: onError}); err != nil {
+			return err
+		}
+		started++
+		if err := netlink.AddrSubscribeWithOptions(subs.addrs, subs.done, netlink.AddrSubscribeOptions{Namespace: ns, ErrorCallback: onError}); err != nil {
+			return err
+		}
+		started++
+		if err := netlink.RouteSubscribeWithOptions(subs.routes, subs.done, netlink.RouteSubscribeOptions{Namespace: ns, ErrorCallback: onError}); err != nil {
+			return err
+		}
+		started++
+		return nil
 	})
+	return started, err
 }
 
 // Run follows link notifications until ctx ends, then releases the
@@ -80,7 +141,123 @@ func (w *LinkWatcher) subscribe(updates chan netlink.LinkUpdate, done chan struc
 func (w *LinkWatcher) Run(ctx context.Context) error {
 	defer w.close()
 	defer w.links.Store(nil)
-	return keepCurrent(ctx, "watch links", follower[netlink.LinkUpdate]{subscribe: w.subscribe, relist: w.relist, apply: w.apply})
+	for {
+		// Subscribe before listing, so no change between the two is
+		// missed; a notification older than the list is applied on top of
+		// it, and the newer ones that follow it correct it.
+		subs := newSubscriptions()
+		if started, err := w.subscribe(subs); err != nil {
+			subs.stop(started)
+			return fmt.Errorf("watch links: subscribe: %w", err)
+		}
+		if err := w.relist(); err != nil {
+			subs.stop(3)
+			return err
+		}
+		lost := w.follow(ctx, subs)
+		subs.stop(3)
+		if !lost {
+			return ctx.Err()
+		}
+	}
+}
+
+// follow applies updates until ctx ends (false) or a subscription dies
+// (true: notifications may have been lost). An address change re-reads
+// the addresses once for all the changes queued with it. A route change
+// costs nothing unless it can change a NIC's Route6: a new IPv6 route on
+// a NIC that had none sets it, a removed one re-reads the IPv6 routes.
+// IPv4 routes, and the bursts of them a routing daemon loads, are skipped.
+func (w *LinkWatcher) follow(ctx context.Context, subs *subscriptions) bool {
+	for {
+		select {
+		case <-ctx.Done():
+			return false
+		case u, ok := <-subs.links:
+			if !ok {
+				return ctx.Err() == nil
+			}
+			w.apply(u)
+		case _, ok := <-subs.addrs:
+			if !ok || !w.refreshAddrs(subs) {
+				return ctx.Err() == nil
+			}
+		case u, ok := <-subs.routes:
+			if !ok || !w.applyRoute(u, subs) {
+				return ctx.Err() == nil
+			}
+		}
+	}
+}
+
+// refreshAddrs takes the address notifications queued now, then re-reads
+// the addresses; false when the channel closed or the read failed.
+func (w *LinkWatcher) refreshAddrs(subs *subscriptions) bool {
+	if !takeQueued(subs.addrs) {
+		return false
+	}
+	t := w.links.Load()
+	fams, err := listAddrFamilies(w.handle, t.fams)
+	if err != nil {
+		return false
+	}
+	w.links.Store(newLinkTable(t.byIndex, fams))
+	return true
+}
+
+// applyRoute follows one route notification; false when a re-read failed
+// or the channel closed.
+func (w *LinkWatcher) applyRoute(u netlink.RouteUpdate, subs *subscriptions) bool {
+	links := route6Links(u.Route)
+	if len(links) == 0 {
+		return true
+	}
+	t := w.links.Load()
+	if u.Type == unix.RTM_NEWROUTE {
+		var fams map[int]Families
+		for _, i := range links {
+			if t.fams[i].Route6 {
+				continue
+			}
+			if fams == nil {
+				fams = maps.Clone(t.fams)
+			}
+			f := fams[i]
+			f.Route6 = true
+			fams[i] = f
+		}
+		if fams != nil {
+			w.links.Store(newLinkTable(t.byIndex, fams))
+		}
+		return true
+	}
+	// A removed route: another may still carry the NIC's IPv6. The
+	// re-read covers every change queued behind it (a NIC going down
+	// removes its routes one notification each), so those are taken first.
+	if !takeQueued(subs.routes) {
+		return false
+	}
+	fams, err := listRouteFamilies(w.handle, t.fams)
+	if err != nil {
+		return false
+	}
+	w.links.Store(newLinkTable(t.byIndex, fams))
+	return true
+}
+
+// takeQueued discards what ch holds now, without waiting; false when it
+// is closed (the subscription died).
+func takeQueued[T any](ch <-chan T) bool {
+	for {
+		select {
+		case _, ok := <-ch:
+			if !ok {
+				return false
+			}
+		default:
+			return true
+		}
+	}
 }
 
 func (w *LinkWatcher) apply(u netlink.LinkUpdate) {
@@ -95,7 +272,7 @@ func (w *LinkWatcher) apply(u netlink.LinkUpdate) {
 	} else {
 		delete(byIndex, index)
 	}
-	w.links.Store(newLinkTable(byIndex))
+	w.links.Store(newLinkTable(byIndex, w.links.Load().fams))
 	w.report(before, existed, after, exists)
 }
 
@@ -108,7 +285,11 @@ func (w *LinkWatcher) relist() error {
 	for _, l := range links {
 		byIndex[l.Attrs().Index] = linkOf(l)
 	}
-	w.links.Store(newLinkTable(byIndex))
+	fams, err := listFamilies(w.handle)
+	if err != nil {
+		return fmt.Errorf("watch links: %w", err)
+	}
+	w.links.Store(newLinkTable(byIndex, fams))
 	return nil
 }
 
@@ -117,8 +298,8 @@ func (w *LinkWatcher) close() {
 	w.ns.Close()
 }
 
-func newLinkTable(byIndex map[int]Link) *linkTable {
-	t := &linkTable{byIndex: byIndex, byName: make(map[string]Link, len(byIndex))}
+func newLinkTable(byIndex map[int]Link, fams map[int]Families) *linkTable {
+	t := &linkTable{byIndex: byIndex, byName: make(map[string]Link, len(byIndex)), fams: fams}
 	for _, l := range byIndex {
 		t.byName[l.Name] = l
 	}

@@ -87,6 +87,8 @@ const (
 	defaultMaxConnections = 20000
 	defaultCacheSize      = 10000
 	defaultMaxTTL         = 10 * time.Minute
+	defaultNegTTLNoSOA    = 5 * time.Second
+	maxNegTTLNoSOA        = 30 * time.Second // the cache's bound for any negative answer
 	defaultMaxHandshakes  = 1024
 	defaultMaxHeaderBytes = 64 << 10
 	defaultMaxHeaders     = 101
@@ -97,8 +99,8 @@ func defaults(source string) *Config {
 		Source:     source,
 		Interfaces: map[string]Interface{},
 		Timeouts: Timeouts{Handshake: 10 * time.Second, Dial: 10 * time.Second, Attempt: 250 * time.Millisecond,
-			Idle: 5 * time.Minute, Body: 60 * time.Second, Shutdown: 10 * time.Second},
-		Resolver: Resolver{CacheSize: defaultCacheSize, MaxTTL: defaultMaxTTL},
+			ResolutionDelay: 50 * time.Millisecond, Idle: 5 * time.Minute, Body: 60 * time.Second, Shutdown: 10 * time.Second},
+		Resolver: Resolver{CacheSize: defaultCacheSize, MaxTTL: defaultMaxTTL, NegativeTTLWithoutSOA: defaultNegTTLNoSOA},
 		Limits: Limits{MaxConnections: defaultMaxConnections, MaxHandshakes: defaultMaxHandshakes,
 			MaxHeaderBytes: defaultMaxHeaderBytes, MaxHeaders: defaultMaxHeaders},
 		Log: Log{Level: "info", Format: "console", Access: true},
@@ -273,12 +275,13 @@ func (d *decoder) admin(dr *draft, n *yaml.Node) {
 }
 
 func (d *decoder) timeouts(dr *draft, n *yaml.Node) {
-	fs, _ := d.fields(n, "timeouts", "handshake", "dial", "attempt", "idle", "body", "shutdown")
+	fs, _ := d.fields(n, "timeouts", "handshake", "dial", "attempt", "resolution_delay", "idle", "body", "shutdown")
 	t := &dr.cfg.Timeouts
 	for _, x := range []struct {
 		key string
 		dst *time.Duration
-	}{{"handshake", &t.Handshake}, {"dial", &t.Dial}, {"attempt", &t.Attempt}, {"idle", &t.Idle}, {"body", &t.Body}, {"shutdown", &t.Shutdown}} {
+	}{{"handshake", &t.Handshake}, {"dial", &t.Dial}, {"attempt", &t.Attempt}, {"resolution_delay", &t.ResolutionDelay},
+		{"idle", &t.Idle}, {"body", &t.Body}, {"shutdown", &t.Shutdown}} {
 		if f, ok := fs[x.key]; ok {
 			if v, ok := d.duration(f.val, "timeouts."+x.key); ok {
 				*x.dst = v
@@ -290,7 +293,7 @@ func (d *decoder) timeouts(dr *draft, n *yaml.Node) {
 // resolver decodes the `resolver` section. via is a NIC reference like
 // any other, so an unknown name is caught with the same message.
 func (d *decoder) resolver(dr *draft, n *yaml.Node) {
-	fs, _ := d.fields(n, "resolver", "via", "cache_size", "min_ttl", "max_ttl")
+	fs, _ := d.fields(n, "resolver", "via", "cache_size", "min_ttl", "max_ttl", "negative_ttl_without_soa")
 	r := &dr.cfg.Resolver
 	if f, ok := fs["via"]; ok {
 		if name, ok := d.scalar(f.val, "resolver.via"); ok {
@@ -331,6 +334,19 @@ func (d *decoder) resolver(dr *draft, n *yaml.Node) {
 	}
 	if r.MinTTL > r.MaxTTL {
 		d.errorf(minNode, "resolver.min_ttl", "%s is more than max_ttl %s", r.MinTTL, r.MaxTTL)
+	}
+	if f, ok := fs["negative_ttl_without_soa"]; ok {
+		if s, ok := d.scalar(f.val, "resolver.negative_ttl_without_soa"); ok {
+			v, err := time.ParseDuration(s)
+			switch {
+			case err != nil || v < 0:
+				d.errorf(resolve(f.val), "resolver.negative_ttl_without_soa", "%q is not a duration of 0s (off) or more (such as 5s)", s)
+			case v > maxNegTTLNoSOA:
+				d.errorf(resolve(f.val), "resolver.negative_ttl_without_soa", "%s is more than %s, the longest any negative answer is kept", v, maxNegTTLNoSOA)
+			default:
+				r.NegativeTTLWithoutSOA = v
+			}
+		}
 	}
 }
 

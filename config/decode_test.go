@@ -207,8 +207,8 @@ func TestParseDefaults(t *testing.T) {
 		Interfaces: map[string]Interface{},
 		Default:    Via{Mode: ViaPinned, NICs: []string{"ens160"}},
 		Timeouts: Timeouts{Handshake: 10 * time.Second, Dial: 10 * time.Second, Attempt: 250 * time.Millisecond,
-			Idle: 5 * time.Minute, Body: 60 * time.Second, Shutdown: 10 * time.Second},
-		Resolver: Resolver{Via: "ens160", CacheSize: 10000, MaxTTL: 10 * time.Minute},
+			ResolutionDelay: 50 * time.Millisecond, Idle: 5 * time.Minute, Body: 60 * time.Second, Shutdown: 10 * time.Second},
+		Resolver: Resolver{Via: "ens160", CacheSize: 10000, MaxTTL: 10 * time.Minute, NegativeTTLWithoutSOA: 5 * time.Second},
 		Limits:   Limits{MaxConnections: 20000, MaxHandshakes: 1024, MaxHeaderBytes: 64 << 10, MaxHeaders: 101},
 		Log:      Log{Level: "info", Format: "console", Access: true},
 		// A loopback listener and no users: a one-person local proxy.
@@ -226,25 +226,30 @@ func TestParseDefaults(t *testing.T) {
 // (system for default: system), the file can name another, and -i, which
 // drops the rules that would need it, takes the flag's NIC.
 func TestParseResolver(t *testing.T) {
+	const neg = 5 * time.Second
 	for _, tc := range []struct {
 		name, yaml string
 		opts       Options
 		want       Resolver
 		attempt    time.Duration
+		resDelay   time.Duration
 	}{
 		{"default's first NIC", "default: [ens33, ens160]\n", hostOpts(),
-			Resolver{Via: "ens33", CacheSize: 10000, MaxTTL: 10 * time.Minute}, 250 * time.Millisecond},
+			Resolver{Via: "ens33", CacheSize: 10000, MaxTTL: 10 * time.Minute, NegativeTTLWithoutSOA: neg}, 250 * time.Millisecond, 50 * time.Millisecond},
 		{"system", "default: system\n", hostOpts(),
-			Resolver{Via: "system", CacheSize: 10000, MaxTTL: 10 * time.Minute}, 250 * time.Millisecond},
-		{"named", "default: ens33\nresolver: {via: ens160, cache_size: 0, min_ttl: 5s, max_ttl: 1h}\ntimeouts: {attempt: 100ms}\n", hostOpts(),
-			Resolver{Via: "ens160", CacheSize: 0, MinTTL: 5 * time.Second, MaxTTL: time.Hour}, 100 * time.Millisecond},
+			Resolver{Via: "system", CacheSize: 10000, MaxTTL: 10 * time.Minute, NegativeTTLWithoutSOA: neg}, 250 * time.Millisecond, 50 * time.Millisecond},
+		{"named", "default: ens33\nresolver: {via: ens160, cache_size: 0, min_ttl: 5s, max_ttl: 1h, negative_ttl_without_soa: 2s}\ntimeouts: {attempt: 100ms, resolution_delay: 20ms}\n", hostOpts(),
+			Resolver{Via: "ens160", CacheSize: 0, MinTTL: 5 * time.Second, MaxTTL: time.Hour, NegativeTTLWithoutSOA: 2 * time.Second}, 100 * time.Millisecond, 20 * time.Millisecond},
+		{"negative_ttl_without_soa off", "default: ens33\nresolver: {negative_ttl_without_soa: 0s}\n", hostOpts(),
+			Resolver{Via: "ens33", CacheSize: 10000, MaxTTL: 10 * time.Minute}, 250 * time.Millisecond, 50 * time.Millisecond},
 		{"-i", "default: ens33\nresolver: {via: ens33}\n", Options{Interfaces: []string{"ens33", "ens160"}, InterfaceOverride: "ens160"},
-			Resolver{Via: "ens160", CacheSize: 10000, MaxTTL: 10 * time.Minute}, 250 * time.Millisecond},
+			Resolver{Via: "ens160", CacheSize: 10000, MaxTTL: 10 * time.Minute, NegativeTTLWithoutSOA: neg}, 250 * time.Millisecond, 50 * time.Millisecond},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := mustParse(t, tc.yaml, tc.opts)
-			if cfg.Resolver != tc.want || cfg.Timeouts.Attempt != tc.attempt {
-				t.Errorf("Resolver = %+v, attempt %v; want %+v, %v", cfg.Resolver, cfg.Timeouts.Attempt, tc.want, tc.attempt)
+			if cfg.Resolver != tc.want || cfg.Timeouts.Attempt != tc.attempt || cfg.Timeouts.ResolutionDelay != tc.resDelay {
+				t.Errorf("Resolver = %+v, attempt %v, resolution_delay %v; want %+v, %v, %v",
+					cfg.Resolver, cfg.Timeouts.Attempt, cfg.Timeouts.ResolutionDelay, tc.want, tc.attempt, tc.resDelay)
 			}
 		})
 	}
@@ -258,6 +263,22 @@ func TestParseBodyTimeout(t *testing.T) {
 	}
 	if got := mustParse(t, "default: ens160\ntimeouts: {body: 300ms}\n", hostOpts()).Timeouts.Body; got != 300*time.Millisecond {
 		t.Errorf("timeouts.body = %v, want 300ms", got)
+	}
+}
+
+// TestParseNegativeTTLWithoutSOABounds: a negative or over-long
+// negative_ttl_without_soa, or a resolution_delay of 0, is an error naming
+// the key.
+func TestParseNegativeTTLWithoutSOABounds(t *testing.T) {
+	for _, tc := range []struct{ yaml, key string }{
+		{"default: ens33\nresolver: {negative_ttl_without_soa: -1s}\n", "resolver.negative_ttl_without_soa"},
+		{"default: ens33\nresolver: {negative_ttl_without_soa: 1m}\n", "resolver.negative_ttl_without_soa"},
+		{"default: ens33\ntimeouts: {resolution_delay: 0s}\n", "timeouts.resolution_delay"},
+	} {
+		_, err := Parse("test.yaml", []byte(tc.yaml), hostOpts())
+		if err == nil || !strings.Contains(err.Error(), tc.key) {
+			t.Errorf("%q: error %v, want one naming %s", tc.yaml, err, tc.key)
+		}
 	}
 }
 
@@ -500,5 +521,19 @@ rules:
 	}
 	if got := warnings(cfg); !slices.Equal(got, want) {
 		t.Errorf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// TestParseInterfaceDNSAuto: `dns: auto` asks for the NIC's own servers
+// (no explicit list) and keeps the NIC's other options; an absent dns
+// means the same, without the flag.
+func TestParseInterfaceDNSAuto(t *testing.T) {
+	cfg := mustParse(t, "interfaces:\n  ens33: {dns: auto, check: {target: \"192.0.2.1:53\"}}\n  ens160: {mark: 1}\ndefault: ens33\n", hostOpts())
+	e33, e160 := cfg.Interfaces["ens33"], cfg.Interfaces["ens160"]
+	if !e33.DNSAuto || len(e33.DNS) != 0 || e33.Check == nil {
+		t.Errorf("ens33 (dns: auto): %+v", e33)
+	}
+	if e160.DNSAuto || len(e160.DNS) != 0 {
+		t.Errorf("ens160 (no dns): %+v", e160)
 	}
 }

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"net/netip"
 	"slices"
 	"strings"
 
@@ -55,25 +56,36 @@ func (d *decoder) interfaceOptions(it *Interface, n *yaml.Node, p string) {
 		}
 	}
 	if f, ok := fs["dns"]; ok {
-		items, ok := d.seq(f.val, p+".dns", true)
-		if ok && len(items) == 0 {
-			d.errorf(resolve(f.val), p+".dns", "empty list; remove the field to use the system's nameservers")
-		}
-		for i, e := range items {
-			ip := index(p+".dns", i)
-			if s, ok := d.scalar(e, ip); ok {
-				ap, err := parseDNS(s)
-				if err != nil {
-					d.errorf(e, ip, "%v", err)
-					continue
-				}
-				it.DNS = append(it.DNS, ap)
-			}
+		if v := resolve(f.val); v.Kind == yaml.ScalarNode && v.Value == DNSAuto {
+			it.DNSAuto = true
+		} else {
+			it.DNS = d.dnsServers(f.val, p+".dns")
 		}
 	}
 	if f, ok := fs["check"]; ok {
 		it.Check = d.check(f.val, p+".check")
 	}
+}
+
+// dnsServers decodes a list of nameservers (a bare IP gets port 53).
+func (d *decoder) dnsServers(n *yaml.Node, p string) []netip.AddrPort {
+	items, ok := d.seq(n, p, true)
+	if ok && len(items) == 0 {
+		d.errorf(resolve(n), p, "empty list; remove the field (or say auto) to use the NIC's own or the system's nameservers")
+	}
+	var servers []netip.AddrPort
+	for i, e := range items {
+		ip := index(p, i)
+		if s, ok := d.scalar(e, ip); ok {
+			ap, err := parseDNS(s)
+			if err != nil {
+				d.errorf(e, ip, "%v", err)
+				continue
+			}
+			servers = append(servers, ap)
+		}
+	}
+	return servers
 }
 
 func (d *decoder) check(n *yaml.Node, p string) *Check {

@@ -154,9 +154,14 @@ type Interface struct {
 	Mark uint32
 	// HasMark tells a configured mark from none, since 0 is a valid uint32.
 	HasMark bool
-	// DNS are resolvers reached through this NIC; empty means the system's
-	// nameservers, queried through this NIC. A bare IP gets port 53.
+	// DNS are resolvers reached through this NIC; empty means the NIC's
+	// own servers where the host keeps them per link (systemd-resolved),
+	// else the system's nameservers, queried through this NIC. A bare IP
+	// gets port 53.
 	DNS []netip.AddrPort
+	// DNSAuto is true when the file says `dns: auto`, which is what an
+	// absent dns means too: the NIC's own servers, else the system's.
+	DNSAuto bool
 	// Check is the active health check; nil when absent.
 	Check *Check
 }
@@ -333,6 +338,10 @@ type Timeouts struct {
 	// Attempt is the Happy Eyeballs delay (RFC 8305): how long one address
 	// may try alone before the next address starts beside it; default 250ms.
 	Attempt time.Duration
+	// ResolutionDelay is RFC 8305's Resolution Delay: once one family's
+	// addresses are known, how long a dial waits for the other before it
+	// connects with what it has; default 50ms.
+	ResolutionDelay time.Duration
 	// Idle closes a relay with no traffic either way; default 5m.
 	Idle time.Duration
 	// Body bounds the pause between two reads of an HTTP request's body
@@ -360,7 +369,15 @@ type Resolver struct {
 	CacheSize int
 	// MinTTL and MaxTTL clamp the TTL of cached answers; defaults 0 and 10m.
 	MinTTL, MaxTTL time.Duration
+	// NegativeTTLWithoutSOA is how long a negative answer without an SOA
+	// (NOERROR with no records, as many home routers answer AAAA) is
+	// cached per NIC; 0 keeps RFC 2308's "not at all". Default 5s, at most 30s.
+	NegativeTTLWithoutSOA time.Duration
 }
+
+// DNSAuto is the value of interfaces.NIC.dns that asks for the NIC's own
+// servers from the host's per-link source (the default).
+const DNSAuto = "auto"
 
 // LocalPolicy is the value of local_destinations.
 type LocalPolicy string

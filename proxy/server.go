@@ -94,6 +94,9 @@ type Options struct {
 	// local_destinations; nil lists them through the kernel at most once
 	// a second. The caller runs a bind.AddrWatcher here.
 	Local LocalAddrs
+	// LinkDNS reports each NIC's own DNS servers (systemd-resolved's per
+	// link); nil: NICs without a dns setting use the system's nameservers.
+	LinkDNS upstream.LinkDNS
 }
 
 // New builds a Server for cfg. It opens nothing until Listen.
@@ -120,7 +123,7 @@ func New(cfg *config.Config, log *zap.Logger, opts Options) *Server {
 // carry over from it.
 func (s *Server) newState(cfg *config.Config, prev *state) *state {
 	opts := upstream.Options{
-		Links: s.opts.Links, Healthy: s.health.healthy, DNS: s.report,
+		Links: s.opts.Links, LinkDNS: s.opts.LinkDNS, Healthy: s.health.healthy, DNS: s.report,
 		// Names are checked once resolved: one that resolves to nicproxy's
 		// own listener, or to the host under local_destinations: deny, is
 		// refused like the literal.

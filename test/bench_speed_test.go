@@ -2,7 +2,6 @@ package test
 
 import (
 	"bufio"
-	"encoding/json"
 	"fmt"
 	"os/exec"
 	"path/filepath"
@@ -80,18 +79,7 @@ func BenchmarkSpeed(b *testing.B) {
 
 	run := func(b *testing.B, args ...string) loadReport {
 		b.Helper()
-		out, err := lab.Command(loadgen, args...).Output()
-		if err != nil {
-			b.Fatalf("loadgen %v: %v\n%s", args, err, out)
-		}
-		var r loadReport
-		if err := json.Unmarshal(out, &r); err != nil {
-			b.Fatalf("loadgen %v: %v: %s", args, err, out)
-		}
-		if r.Errors != 0 {
-			b.Errorf("loadgen %v: %d of %d connections failed, first: %s", args, r.Errors, r.Conns, r.FirstError)
-		}
-		return r
+		return runLoadgen(b, lab.Lab, loadgen, args...)
 	}
 	modes := []struct{ name, mode, proxy string }{
 		{"direct", "direct", ""},

@@ -11,7 +11,7 @@ import (
 )
 
 // chromium finds the browser, or skips (fails in CI, which installs it).
-func chromium(t *testing.T) string {
+func chromium(t testing.TB) string {
 	t.Helper()
 	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
 		if path, err := exec.LookPath(name); err == nil {
@@ -24,7 +24,7 @@ func chromium(t *testing.T) string {
 
 // headless runs Chromium inside the host namespace with everything that
 // would phone home switched off, and returns its stdout.
-func headless(t *testing.T, lab *netlab.Lab, browser string, args ...string) string {
+func headless(t testing.TB, lab *netlab.Lab, browser string, args ...string) string {
 	t.Helper()
 	base := []string{"--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
 		"--disable-background-networking", "--disable-component-update", "--disable-sync",

@@ -301,10 +301,10 @@ func TestExecHelp(t *testing.T) {
 		if res.code != 0 || res.stderr != "" {
 			t.Errorf("exec %s: exit %d, stderr %q; want 0 and nothing", arg, res.code, res.stderr)
 		}
-		if !strings.HasPrefix(res.stdout, "Usage:\n  nicproxy exec [-c FILE | -i NIC] [--user USER] [--] CMD [ARGS...]\n") {
+		if !strings.HasPrefix(res.stdout, "Usage:\n  nicproxy exec [-c FILE | -i NIC] [--user USER] [--dns ADDR] [--] CMD [ARGS...]\n") {
 			t.Errorf("exec %s does not start with its usage:\n%s", arg, res.stdout)
 		}
-		for _, once := range []string{"Usage:", "\n  -cgroup PATH\n", "\n  -existing-sockets-ok\n", "\n  -user USER\n"} {
+		for _, once := range []string{"Usage:", "\n  -cgroup PATH\n", "\n  -existing-sockets-ok\n", "\n  -dns ADDR\n", "\n  -user USER\n"} {
 			if n := strings.Count(res.stdout, once); n != 1 {
 				t.Errorf("exec %s prints %q %d times, want once:\n%s", arg, once, n, res.stdout)
 			}

@@ -28,8 +28,14 @@ type DialFunc func(ctx context.Context, network, address string) (net.Conn, erro
 // Config configures a Resolver for one NIC.
 type Config struct {
 	NIC     string           // for messages and errors
-	Servers []netip.AddrPort // interfaces.<nic>.dns, used in turn; empty: resolv.conf's nameservers
+	Servers []netip.AddrPort // interfaces.<nic>.dns, used in turn; empty: LinkServers', else resolv.conf's nameservers
 	Dial    DialFunc         // required: the NIC's pinned dialer
+	// LinkServers, when set and Servers is empty, returns the NIC's own
+	// servers from a per-link source (systemd-resolved), or none; it is
+	// called on every lookup, so it must read memory (linkdns.Watcher).
+	// LinkOrigin says where they come from, for Servers.
+	LinkServers func() []netip.AddrPort
+	LinkOrigin  string
 
 	ResolvConf    string // "" -> /etc/resolv.conf
 	StubUpstreams string // "" -> /run/systemd/resolve/resolv.conf
@@ -37,6 +43,15 @@ type Config struct {
 
 	CacheSize      int           // names kept; 0 turns caching off (queries still shared in flight)
 	MinTTL, MaxTTL time.Duration // clamp for positive answers; MaxTTL 0 means DefaultMaxTTL
+	// NegativeTTLWithoutSOA is how long a negative answer that carries no
+	// SOA is kept (RFC 2308 says not at all: 0), at most MaxNegativeTTL.
+	// Many home routers and dnsmasq answer AAAA that way; without it every
+	// connection to an IPv4-only name asks AAAA again.
+	NegativeTTLWithoutSOA time.Duration
+	// ResolutionDelay is how long a lookup of both families waits for the
+	// second once the first has addresses (RFC 8305 section 3); the late
+	// answer still lands in the cache. 0 means DefaultResolutionDelay.
+	ResolutionDelay time.Duration
 
 	// OnQuery is called once per question sent (one name, one family,
 	// however many servers and retries it took) with its result: "ok",
@@ -56,6 +71,12 @@ const (
 	DefaultMaxTTL        = 10 * time.Minute
 	// MaxNegativeTTL bounds how long a name is known not to exist.
 	MaxNegativeTTL = 30 * time.Second
+	// DefaultResolutionDelay is RFC 8305's recommended Resolution Delay.
+	DefaultResolutionDelay = 50 * time.Millisecond
+	// MaxAddrsPerFamily bounds the addresses kept (and returned) per
+	// family of one name, so the cache's memory is bounded in bytes, not
+	// only in names: an answer of hundreds of records is cut to its first.
+	MaxAddrsPerFamily = 16
 )
 
 // ErrNoNameserver is wrapped by the error of a lookup that has no server
@@ -95,6 +116,7 @@ type Resolver struct {
 	mu      sync.Mutex
 	cache   lru
 	flights map[flightKey]*flight
+	running sync.WaitGroup // every flight's goroutine, for Close
 
 	hits, misses, queries atomic.Uint64
 }
@@ -113,6 +135,10 @@ func New(cfg Config) *Resolver {
 	if cfg.MaxTTL <= 0 {
 		cfg.MaxTTL = DefaultMaxTTL
 	}
+	if cfg.ResolutionDelay <= 0 {
+		cfg.ResolutionDelay = DefaultResolutionDelay
+	}
+	cfg.NegativeTTLWithoutSOA = min(max(cfg.NegativeTTLWithoutSOA, 0), MaxNegativeTTL)
 	if cfg.Dial == nil {
 		cfg.Dial = func(context.Context, string, string) (net.Conn, error) {
 			return nil, errors.New("dnscache: Config.Dial is nil")
@@ -138,18 +164,60 @@ func (r *Resolver) Stats() Stats {
 	return Stats{Hits: r.hits.Load(), Misses: r.misses.Load(), Queries: r.queries.Load(), Entries: entries}
 }
 
-// Lookup returns host's IPv4 and IPv6 addresses, asking for both at once.
-// A name that does not exist, or has no address of either family, is a
-// *net.DNSError with IsNotFound; a lookup that ran out of time has
-// IsTimeout; any other failure names the server and the NIC.
-func (r *Resolver) Lookup(ctx context.Context, host string) (Result, error) {
-	return r.lookup(ctx, host, [2]bool{true, true})
+// Close cancels the questions still in flight and waits for them to end.
+// A lookup that stopped waiting for its second family (ResolutionDelay)
+// leaves that question running so its answer reaches the cache; each such
+// question ends by itself within its resolv.conf budget, and Close ends
+// them at once. Lookups may still be made after Close.
+func (r *Resolver) Close() {
+	r.mu.Lock()
+	for key, f := range r.flights {
+		f.cancel()
+		delete(r.flights, key)
+	}
+	r.mu.Unlock()
+	r.running.Wait()
 }
 
-// LookupNetIP returns host's addresses for network "ip" (IPv4 first, then
-// IPv6), "ip4" or "ip6", asking only for the families needed. It satisfies
+// Lookup returns host's IPv4 and IPv6 addresses, asking for both at once
+// and waiting for both: a complete answer, for matching dst rules, where a
+// family left out could choose another NIC. A name that does not exist,
+// or has no address of either family, is a *net.DNSError with IsNotFound;
+// a lookup that ran out of time has IsTimeout; any other failure names the
+// server and the NIC.
+func (r *Resolver) Lookup(ctx context.Context, host string) (Result, error) {
+	return r.LookupNetwork(ctx, "ip", host)
+}
+
+// LookupNetIP returns host's addresses to connect to for network "ip"
+// (IPv4 first, then IPv6), "ip4" or "ip6", asking only for the families
+// needed. For "ip", once one family has addresses it waits at most the
+// Resolution Delay for the other (RFC 8305 section 3). It satisfies
 // proxy/router.Resolver. The slice is the caller's to change.
 func (r *Resolver) LookupNetIP(ctx context.Context, network, host string) ([]netip.Addr, error) {
+	want, err := families(network, host)
+	if err != nil {
+		return nil, err
+	}
+	res, err := r.lookup(ctx, host, want, false)
+	if err != nil {
+		return nil, err
+	}
+	return append(res.V4, res.V6...), nil
+}
+
+// LookupNetwork is Lookup for network "ip" (both families), "ip4" or
+// "ip6": only the families needed are asked, and every one is waited for.
+func (r *Resolver) LookupNetwork(ctx context.Context, network, host string) (Result, error) {
+	want, err := families(network, host)
+	if err != nil {
+		return Result{}, err
+	}
+	return r.lookup(ctx, host, want, true)
+}
+
+// families is the families network asks for.
+func families(network, host string) ([2]bool, error) {
 	var want [2]bool
 	switch network {
 	case "ip":
@@ -159,16 +227,14 @@ func (r *Resolver) LookupNetIP(ctx context.Context, network, host string) ([]net
 	case "ip6":
 		want[ipv6] = true
 	default:
-		return nil, &net.DNSError{Err: "unsupported network " + network, Name: host}
+		return want, &net.DNSError{Err: "unsupported network " + network, Name: host}
 	}
-	res, err := r.lookup(ctx, host, want)
-	if err != nil {
-		return nil, err
-	}
-	return append(res.V4, res.V6...), nil
+	return want, nil
 }
 
-func (r *Resolver) lookup(ctx context.Context, host string, want [2]bool) (Result, error) {
+// lookup asks for host's wanted families; complete waits for every one
+// of them, else the Resolution Delay applies.
+func (r *Resolver) lookup(ctx context.Context, host string, want [2]bool, complete bool) (Result, error) {
 	// IP literals are not the resolver's business.
 	if addr, err := netip.ParseAddr(host); err == nil {
 		if addr.Is4() {
@@ -195,7 +261,7 @@ func (r *Resolver) lookup(ctx context.Context, host string, want [2]bool) (Resul
 	sent := false
 	var lastErr error
 	for _, fqdn := range s.conf.nameList(name) {
-		res, asked, err := r.lookupName(ctx, s, fqdn, want)
+		res, asked, err := r.lookupName(ctx, s, fqdn, want, complete)
 		sent = sent || asked
 		if err == nil {
 			r.countHit(!sent)

@@ -63,6 +63,9 @@ func newTestResolver(t *testing.T, srv *testServer, mutate func(*Config)) (*Reso
 		StubUpstreams: filepath.Join(dir, "missing"),
 		Hosts:         writeFile(t, filepath.Join(dir, "hosts"), ""),
 		CacheSize:     100,
+		// Long enough that a test's lookups of both families, on a busy
+		// machine, get both; the tests of the delay itself set it.
+		ResolutionDelay: time.Minute,
 	}
 	if srv != nil {
 		cfg.Servers = []netip.AddrPort{srv.addr}
@@ -71,6 +74,7 @@ func newTestResolver(t *testing.T, srv *testServer, mutate func(*Config)) (*Reso
 		mutate(&cfg)
 	}
 	r := New(cfg)
+	t.Cleanup(r.Close)
 	clk := &clock{t: time.Unix(1_700_000_000, 0)}
 	r.now = clk.now
 	return r, clk
@@ -168,13 +172,19 @@ func TestNegativeCache(t *testing.T) {
 		{"NODATA kept", map[string]zoneName{"nope.test": {}}, &[2]uint32{300, 20}, 20 * time.Second, 1},
 		{"NXDOMAIN without SOA not kept", nil, nil, 0, 2},
 		{"NODATA without SOA not kept", map[string]zoneName{"nope.test": {}}, nil, 0, 2},
+		{"NODATA without SOA kept for NegativeTTLWithoutSOA", map[string]zoneName{"nope.test": {}}, nil, 5 * time.Second, 1},
+		{"NXDOMAIN without SOA kept for NegativeTTLWithoutSOA", nil, nil, 5 * time.Second, 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			srv := startServer(t, tc.zone)
 			if tc.soa != nil {
 				srv.setSOA(tc.soa[0], tc.soa[1])
 			}
-			r, clk := newTestResolver(t, srv, nil)
+			r, clk := newTestResolver(t, srv, func(c *Config) {
+				if tc.soa == nil && tc.kept > 0 {
+					c.NegativeTTLWithoutSOA = tc.kept
+				}
+			})
 			for range 2 {
 				_, err := r.Lookup(context.Background(), "nope.test")
 				var dnsErr *net.DNSError
@@ -315,4 +325,79 @@ func TestCNAMEChainFollowed(t *testing.T) {
 	mustLookup(t, r, "www.test")
 	sent(t, srv, "www.test", 2, 2)
 	sent(t, srv, "edge.test", 0, 0)
+}
+
+// TestNegativeTTLWithoutSOABounded: a setting above MaxNegativeTTL is
+// clamped to it.
+func TestNegativeTTLWithoutSOABounded(t *testing.T) {
+	srv := startServer(t, map[string]zoneName{"nope.test": {}})
+	r, clk := newTestResolver(t, srv, func(c *Config) { c.NegativeTTLWithoutSOA = time.Hour })
+	_, _ = r.Lookup(context.Background(), "nope.test")
+	clk.advance(MaxNegativeTTL - time.Millisecond)
+	_, _ = r.Lookup(context.Background(), "nope.test")
+	sent(t, srv, "nope.test", 1, 1)
+	clk.advance(time.Millisecond)
+	_, _ = r.Lookup(context.Background(), "nope.test")
+	sent(t, srv, "nope.test", 2, 2)
+}
+
+// TestSecondFamilyNotWaitedFor: a server that never answers AAAA does not
+// hold up a lookup whose A answer came (RFC 8305's Resolution Delay), with
+// the resolv.conf budget for the AAAA question far beyond the test's
+// deadline; and an AAAA answer that comes late still lands in the cache
+// for the next lookup, which then sends nothing.
+func TestSecondFamilyNotWaitedFor(t *testing.T) {
+	srv := startServer(t, map[string]zoneName{
+		"v4.test":   {A: []netip.Addr{addr1}, SilentAAAA: true},
+		"late.test": {A: []netip.Addr{addr1}, AAAA: []netip.Addr{addr6}, DelayAAAA: 300 * time.Millisecond},
+	})
+	r, _ := newTestResolver(t, srv, func(c *Config) {
+		c.ResolutionDelay = 0 // the default, 50 ms
+		c.ResolvConf = writeFile(t, filepath.Join(t.TempDir(), "resolv.conf"), "options timeout:30 attempts:5\n")
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	addrs, err := r.LookupNetIP(ctx, "ip", "v4.test")
+	if err != nil || !slices.Equal(addrs, []netip.Addr{addr1}) {
+		t.Fatalf("v4.test: %v, %v; want its A answer without waiting for the AAAA one", addrs, err)
+	}
+	// The second lookup is served by the cached A and leaves AAAA to the
+	// question still in flight: no new query for either.
+	if addrs, err := r.LookupNetIP(ctx, "ip", "v4.test"); err != nil || !slices.Equal(addrs, []netip.Addr{addr1}) {
+		t.Fatalf("v4.test again: %v, %v", addrs, err)
+	}
+	sent(t, srv, "v4.test", 1, 1)
+
+	if addrs, err := r.LookupNetIP(ctx, "ip", "late.test"); err != nil || !slices.Equal(addrs, []netip.Addr{addr1}) {
+		t.Fatalf("late.test: %v, %v", addrs, err)
+	}
+	eventually(t, func() bool {
+		res, err := r.Lookup(ctx, "late.test")
+		return err == nil && res.Cached && slices.Equal(res.V6, []netip.Addr{addr6})
+	})
+	sent(t, srv, "late.test", 1, 1)
+
+	// Lookup, for dst rules, waits for both families.
+	short, cancelShort := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancelShort()
+	if res, err := r.Lookup(short, "v4.test"); err == nil {
+		t.Errorf("Lookup of a name whose AAAA never comes: %+v, want it to wait (here, for its context)", res)
+	}
+}
+
+// TestAddressesPerFamilyCapped: an answer of many records keeps only the
+// first MaxAddrsPerFamily of them, in the server's order.
+func TestAddressesPerFamilyCapped(t *testing.T) {
+	var many []netip.Addr
+	for i := range 40 {
+		many = append(many, netip.AddrFrom4([4]byte{192, 0, 2, byte(100 + i)}))
+	}
+	srv := startServer(t, map[string]zoneName{"many.test": {A: many, AAAA: []netip.Addr{addr6}}})
+	r, _ := newTestResolver(t, srv, nil)
+	for _, want := range []bool{false, true} {
+		res := mustLookup(t, r, "many.test")
+		if res.Cached != want || !slices.Equal(res.V4, many[:MaxAddrsPerFamily]) || !slices.Equal(res.V6, []netip.Addr{addr6}) {
+			t.Fatalf("cached %v: got %d IPv4 addresses %v, cached %v; want the first %d", want, len(res.V4), res.V4, res.Cached, MaxAddrsPerFamily)
+		}
+	}
 }

@@ -17,6 +17,8 @@ import (
 type settings struct {
 	conf     *resolvConf
 	stub     []netip.AddrPort // the stub upstreams they were built from
+	link     []netip.AddrPort // the per-link servers they were built from
+	origin   string           // where servers come from, for Servers
 	servers  []netip.AddrPort
 	rotate   bool
 	noServer error // set when there is no server to ask: the lookup fails with it
@@ -25,23 +27,33 @@ type settings struct {
 // current returns the settings, rebuilt when a file they come from changed.
 func (r *Resolver) current(now time.Time) *settings {
 	conf := r.resolv.get(now)
-	var stub []netip.AddrPort
-	needStub := len(r.cfg.Servers) == 0 &&
+	var stub, link []netip.AddrPort
+	if len(r.cfg.Servers) == 0 && r.cfg.LinkServers != nil {
+		link = r.cfg.LinkServers()
+	}
+	needStub := len(r.cfg.Servers) == 0 && len(link) == 0 &&
 		(len(conf.servers) == 0 || slices.ContainsFunc(conf.servers, netip.Addr.IsLoopback))
 	if needStub {
 		stub = r.stub.get(now)
 	}
 	r.setMu.Lock()
 	defer r.setMu.Unlock()
-	if s := r.settings; s != nil && s.conf == conf && slices.Equal(s.stub, stub) {
+	if s := r.settings; s != nil && s.conf == conf && slices.Equal(s.stub, stub) && slices.Equal(s.link, link) {
 		return s
 	}
-	s := &settings{conf: conf, stub: stub}
+	s := &settings{conf: conf, stub: stub, link: link}
 	switch {
 	case len(r.cfg.Servers) > 0:
 		// Explicit servers take turns, as the pinned net.Resolver had them.
 		s.servers, s.rotate = r.cfg.Servers, true
+		s.origin = "interfaces." + r.cfg.NIC + ".dns"
+	case len(link) > 0:
+		// The link's own servers, in the order the link has them, as
+		// systemd-resolved uses them: the first, the next when it fails.
+		s.servers, s.rotate = link, conf.rotate
+		s.origin = r.cfg.LinkOrigin
 	default:
+		s.origin = r.cfg.ResolvConf
 		s.rotate = conf.rotate
 		servers := conf.servers
 		if len(servers) == 0 {
@@ -65,6 +77,9 @@ func (r *Resolver) current(now time.Time) *settings {
 				s.servers = appendNew(s.servers, up)
 			}
 		}
+		if loopback.IsValid() {
+			s.origin += " (its loopback " + loopback.String() + " replaced by " + r.cfg.StubUpstreams + ")"
+		}
 		if len(s.servers) == 0 {
 			s.noServer = fmt.Errorf("%w: the system nameserver %s is on loopback and cannot be reached through %s; set interfaces.%s.dns",
 				ErrNoNameserver, loopback, r.cfg.NIC, r.cfg.NIC)
@@ -72,6 +87,14 @@ func (r *Resolver) current(now time.Time) *settings {
 	}
 	r.settings = s
 	return s
+}
+
+// Servers returns the servers a lookup would ask now and where they come
+// from ("interfaces.ens33.dns", the per-link source, or the resolv.conf
+// file), or the error a lookup would fail with: for check and doctor.
+func (r *Resolver) Servers() ([]netip.AddrPort, string, error) {
+	s := r.current(r.now())
+	return slices.Clone(s.servers), s.origin, s.noServer
 }
 
 func appendNew(servers []netip.AddrPort, s netip.AddrPort) []netip.AddrPort {
@@ -100,9 +123,13 @@ type flight struct {
 }
 
 // lookupName asks for fqdn's wanted families, from the cache where fresh,
-// else through a shared flight. asked reports whether any family was not
-// answered from the cache. err is a *net.DNSError.
-func (r *Resolver) lookupName(ctx context.Context, s *settings, fqdn string, want [2]bool) (res Result, asked bool, err error) {
+// else through a shared flight. Unless complete, once one family has
+// addresses it waits at most the Resolution Delay for the other (RFC 8305
+// section 3): a connection never waits for a family it does not need, and
+// the late answer still fills the cache for the next one. asked reports
+// whether any family was not answered from the cache. err is a
+// *net.DNSError.
+func (r *Resolver) lookupName(ctx context.Context, s *settings, fqdn string, want [2]bool, complete bool) (res Result, asked bool, err error) {
 	var got [2]known
 	var waits [2]*flight
 	now := r.now()
@@ -126,33 +153,53 @@ func (r *Resolver) lookupName(ctx context.Context, s *settings, fqdn string, wan
 	}
 	r.mu.Unlock()
 
-	for i, f := range waits {
-		if f == nil {
-			continue
+	var failure error
+	var done [2]<-chan struct{}
+	for fam, f := range waits {
+		if f != nil {
+			done[fam] = f.done
 		}
+	}
+	var delay *time.Timer
+	var delayed <-chan time.Time
+	hasAddrs := func() bool { return len(got[ipv4].addrs)+len(got[ipv6].addrs) > 0 }
+	for done[ipv4] != nil || done[ipv6] != nil {
+		if delayed == nil && !complete && hasAddrs() {
+			delay = time.NewTimer(r.cfg.ResolutionDelay)
+			defer delay.Stop()
+			delayed = delay.C
+		}
+		var fam family
 		select {
-		case <-f.done:
+		case <-done[ipv4]:
+			fam = ipv4
+		case <-done[ipv6]:
+			fam = ipv6
+		case <-delayed:
+			// Enough to connect: the other question goes on alone.
+			for fam, f := range waits {
+				if done[fam] != nil {
+					r.detach(f)
+				}
+			}
+			done = [2]<-chan struct{}{}
+			continue
 		case <-ctx.Done():
-			for _, g := range waits[i:] {
-				if g != nil {
-					r.leave(g)
+			for fam, f := range waits {
+				if done[fam] != nil {
+					r.leave(f)
 				}
 			}
 			return Result{}, asked, canceled(fqdn, ctx.Err())
 		}
+		done[fam] = nil
+		if f := waits[fam]; f.err != nil {
+			failure = f.err
+		} else {
+			got[fam] = f.result
+		}
 	}
 
-	var failure error
-	for fam, f := range waits {
-		if f == nil {
-			continue
-		}
-		if f.err != nil {
-			failure = f.err
-			continue
-		}
-		got[fam] = f.result
-	}
 	// Addresses of one family answer the lookup even when the other
 	// family's question failed.
 	res = Result{V4: slices.Clone(got[ipv4].addrs), V6: slices.Clone(got[ipv6].addrs)}
@@ -164,6 +211,15 @@ func (r *Resolver) lookupName(ctx context.Context, s *settings, fqdn string, wan
 	default:
 		return Result{}, asked, notFound(fqdn)
 	}
+}
+
+// detach drops a waiter that no longer needs the answer, without
+// cancelling the flight even when it was the last: the answer is still
+// wanted in the cache. The flight ends within its own budget (or at Close).
+func (r *Resolver) detach(f *flight) {
+	r.mu.Lock()
+	f.waiters--
+	r.mu.Unlock()
 }
 
 // leave drops a waiter that gave up; the last one cancels the flight and
@@ -191,7 +247,9 @@ func (r *Resolver) start(s *settings, key flightKey) *flight {
 	ctx, cancel := context.WithTimeout(context.Background(), budget)
 	f := &flight{key: key, done: make(chan struct{}), cancel: cancel}
 	r.flights[key] = f
+	r.running.Add(1)
 	go func() {
+		defer r.running.Done()
 		defer close(f.done)
 		defer cancel()
 		ans, server, err := r.ask(ctx, s, key)
@@ -205,7 +263,11 @@ func (r *Resolver) start(s *settings, key flightKey) *flight {
 			f.err = r.dnsError(key.name, server, err)
 			return
 		}
-		f.result = known{outcome: ans.outcome, addrs: ans.addrs}
+		addrs := ans.addrs
+		if len(addrs) > MaxAddrsPerFamily {
+			addrs = slices.Clone(addrs[:MaxAddrsPerFamily]) // not the whole answer's array
+		}
+		f.result = known{outcome: ans.outcome, addrs: addrs}
 		if ttl := r.lifetime(ans); ttl > 0 {
 			k := f.result
 			k.expires = r.now().Add(ttl)
@@ -217,10 +279,14 @@ func (r *Resolver) start(s *settings, key flightKey) *flight {
 
 // lifetime is how long an answer is kept: a positive one for its TTL
 // clamped to MinTTL..MaxTTL, a negative one for its SOA's TTL, at most
-// MaxNegativeTTL, and not at all without an SOA.
+// MaxNegativeTTL, and one without an SOA for NegativeTTLWithoutSOA (0:
+// not at all, as RFC 2308 has it).
 func (r *Resolver) lifetime(ans answer) time.Duration {
 	if !ans.hasTTL {
-		return 0
+		if ans.outcome == found {
+			return 0
+		}
+		return r.cfg.NegativeTTLWithoutSOA
 	}
 	ttl := time.Duration(ans.ttl) * time.Second
 	if ans.outcome == found {

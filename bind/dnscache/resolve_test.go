@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -340,5 +341,40 @@ func TestNameservers(t *testing.T) {
 	}
 	if got := Nameservers(filepath.Join(t.TempDir(), "missing")); got != nil {
 		t.Errorf("missing file: %v", got)
+	}
+}
+
+// TestLinkServersFollowed: without explicit servers, the per-link servers
+// are asked, and a change of them is followed from the next lookup on;
+// explicit servers win over them; Servers says which and from where.
+func TestLinkServersFollowed(t *testing.T) {
+	first := startServer(t, map[string]zoneName{"a.test": {A: []netip.Addr{addr1}}, "b.test": {A: []netip.Addr{addr1}}})
+	second := startServer(t, map[string]zoneName{"b.test": {A: []netip.Addr{addr2}}})
+	var link atomic.Pointer[[]netip.AddrPort]
+	link.Store(&[]netip.AddrPort{first.addr})
+	r, _ := newTestResolver(t, nil, func(c *Config) {
+		c.LinkServers = func() []netip.AddrPort { return *link.Load() }
+		c.LinkOrigin = "the link"
+	})
+	ctx := context.Background()
+	if addrs, err := r.LookupNetIP(ctx, "ip4", "a.test"); err != nil || !slices.Equal(addrs, []netip.Addr{addr1}) {
+		t.Fatalf("a.test: %v, %v", addrs, err)
+	}
+	if servers, origin, err := r.Servers(); err != nil || !slices.Equal(servers, []netip.AddrPort{first.addr}) || origin != "the link" {
+		t.Errorf("Servers: %v %q %v", servers, origin, err)
+	}
+	link.Store(&[]netip.AddrPort{second.addr})
+	if addrs, err := r.LookupNetIP(ctx, "ip4", "b.test"); err != nil || !slices.Equal(addrs, []netip.Addr{addr2}) {
+		t.Fatalf("b.test after the change: %v, %v; want the second server's answer", addrs, err)
+	}
+	if first.queries("b.test", "A") != 0 || second.queries("b.test", "A") != 1 {
+		t.Errorf("b.test asked of the first server %d times, of the second %d; want 0 and 1", first.queries("b.test", "A"), second.queries("b.test", "A"))
+	}
+
+	explicit, _ := newTestResolver(t, first, func(c *Config) {
+		c.LinkServers = func() []netip.AddrPort { return *link.Load() }
+	})
+	if servers, origin, _ := explicit.Servers(); !slices.Equal(servers, []netip.AddrPort{first.addr}) || origin != "interfaces.test0.dns" {
+		t.Errorf("explicit servers: %v %q; want them over the link's", servers, origin)
 	}
 }

@@ -25,6 +25,9 @@ type zoneName struct {
 	Truncate bool          // UDP answers carry TC and no records
 	Spoof    bool          // first send replies with a wrong ID and a wrong question
 	Silent   bool          // never answer
+	// SilentAAAA never answers AAAA; DelayAAAA is added before AAAA answers.
+	SilentAAAA bool
+	DelayAAAA  time.Duration
 }
 
 // testServer is a small authoritative DNS server on 127.0.0.1, UDP and TCP
@@ -182,10 +185,14 @@ func (s *testServer) respond(msg []byte, overTCP bool) [][]byte {
 	soa := s.soa
 	zone := s.zone
 	s.mu.Unlock()
-	if z.Silent {
+	isAAAA := q.Type == dnsmessage.TypeAAAA
+	if z.Silent || z.SilentAAAA && isAAAA {
 		return nil
 	}
 	time.Sleep(z.Delay)
+	if isAAAA {
+		time.Sleep(z.DelayAAAA)
+	}
 
 	rh := dnsmessage.Header{ID: h.ID, Response: true, Authoritative: true, RecursionDesired: h.RecursionDesired}
 	if !known {

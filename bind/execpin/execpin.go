@@ -9,6 +9,7 @@ package execpin
 
 import (
 	"io"
+	"net/netip"
 
 	"nicproxy/config"
 )
@@ -36,6 +37,12 @@ type Options struct {
 	// ExistingSocketsOK lets Cgroup name a cgroup that has processes,
 	// whose sockets made before the attach keep their old route.
 	ExistingSocketsOK bool
+	// DNS, when set, are the nameservers CMD's private resolv.conf names
+	// (--dns), asked through the pinned NIC.
+	DNS []netip.Addr
+	// LinkDNS are each NIC's own link's servers (systemd-resolved's), for
+	// CMD's resolv.conf when neither DNS nor the NIC's dns names any.
+	LinkDNS map[string][]netip.AddrPort
 
 	Stdout, Stderr io.Writer
 }

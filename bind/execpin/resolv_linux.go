@@ -21,33 +21,51 @@ import (
 // 127.0.0.53 of systemd-resolved, a local dnsmasq) is reached without
 // leaving the host, so exec's programs cannot pin the query, and the
 // resolver then asks through whichever NIC it likes: CMD gets a
-// resolv.conf that names the pinned NIC's `dns` servers, or the servers the
-// stub itself forwards to, whose queries exec does pin. Without either,
-// exec would let names leak through another NIC, so it refuses.
-func privateResolvConf(cfg *config.Config, hostResolv, stubUpstreams string) (string, error) {
+// resolv.conf that names, in this order of preference, the --dns servers,
+// the pinned NIC's `dns` servers, the NIC's own link's servers
+// (linkDNS, systemd-resolved's per link), or the servers the stub itself
+// forwards to, whose queries exec does pin. Without any, exec would let
+// names leak through another NIC, so it refuses. --dns and a link's own
+// servers replace the host's nameservers even when none is a stub: they
+// are what the NIC is meant to ask, as the proxy's own lookups do.
+func privateResolvConf(cfg *config.Config, hostResolv, stubUpstreams string, flagDNS []netip.Addr, linkDNS map[string][]netip.AddrPort) (string, error) {
 	stub, keep := readResolvConf(hostResolv)
-	if stub == "" || cfg.Default.Mode == config.ViaSystem || len(cfg.Default.NICs) == 0 {
+	if cfg.Default.Mode == config.ViaSystem || len(cfg.Default.NICs) == 0 {
 		return "", nil
 	}
 	nic := cfg.Default.NICs[0]
-	var servers []netip.Addr
-	for _, s := range cfg.Interfaces[nic].DNS {
-		if s.Port() != 53 {
-			return "", fmt.Errorf("interfaces.%s.dns: %s: a resolv.conf can only name servers on port 53", nic, s)
+	explicit := cfg.Interfaces[nic].DNS
+	if stub == "" && len(flagDNS) == 0 && (len(explicit) > 0 || len(linkDNS[nic]) == 0) {
+		return "", nil
+	}
+	servers, origin := flagDNS, "--dns"
+	if len(servers) == 0 {
+		origin = "interfaces." + nic + ".dns"
+		for _, s := range explicit {
+			if s.Port() != 53 {
+				return "", fmt.Errorf("interfaces.%s.dns: %s: a resolv.conf can only name servers on port 53", nic, s)
+			}
+			servers = append(servers, s.Addr())
 		}
-		servers = append(servers, s.Addr())
 	}
 	if len(servers) == 0 {
+		origin = "the link's own servers (systemd-resolved)"
+		for _, s := range linkDNS[nic] {
+			servers = append(servers, s.Addr())
+		}
+	}
+	if len(servers) == 0 {
+		origin = stubUpstreams
 		for _, s := range dnscache.Nameservers(stubUpstreams) {
 			servers = append(servers, s.Addr())
 		}
 	}
 	if len(servers) == 0 {
-		return "", fmt.Errorf("%s names %s, a resolver on this host that looks names up through whichever NIC it likes, and neither interfaces.%s.dns nor %s names the servers behind it; set interfaces.%s.dns",
+		return "", fmt.Errorf("%s names %s, a resolver on this host that looks names up through whichever NIC it likes, and neither interfaces.%s.dns nor %s names the servers behind it; give --dns ADDR or set interfaces.%s.dns",
 			hostResolv, stub, nic, stubUpstreams, nic)
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "# written by nicproxy exec: %s's resolver %s replaced by servers reached through %s\n", hostResolv, stub, nic)
+	fmt.Fprintf(&b, "# written by nicproxy exec: %s's nameservers replaced by servers reached through %s (from %s)\n", hostResolv, nic, origin)
 	for _, s := range servers {
 		fmt.Fprintf(&b, "nameserver %s\n", s)
 	}

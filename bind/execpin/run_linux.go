@@ -42,7 +42,7 @@ func Run(argv []string, o Options) int {
 	policy.UDPAtFirstUse = o.User != ""
 	resolvConf := ""
 	if o.Cgroup == "" {
-		if resolvConf, err = privateResolvConf(o.Config, "/etc/resolv.conf", dnscache.DefaultStubUpstreams); err != nil {
+		if resolvConf, err = privateResolvConf(o.Config, "/etc/resolv.conf", dnscache.DefaultStubUpstreams, o.DNS, o.LinkDNS); err != nil {
 			fmt.Fprintf(o.Stderr, "nicproxy exec: cannot pin the command's DNS, so nothing was started: %v\n", err)
 			return exitUsage
 		}

@@ -1,11 +1,17 @@
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"io"
+	"net/netip"
 	"strings"
 	"text/tabwriter"
+	"time"
+
+	"nicproxy/bind"
+	"nicproxy/bind/linkdns"
 
 	"nicproxy/config"
 	"nicproxy/proxy"
@@ -64,6 +70,13 @@ func printSummary(w io.Writer, cfg *config.Config) {
 		fmt.Fprintf(tw, "  %s\t%s\t%s\n", nic, state, extra)
 	}
 
+	fmt.Fprintln(tw, "dns:")
+	link := readLinkDNS()
+	for _, nic := range cfg.NICs() {
+		it := cfg.Interfaces[nic]
+		fmt.Fprintf(tw, "  %s\t%s\n", nic, describeServers(nic, bind.NICOptions{DNS: it.DNS, LinkDNS: link[nic]}))
+	}
+
 	switch {
 	case len(cfg.Users) > 0:
 		names := make([]string, len(cfg.Users))
@@ -98,7 +111,8 @@ func printSummary(w io.Writer, cfg *config.Config) {
 	fmt.Fprintf(tw, "default:\t%s\n", describeVia(cfg.Default, def))
 	fmt.Fprintf(tw, "resolver:\t%s\n", describeResolver(cfg.Resolver))
 	t := cfg.Timeouts
-	fmt.Fprintf(tw, "timeouts:\thandshake %s, dial %s, attempt %s, idle %s, body %s, shutdown %s\n", t.Handshake, t.Dial, t.Attempt, t.Idle, t.Body, t.Shutdown)
+	fmt.Fprintf(tw, "timeouts:\thandshake %s, dial %s, attempt %s, resolution_delay %s, idle %s, body %s, shutdown %s\n",
+		t.Handshake, t.Dial, t.Attempt, t.ResolutionDelay, t.Idle, t.Body, t.Shutdown)
 	l := cfg.Limits
 	fmt.Fprintf(tw, "limits:\tmax_connections %d, max_handshakes %d, max_header_bytes %d, max_headers %d\n", l.MaxConnections, l.MaxHandshakes, l.MaxHeaderBytes, l.MaxHeaders)
 	fmt.Fprintf(tw, "\tHTTP headers past them: 431 from a client, 502 from an origin (%d interim 1xx answers at most)\n", proxy.MaxInformational)
@@ -128,7 +142,37 @@ func describeResolver(r config.Resolver) string {
 	if r.CacheSize == 0 {
 		return via + "; no cache"
 	}
-	return fmt.Sprintf("%s; cache %d names per NIC, TTL clamped to %s..%s", via, r.CacheSize, r.MinTTL, r.MaxTTL)
+	noSOA := "negative answers without SOA not cached"
+	if r.NegativeTTLWithoutSOA > 0 {
+		noSOA = "negative answers without SOA cached " + r.NegativeTTLWithoutSOA.String()
+	}
+	return fmt.Sprintf("%s; cache %d names per NIC, TTL clamped to %s..%s, %s", via, r.CacheSize, r.MinTTL, r.MaxTTL, noSOA)
+}
+
+// readLinkDNS reads every NIC's own servers from the host's per-link
+// source once (systemd-resolved over D-Bus); none where there is none.
+func readLinkDNS() map[string][]netip.AddrPort {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	link, err := linkdns.Read(ctx)
+	if err != nil {
+		return nil
+	}
+	return link
+}
+
+// describeServers says which nameservers a NIC's lookups ask, and where
+// they come from.
+func describeServers(nic string, opts bind.NICOptions) string {
+	servers, origin, err := bind.NICServers(nic, opts)
+	if err != nil {
+		return err.Error()
+	}
+	list := make([]string, len(servers))
+	for i, s := range servers {
+		list[i] = s.String()
+	}
+	return strings.Join(list, ", ") + " (from " + origin + ")"
 }
 
 func interfaceOptions(it config.Interface) string {
@@ -145,6 +189,9 @@ func interfaceOptions(it config.Interface) string {
 			dns[i] = d.String()
 		}
 		parts = append(parts, "dns "+strings.Join(dns, ", "))
+	}
+	if it.DNSAuto {
+		parts = append(parts, "dns auto")
 	}
 	if it.Check != nil {
 		parts = append(parts, fmt.Sprintf("check %s every %s", it.Check.Target, it.Check.Interval))

@@ -56,6 +56,12 @@ func doctor(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 
+	link := readLinkDNS()
+	for _, nic := range nics {
+		o := perNIC[nic]
+		o.LinkDNS = link[nic]
+		perNIC[nic] = o
+	}
 	reports := bind.Doctor(context.Background(), bind.DoctorOptions{NICs: nics, Target: *target, Timeout: *timeout, PerNIC: perNIC})
 	reports = append(reports, cgroup.Doctor(), sockdiag.Doctor())
 	worst := bind.OK

@@ -5,13 +5,15 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/netip"
+	"strings"
 
 	"nicproxy/bind/execpin"
 )
 
 // execUsage heads `nicproxy exec -h`, before the flags.
 const execUsage = `Usage:
-  nicproxy exec [-c FILE | -i NIC] [--user USER] [--] CMD [ARGS...]
+  nicproxy exec [-c FILE | -i NIC] [--user USER] [--dns ADDR] [--] CMD [ARGS...]
   nicproxy exec --cgroup PATH [--pin DIR] [--existing-sockets-ok] [-c FILE | -i NIC]
   nicproxy exec --unpin DIR
 
@@ -25,6 +27,7 @@ type execOptions struct {
 	file, nic, user    string
 	cgroup, pin, unpin string
 	existingOK         bool
+	dns                addrList // --dns: CMD's nameservers, reached through the pinned NIC
 }
 
 func execFlags() (*flag.FlagSet, *execOptions) {
@@ -37,17 +40,41 @@ func execFlags() (*flag.FlagSet, *execOptions) {
 	fs.StringVar(&o.pin, "pin", "", "with --cgroup: pin the programs under `DIR` (bpffs) so they outlive exec")
 	fs.StringVar(&o.unpin, "unpin", "", "detach and remove programs pinned under `DIR`")
 	fs.BoolVar(&o.existingOK, "existing-sockets-ok", false, "with --cgroup: attach although PATH has processes, whose sockets made before now are not pinned")
+	fs.Var(&o.dns, "dns", "nameserver `ADDR` for CMD's resolv.conf, asked through the pinned NIC (repeatable); for a host whose only resolver is a loopback stub")
 	return fs, o
+}
+
+// addrList is a repeatable flag of IP addresses.
+type addrList []netip.Addr
+
+func (l *addrList) String() string {
+	s := make([]string, len(*l))
+	for i, a := range *l {
+		s[i] = a.String()
+	}
+	return strings.Join(s, ",")
+}
+
+func (l *addrList) Set(v string) error {
+	a, err := netip.ParseAddr(v)
+	if err != nil {
+		return fmt.Errorf("%q is not an IP address (a resolv.conf nameserver is on port 53)", v)
+	}
+	*l = append(*l, a.Unmap())
+	return nil
 }
 
 // check validates the flag combination; cmd is what follows the flags.
 func (o *execOptions) check(cmd []string) error {
 	switch {
 	case o.unpin != "":
-		if o.cgroup != "" || o.pin != "" || o.file != "" || o.nic != "" || o.user != "" || o.existingOK || len(cmd) > 0 {
+		if o.cgroup != "" || o.pin != "" || o.file != "" || o.nic != "" || o.user != "" || o.existingOK || len(o.dns) > 0 || len(cmd) > 0 {
 			return usageError{"--unpin DIR takes nothing else"}
 		}
 	case o.cgroup != "":
+		if len(o.dns) > 0 {
+			return usageError{"--dns sets a CMD's resolv.conf; --cgroup runs none"}
+		}
 		if len(cmd) > 0 {
 			return usageError{"--cgroup attaches to processes already in PATH; it runs no CMD"}
 		}
@@ -59,7 +86,7 @@ func (o *execOptions) check(cmd []string) error {
 	case o.existingOK:
 		return usageError{"--existing-sockets-ok needs --cgroup PATH"}
 	case len(cmd) == 0:
-		return usageError{"missing CMD: nicproxy exec [-c FILE | -i NIC] [--user USER] [--] CMD [ARGS...]"}
+		return usageError{"missing CMD: nicproxy exec [-c FILE | -i NIC] [--user USER] [--dns ADDR] [--] CMD [ARGS...]"}
 	}
 	if o.file != "" && o.nic != "" {
 		return usageError{"give -c FILE or -i NIC, not both"}
@@ -106,6 +133,15 @@ func execCmd(args []string, stdout, stderr io.Writer) int {
 	}
 	return execpin.Run(fs.Args(), execpin.Options{
 		Config: cfg, User: o.user, Cgroup: o.cgroup, Pin: o.pin, ExistingSocketsOK: o.existingOK,
-		Stdout: stdout, Stderr: stderr,
+		DNS: o.dns, LinkDNS: linkDNSUnlessSet(o), Stdout: stdout, Stderr: stderr,
 	})
+}
+
+// linkDNSUnlessSet reads each NIC's own link servers for CMD's resolv.conf,
+// unless --dns already names its servers or --cgroup runs no CMD.
+func linkDNSUnlessSet(o *execOptions) map[string][]netip.AddrPort {
+	if len(o.dns) > 0 || o.cgroup != "" {
+		return nil
+	}
+	return readLinkDNS()
 }

@@ -39,7 +39,7 @@ func commands() []command {
 		{"route", "nicproxy route [-c FILE] [-u USER] [-s SRC] [--listener NAME] [--udp] [--from-pid PID | --unit NAME] DEST[:PORT]", "which rule and NIC would carry DEST",
 			"DEST[:PORT]  the destination: a name, an IPv4 address or an IPv6 one ([2001:db8::1]:443 with a port)"},
 		{"doctor", "nicproxy doctor [-c FILE] [--target HOST:PORT]", "diagnose the host for each NIC", ""},
-		{"exec", "nicproxy exec [-c FILE | -i NIC] [--user USER] [--] CMD [ARGS...]", "run CMD with every socket it opens pinned (cgroup BPF)",
+		{"exec", "nicproxy exec [-c FILE | -i NIC] [--user USER] [--dns ADDR] [--] CMD [ARGS...]", "run CMD with every socket it opens pinned (cgroup BPF)",
 			"CMD [ARGS...]  the program to run, and its arguments"},
 		{"exec", "nicproxy exec --cgroup PATH [--pin DIR] [--existing-sockets-ok] [-c FILE | -i NIC]", "pin an existing cgroup (a systemd unit's)", ""},
 		{"exec", "nicproxy exec --unpin DIR", "remove programs pinned with --pin", ""},

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"nicproxy/bind"
 	"nicproxy/config"
 	"nicproxy/proxy/router"
 	"nicproxy/proxy/upstream"
@@ -88,7 +89,24 @@ func route(args []string, stdout, stderr io.Writer) int {
 		Host: host, Port: port, Network: network, Peer: peer,
 	})
 	printDecision(stdout, host, port, network, d, why)
+	printFamilies(stdout, host, d)
 	return exitOK
+}
+
+// printFamilies says, for a name, which record types each NIC of the
+// decision asks and why (bind.Families: the NIC's addresses and routes).
+func printFamilies(w io.Writer, host string, d router.Decision) {
+	if _, err := netip.ParseAddr(host); err == nil || host == "localhost" ||
+		d.Action == config.ActionReject || d.Via.Mode == config.ViaSystem {
+		return
+	}
+	for _, nic := range d.Via.NICs {
+		f, err := bind.SystemLinks{}.Families(nic)
+		if err != nil {
+			f = bind.Families{}
+		}
+		fmt.Fprintf(w, "%-10s%s: %s\n", "asks", nic, f)
+	}
 }
 
 func hasListener(cfg *config.Config, name string) bool {

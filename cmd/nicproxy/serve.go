@@ -19,6 +19,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"nicproxy/bind"
+	"nicproxy/bind/linkdns"
 	"nicproxy/config"
 	"nicproxy/proxy"
 )
@@ -65,7 +66,9 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	defer stopWatching()
 	local, stopWatchingAddrs := watchAddrs(log)
 	defer stopWatchingAddrs()
-	srv := proxy.New(cfg, log, proxy.Options{Links: links, Local: local})
+	linkDNS, stopLinkDNS := watchLinkDNS(log)
+	defer stopLinkDNS()
+	srv := proxy.New(cfg, log, proxy.Options{Links: links, Local: local, LinkDNS: linkDNS})
 	if err := srv.Listen(ctx); err != nil {
 		log.Error("cannot listen", zap.Error(err))
 		return exitFailure
@@ -253,6 +256,21 @@ func logLinkChange(log *zap.Logger, cfg *config.Config, c bind.LinkChange) {
 		}
 		log.Warn("NIC went "+state+": "+pinnedFail+" until it is up", nic)
 	}
+}
+
+// watchLinkDNS follows each NIC's own DNS servers (systemd-resolved's per
+// link) for NICs without a dns setting. Where there is no such source the
+// watcher knows none, and NICs use the system's nameservers, as before.
+// stop ends the watcher and waits for it.
+func watchLinkDNS(log *zap.Logger) (src *linkdns.Watcher, stop func()) {
+	w := linkdns.NewWatcher(log)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = w.Run(ctx) // it returns ctx's error only
+	}()
+	return w, func() { cancel(); <-done }
 }
 
 // notify tells systemd about a state change when NOTIFY_SOCKET is set.

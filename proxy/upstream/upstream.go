@@ -121,6 +121,9 @@ type Options struct {
 	Previous *Dialer
 	// DNS receives the resolvers' query and cache-hit counts; nil drops them.
 	DNS DNSObserver
+	// LinkDNS gives a NIC without a dns setting its own servers; nil: the
+	// system's nameservers.
+	LinkDNS LinkDNS
 	// CheckAddr, when set, is called with every address right before it
 	// is dialed, pinned or not; its error aborts the whole dial (no other
 	// address or NIC is tried) and is returned wrapped.
@@ -149,7 +152,7 @@ func New(cfg *config.Config, opts Options) *Dialer {
 		dialTimeout: cfg.Timeouts.Dial,
 		attemptWait: cfg.Timeouts.Attempt,
 		balancer:    bal,
-		resolvers:   newResolvers(cfg.Resolver, opts.DNS, prev),
+		resolvers:   newResolvers(cfg.Resolver, cfg.Timeouts.ResolutionDelay, opts.DNS, opts.LinkDNS, prev),
 		checkAddr:   opts.CheckAddr,
 		dynamic:     map[string]*nicDialer{},
 	}

@@ -39,6 +39,17 @@ type Zone struct {
 	// Truncate lists names answered over UDP with TC set and no records,
 	// which makes a resolver ask again over TCP.
 	Truncate map[string]bool
+	// NoSOA sends NXDOMAIN and NODATA answers without the SOA, as many
+	// home and office routers and dnsmasq do for local names: a NODATA
+	// AAAA answer is then NOERROR, no records, nothing else (RFC 2308
+	// says such an answer must not be cached).
+	NoSOA bool
+	// SilentAAAA never answers an AAAA question (it is counted): a
+	// resolver that waits for it waits for ever.
+	SilentAAAA bool
+	// Addr is where the server listens, on the upstream namespace's lo;
+	// the zero value means DNSServer. Give each server of one lab its own.
+	Addr netip.Addr
 }
 
 // DNS is a running lab DNS server that counts what it is asked.
@@ -49,6 +60,8 @@ type DNS struct {
 	ttl     uint32
 	negTTL  uint32
 	delay   time.Duration
+	noSOA   bool
+	silent6 bool
 
 	mu      sync.Mutex
 	queries map[dnsKey]int
@@ -111,12 +124,12 @@ func (l *Lab) StartDNS(records map[string]netip.Addr) netip.AddrPort {
 }
 
 // StartDNSZone starts an authoritative-only DNS server for z on
-// DNSServer:53, UDP and TCP, in the upstream namespace, and stops it when
-// the test ends. Call it once per lab.
+// z.Addr (DNSServer by default) port 53, UDP and TCP, in the upstream
+// namespace, and stops it when the test ends. Call it once per address.
 func (l *Lab) StartDNSZone(z Zone) *DNS {
 	l.t.Helper()
 	d := newDNS(z)
-	l.ip("-n", l.Upstream, "addr", "replace", DNSServer.String()+"/32", "dev", "lo")
+	l.ip("-n", l.Upstream, "addr", "replace", d.addr.Addr().String()+"/32", "dev", "lo")
 	var pc *net.UDPConn
 	var ln *net.TCPListener
 	err := l.InUpstream(func() error {
@@ -203,7 +216,12 @@ func newDNS(z Zone) *DNS {
 		ttl:     z.TTL,
 		negTTL:  z.NegTTL,
 		delay:   z.Delay,
+		noSOA:   z.NoSOA,
+		silent6: z.SilentAAAA,
 		queries: map[dnsKey]int{},
+	}
+	if z.Addr.IsValid() {
+		d.addr = netip.AddrPortFrom(z.Addr, 53)
 	}
 	if d.ttl == 0 {
 		d.ttl = 60
@@ -259,6 +277,9 @@ func (d *DNS) respond(stop context.Context, query []byte, client netip.Addr, ove
 		}
 	}
 	resp := d.answer(query, overTCP)
+	if d.silent6 && isAAAAQuery(query) {
+		return nil
+	}
 	if resp == nil || d.delay <= 0 {
 		return resp
 	}
@@ -279,6 +300,16 @@ func (d *DNS) respond(stop context.Context, query []byte, client netip.Addr, ove
 	case <-stop.Done():
 		return nil
 	}
+}
+
+// isAAAAQuery reports whether msg is a query whose question is AAAA.
+func isAAAAQuery(msg []byte) bool {
+	var p dnsmessage.Parser
+	if h, err := p.Start(msg); err != nil || h.Response {
+		return false
+	}
+	q, err := p.Question()
+	return err == nil && q.Type == dnsmessage.TypeAAAA
 }
 
 func (d *DNS) count(q dnsmessage.Question, client netip.Addr) {
@@ -347,7 +378,7 @@ func (d *DNS) answer(query []byte, overTCP bool) []byte {
 			_ = b.AAAAResource(rh, dnsmessage.AAAAResource{AAAA: a.As16()})
 		}
 	}
-	if len(answers) == 0 {
+	if len(answers) == 0 && !d.noSOA {
 		// NXDOMAIN and NODATA carry the zone's SOA, whose MINIMUM says
 		// how long a resolver may remember them (RFC 2308).
 		_ = b.StartAuthorities()
@@ -372,11 +403,16 @@ func mustFinish(b *dnsmessage.Builder) []byte {
 // resolvConf is a resolv.conf naming server, which must be on port 53:
 // resolv.conf has no way to say another.
 func (l *Lab) resolvConf(server netip.AddrPort) []byte {
+	return l.resolvConfWith(server, "attempts:1 timeout:1")
+}
+
+// resolvConfWith is resolvConf with its own options line.
+func (l *Lab) resolvConfWith(server netip.AddrPort, options string) []byte {
 	l.t.Helper()
 	if server.Port() != 53 {
 		l.t.Fatalf("resolv.conf cannot name %v: a nameserver is always on port 53", server)
 	}
-	return fmt.Appendf(nil, "nameserver %s\noptions attempts:1 timeout:1\n", server.Addr())
+	return fmt.Appendf(nil, "nameserver %s\noptions %s\n", server.Addr(), options)
 }
 
 // ResolvConf writes a resolv.conf naming server (on port 53, as StartDNS's
@@ -401,7 +437,18 @@ var etcNetns sync.Mutex
 // reads; there, dial the server directly (see TestDNS).
 func (l *Lab) UseDNS(server netip.AddrPort) {
 	l.t.Helper()
-	content := l.resolvConf(server)
+	l.useResolvConf(l.resolvConf(server))
+}
+
+// UseDNSWith is UseDNS with resolv.conf's options line set to options
+// ("timeout:30 attempts:1"), for tests of how long a question may take.
+func (l *Lab) UseDNSWith(server netip.AddrPort, options string) {
+	l.t.Helper()
+	l.useResolvConf(l.resolvConfWith(server, options))
+}
+
+func (l *Lab) useResolvConf(content []byte) {
+	l.t.Helper()
 	etcNetns.Lock()
 	defer etcNetns.Unlock()
 	_, statErr := os.Stat("/etc/netns")

@@ -329,6 +329,27 @@ func TestDNSAnswer(t *testing.T) {
 	}
 }
 
+// TestDNSAnswerWithoutSOA: with NoSOA a NODATA answer is NOERROR, no
+// records and no authority section at all, NXDOMAIN likewise; the default
+// server sends its SOA in both.
+func TestDNSAnswerWithoutSOA(t *testing.T) {
+	for _, noSOA := range []bool{false, true} {
+		d := newDNS(Zone{Records: map[string][]netip.Addr{"v4.test": {Server}}, NoSOA: noSOA})
+		for _, q := range []struct {
+			name  string
+			rcode dnsmessage.RCode
+		}{{"v4.test", dnsmessage.RCodeSuccess}, {"nope.test", dnsmessage.RCodeNameError}} {
+			got := parseResponse(t, d.answer(query(9, q.name, dnsmessage.TypeAAAA), false))
+			if got.rcode != q.rcode || len(got.addrs) != 0 || (got.soaMin != 0) == noSOA {
+				t.Errorf("NoSOA %v, AAAA %s: %+v, want rcode %v, no records, SOA %v", noSOA, q.name, got, q.rcode, !noSOA)
+			}
+		}
+	}
+	if !isAAAAQuery(query(1, "v4.test", dnsmessage.TypeAAAA)) || isAAAAQuery(query(1, "v4.test", dnsmessage.TypeA)) {
+		t.Error("isAAAAQuery tells AAAA from A wrongly")
+	}
+}
+
 func FuzzDNSAnswer(f *testing.F) {
 	f.Add(query(1, "web.test", dnsmessage.TypeA), false)
 	f.Add(query(2, "nope.test", dnsmessage.TypeAAAA), true)

@@ -11,6 +11,12 @@
 // every unpinned packet out ens33, as on the spec's host. Neighbours are
 // static and IPv6 is off, so a NIC's tx counter moves only for traffic a
 // test sent: "ens33 carried 0 bytes" is an exact statement.
+//
+// The lab comes in two variants of the host, as real hosts do: by default
+// the host namespace has IPv6 disabled (net.ipv6.conf.all.disable_ipv6=1,
+// the common LAN host: its NICs have no IPv6 address at all; IPv6Disabled
+// says so), and EnableIPv6 gives both NICs global IPv6 addresses and
+// routes.
 package netlab
 
 import (
@@ -358,6 +364,44 @@ func (l *Lab) AddNIC(nic NIC) {
 	l.ip("-n", l.Host, "route", "add", "default", "via", Gateway.String(), "dev", nic.Name, "metric", fmt.Sprint(nic.Metric))
 	l.ip("-n", l.Host, "neigh", "replace", Gateway.String(), "lladdr", l.mac(l.Upstream, "br0"), "dev", nic.Name, "nud", "permanent")
 	l.ip("-n", l.Upstream, "neigh", "replace", nic.Addr.String(), "lladdr", l.mac(l.Host, nic.Name), "dev", "br0", "nud", "permanent")
+}
+
+// IPv6Disabled reports whether the host namespace has IPv6 disabled for
+// its NICs (net.ipv6.conf.all.disable_ipv6 is 1, and so is each NIC's), the
+// lab's default variant; after EnableIPv6 it is false.
+func (l *Lab) IPv6Disabled() bool {
+	l.t.Helper()
+	disabled := true
+	err := Do(l.Host, func() error {
+		for _, key := range []string{"all", Ens33.Name, Ens160.Name} {
+			b, err := os.ReadFile(filepath.Join("/proc/sys/net/ipv6/conf", key, "disable_ipv6"))
+			if err != nil {
+				return err
+			}
+			if strings.TrimSpace(string(b)) != "1" {
+				disabled = false
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		l.t.Fatalf("read disable_ipv6 in %s: %v", l.Host, err)
+	}
+	return disabled
+}
+
+// DelAddress6 removes a host NIC's IPv6 address (after EnableIPv6): the
+// NIC keeps its IPv6 default route but has no global address left.
+func (l *Lab) DelAddress6(nic NIC) {
+	l.t.Helper()
+	l.ip("-n", l.Host, "addr", "del", nic.Addr6.String()+"/64", "dev", nic.Name)
+}
+
+// AddAddress6 gives a host NIC its IPv6 address back after DelAddress6,
+// as when a router advertisement or DHCPv6 lease arrives.
+func (l *Lab) AddAddress6(nic NIC) {
+	l.t.Helper()
+	l.ip("-n", l.Host, "addr", "add", nic.Addr6.String()+"/64", "dev", nic.Name, "nodad", "metric", fmt.Sprint(nic.Metric))
 }
 
 // EnableIPv6 gives the lab IPv6 as well: both NICs and the gateway on
