@@ -94,17 +94,10 @@ func (s *speedLab) connectHTTP(t testing.TB, host string) (int, netip.Addr) {
 	return resp.StatusCode, netlab.MustSeen(t, br).Addr()
 }
 
-// settled waits until neither NIC has sent anything for 200 ms, so the
-// closing packets of the flows before are out, and returns the counters.
+// settled is netlab's Settled, from the speed lab.
 func (s *speedLab) settled(t testing.TB) netlab.Snapshot {
 	t.Helper()
-	var snap netlab.Snapshot
-	eventually(t, 10*time.Second, func() bool {
-		snap = s.Snapshot()
-		time.Sleep(200 * time.Millisecond)
-		return snap.TxSince(netlab.Ens33.Name) == 0 && snap.TxSince(netlab.Ens160.Name) == 0
-	}, func() string { return "the NICs kept sending" })
-	return snap
+	return s.Lab.With(t).Settled()
 }
 
 // pinned checks, once what it sent is out, that since before want sent

@@ -35,6 +35,8 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+
+	"nicproxy/internal/poll"
 )
 
 // The addresses of the lab, all from RFC 5737 documentation space.
@@ -292,6 +294,21 @@ func (l *Lab) Snapshot() Snapshot {
 		Ens33.Name:  l.Counters(Ens33.Name),
 		Ens160.Name: l.Counters(Ens160.Name),
 	}}
+}
+
+// Settled waits until neither NIC has sent anything for 200 ms, so the
+// closing packets of the flows before (a FIN, the last ACK, which a busy
+// machine can delay past the next flow's start) are out, and returns the
+// counters then: the "before" of a flow whose other NIC must send nothing.
+func (l *Lab) Settled() Snapshot {
+	l.t.Helper()
+	var snap Snapshot
+	poll.Until(l.t, 10*time.Second, func() bool {
+		snap = l.Snapshot()
+		time.Sleep(200 * time.Millisecond)
+		return snap.TxSince(Ens33.Name) == 0 && snap.TxSince(Ens160.Name) == 0
+	}, func() string { return "the NICs kept sending" })
+	return snap
 }
 
 // Snapshot is the counters of both NICs at one moment.
