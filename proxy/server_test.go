@@ -37,15 +37,23 @@ func startServer(t *testing.T, yaml string) (*Server, netip.AddrPort, context.Ca
 	}
 	// The file needs a fixed port; the test takes any free one.
 	cfg.Listeners[0].Addr = netip.MustParseAddrPort("127.0.0.1:0")
-	srv := New(cfg, zaptest.NewLogger(t), Options{})
+	srv, cancel, done := serveConfig(t, cfg, zaptest.NewLogger(t))
+	return srv, srv.Addrs()[0], cancel, done
+}
+
+// serveConfig listens and serves cfg, logging to log, until cancel; done
+// then yields Serve's error.
+func serveConfig(t *testing.T, cfg *config.Config, log *zap.Logger) (srv *Server, cancel context.CancelFunc, done <-chan error) {
+	t.Helper()
+	srv = New(cfg, log, Options{})
 	ctx, cancel := context.WithCancel(context.Background())
 	if err := srv.Listen(ctx); err != nil {
 		cancel()
 		t.Fatal(err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx) }()
-	return srv, srv.Addrs()[0], cancel, done
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ctx) }()
+	return srv, cancel, served
 }
 
 // echoServer accepts on loopback and echoes until the test ends.

@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"context"
 	"io"
 	"net"
 	"net/netip"
@@ -34,14 +33,7 @@ timeouts: {handshake: 1h}
 	cfg.Listeners[0].Addr = netip.MustParseAddrPort("127.0.0.1:0")
 	cfg.Listeners[1].Addr = netip.MustParseAddrPort("127.0.0.2:0")
 	core, logs := observer.New(zap.InfoLevel)
-	srv := New(cfg, zap.New(core), Options{})
-	ctx, cancel := context.WithCancel(context.Background())
-	if err := srv.Listen(ctx); err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx) }()
+	srv, cancel, done := serveConfig(t, cfg, zap.New(core))
 	defer func() {
 		cancel()
 		if err := <-done; err != nil {
