@@ -2,6 +2,7 @@ package bind
 
 import (
 	"context"
+	"fmt"
 	"net/netip"
 	"time"
 
@@ -34,6 +35,11 @@ type Finding struct {
 type NICReport struct {
 	NIC      string
 	Findings []Finding
+}
+
+// Add records a finding, its detail formatted as fmt.Sprintf does.
+func (r *NICReport) Add(sev Severity, check, format string, args ...any) {
+	r.Findings = append(r.Findings, Finding{Severity: sev, Check: check, Detail: fmt.Sprintf(format, args...)})
 }
 
 // Worst is the most severe finding of the report.

@@ -22,9 +22,7 @@ func doctor(ctx context.Context, opts DoctorOptions) []NICReport {
 	var reports []NICReport
 	for _, name := range opts.NICs {
 		r := NICReport{NIC: name}
-		add := func(sev Severity, check, format string, args ...any) {
-			r.Findings = append(r.Findings, Finding{sev, check, fmt.Sprintf(format, args...)})
-		}
+		add := r.Add
 		link, err := netlink.LinkByName(name)
 		if err != nil {
 			add(Fail, "exists", "no NIC named %s on this host (have: %s)", name, strings.Join(names(), ", "))

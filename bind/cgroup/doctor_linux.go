@@ -2,7 +2,6 @@ package cgroup
 
 import (
 	"errors"
-	"fmt"
 
 	"golang.org/x/sys/unix"
 
@@ -15,9 +14,7 @@ import (
 // warning: the proxy itself does not need it.
 func Doctor() bind.NICReport {
 	r := bind.NICReport{NIC: "exec (pin in the kernel)"}
-	add := func(sev bind.Severity, check, format string, args ...any) {
-		r.Findings = append(r.Findings, bind.Finding{Severity: sev, Check: check, Detail: fmt.Sprintf(format, args...)})
-	}
+	add := r.Add
 	var uts unix.Utsname
 	if err := unix.Uname(&uts); err == nil {
 		add(bind.OK, "kernel", "%s (exec needs 5.7+ for clone3 into a cgroup and bpf_link)", unix.ByteSliceToString(uts.Release[:]))

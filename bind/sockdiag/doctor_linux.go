@@ -2,7 +2,6 @@ package sockdiag
 
 import (
 	"errors"
-	"fmt"
 	"net"
 	"os"
 	"strings"
@@ -16,9 +15,7 @@ import (
 // whether other users' /proc/PID/fd can be read (program rules).
 func Doctor() bind.NICReport {
 	r := bind.NICReport{NIC: "client rules (unit, cgroup, uid, program)"}
-	add := func(sev bind.Severity, check, format string, args ...any) {
-		r.Findings = append(r.Findings, bind.Finding{Severity: sev, Check: check, Detail: fmt.Sprintf(format, args...)})
-	}
+	add := r.Add
 	mount, err := FindMount()
 	v1 := cgroupV1Mounted()
 	switch {
