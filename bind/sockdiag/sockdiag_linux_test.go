@@ -9,6 +9,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
+	"sync"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -373,6 +375,71 @@ func TestProgramsCacheProves(t *testing.T) {
 	}
 	if got, err := programs.Find(lab.mount, path, kept); err != nil || got != name {
 		t.Errorf("socket still held: %q %v, want %s", got, err, name)
+	}
+}
+
+// TestProgramsShareReadings: sockets made after a reading of their
+// cgroup, looked up all at once, cost one more reading between them, and
+// each is named right.
+func TestProgramsShareReadings(t *testing.T) {
+	lab := newCgroupLab(t)
+	path := fmt.Sprintf("/t-sockdiag-share-%d.scope", os.Getpid())
+	lab.mkdir(t, path)
+	// This test process is the cgroup's one process; back to the root
+	// before the cgroup is removed.
+	if err := os.WriteFile(filepath.Join(lab.mount, path, "cgroup.procs"), []byte(strconv.Itoa(os.Getpid())), 0); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = os.WriteFile(filepath.Join(lab.mount, "cgroup.procs"), []byte(strconv.Itoa(os.Getpid())), 0)
+	})
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	l := NewLookup()
+	defer l.Close()
+	dial := func() uint64 {
+		t.Helper()
+		c, err := net.Dial("tcp4", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		s, err := l.Socket(addrPort(c.LocalAddr()), addrPort(c.RemoteAddr()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s.Inode
+	}
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := filepath.Base(self)
+	programs := NewPrograms()
+	if got, err := programs.Find(lab.mount, path, dial()); err != nil || got != name {
+		t.Fatalf("first socket: %q %v, want %s", got, err, name)
+	}
+	var inodes []uint64
+	for range 32 {
+		inodes = append(inodes, dial())
+	}
+	var wg sync.WaitGroup
+	for _, inode := range inodes {
+		wg.Go(func() {
+			if got, err := programs.Find(lab.mount, path, inode); err != nil || got != name {
+				t.Errorf("socket %d: %q %v, want %s", inode, got, err, name)
+			}
+		})
+	}
+	wg.Wait()
+	programs.mu.Lock()
+	n := programs.readings
+	programs.mu.Unlock()
+	if n != 2 {
+		t.Errorf("%d readings of the cgroup, want 2: one for the first socket, one shared by the 32 made after it", n)
 	}
 }
 
