@@ -56,8 +56,15 @@ func (c *cgroupTree) make(t testing.TB, path string) string {
 
 // curlIn runs curl (or the binary given) in the host namespace, inside
 // cgroup path, optionally as another user (setpriv), uploading a random
-// payload to /echo through the proxy; it returns the flow the server saw.
+// payload to /echo through the proxy at 127.0.0.1:1080; it returns the
+// flow the server saw.
 func (c *cgroupTree) curlIn(t *testing.T, lab *servingLab, path, curl, asUser string) flow {
+	t.Helper()
+	return c.curlVia(t, lab, "127.0.0.1:1080", path, curl, asUser)
+}
+
+// curlVia is curlIn through the proxy at proxy.
+func (c *cgroupTree) curlVia(t *testing.T, lab *servingLab, proxy, path, curl, asUser string) flow {
 	t.Helper()
 	dir := c.make(t, path)
 	payload := make([]byte, 64<<10)
@@ -67,7 +74,7 @@ func (c *cgroupTree) curlIn(t *testing.T, lab *servingLab, path, curl, asUser st
 		run = []string{"setpriv", "--reuid=" + asUser, "--regid=" + asUser, "--clear-groups", curl}
 	}
 	args := append(inCgroup(dir, run...), "--disable", "--silent", "--show-error", "--max-time", "20",
-		"--proxy", "socks5h://127.0.0.1:1080", "--data-binary", "@-", "-o", "/dev/null", "-D", "-",
+		"--proxy", "socks5h://"+proxy, "--data-binary", "@-", "-o", "/dev/null", "-D", "-",
 		lab.url("http", "web.test", "/echo"))
 	cmd := lab.Command("sh", args...)
 	cmd.Stdin = bytes.NewReader(payload)
@@ -105,7 +112,7 @@ func TestClientRules(t *testing.T) {
 	}
 	_ = os.Chmod(filepath.Dir(curlCopy), 0o755)
 	proc := lab.StartProxy(nicproxyBinary, "127.0.0.1:1080", `
-listen: [{addr: 127.0.0.1:1080}]
+listen: [{addr: 127.0.0.1:1080}, {addr: "[::1]:1080"}]
 admin: {addr: 127.0.0.1:9090}
 log: {format: json}
 rules:
@@ -164,6 +171,16 @@ default: ens160
 			t.Errorf("/api/status for %s: %+v, want rule %s unit %s program %q uid %v", tt.name, got, tt.rule, tt.unit, tt.program, tt.uid)
 		}
 	}
+
+	// The exact lookup asks for an IPv6 socket as well: a client on ::1.
+	t.Run("unit rule, client on ::1", func(t *testing.T) {
+		before := lab.Snapshot()
+		f := tree.curlVia(t, lab, "[::1]:1080", "/system.slice/t-apt.service", curl, "")
+		checkPinned(t, before, f, netlab.Ens33, netlab.Ens160)
+		if e := access(t); e["rule"] != "apt" || e["unit"] != "t-apt.service" || e["client"] == nil || !strings.HasPrefix(fmt.Sprint(e["client"]), "[::1]:") {
+			t.Errorf("access line %v: want rule apt, unit t-apt.service, a client on [::1]", e)
+		}
+	})
 
 	t.Run("route --from-pid and --unit", func(t *testing.T) {
 		dir := tree.make(t, "/system.slice/t-apt.service")
@@ -257,7 +274,7 @@ func TestClientRulesUnprivileged(t *testing.T) {
 		netlab.SkipOrFail(t, "no curl: %v", err)
 	}
 	launcher, config := asNobody(t, `
-listen: [{addr: 127.0.0.1:1080}]
+listen: [{addr: 127.0.0.1:1080}, {addr: "[::1]:1080"}]
 admin: {addr: 127.0.0.1:9090}
 log: {format: json}
 rules:
