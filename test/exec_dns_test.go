@@ -26,7 +26,7 @@ func TestExecDNSFlag(t *testing.T) {
 	if !strings.Contains(out, "nameserver "+netlab.DNSServer.String()+"\n") || strings.Contains(out, "nameserver 127.0.0.53") {
 		t.Errorf("the command's resolv.conf does not name the --dns server instead of the stub:\n%s", out)
 	}
-	queriedOnlyFrom(t, dns, netlab.Ens160)
+	netlab.QueriedOnlyFrom(t, dns, netlab.Ens160)
 	if tx := before.TxSince("ens160"); tx == 0 {
 		t.Error("ens160 sent nothing")
 	}

@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"testing"
 	"time"
 
 	"golang.org/x/net/dns/dnsmessage"
@@ -108,6 +109,14 @@ func (d *DNS) Seen() []netip.Addr {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return slices.Clone(d.seen)
+}
+
+// QueriedOnlyFrom checks that d got queries, every one from nic's address.
+func QueriedOnlyFrom(t testing.TB, d *DNS, nic NIC) {
+	t.Helper()
+	if seen := d.Seen(); len(seen) != 1 || seen[0] != nic.Addr {
+		t.Errorf("the DNS server %v saw queries from %v, want only %v", d.Addr(), seen, nic.Addr)
+	}
 }
 
 func zoneKey(name string) string { return strings.ToLower(strings.TrimSuffix(name, ".")) }
