@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -92,4 +93,17 @@ func DialProxyAt(t *testing.T, lab *netlab.Lab, addr string) net.Conn {
 	t.Cleanup(func() { conn.Close() })
 	_ = conn.SetDeadline(time.Now().Add(20 * time.Second))
 	return conn
+}
+
+// ProcField is the first word after key ("Uid:", "CapEff:") in a
+// /proc/PID/status text, "" when there is none.
+func ProcField(status, key string) string {
+	for _, line := range strings.Split(status, "\n") {
+		if rest, ok := strings.CutPrefix(line, key); ok {
+			if f := strings.Fields(rest); len(f) > 0 {
+				return f[0]
+			}
+		}
+	}
+	return ""
 }

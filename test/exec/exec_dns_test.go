@@ -1,10 +1,11 @@
-package test
+package exectest
 
 import (
 	"net/netip"
 	"strings"
 	"testing"
 
+	"nicproxy/test/e2e"
 	"nicproxy/test/netlab"
 )
 
@@ -33,7 +34,7 @@ func TestExecDNSFlag(t *testing.T) {
 	if tx := before.TxSince("ens33"); tx != 0 {
 		t.Errorf("ens33 sent %d bytes, want 0", tx)
 	}
-	if res := nicproxy(t, lab, "exec", "-i", "ens160", "--dns", "dns.example", "--", "true"); res.code != 2 || !strings.Contains(res.stderr, "not an IP address") {
-		t.Errorf("--dns with a name: exit %d, stderr %q; want 2 and why", res.code, res.stderr)
+	if res := e2e.Run(t, lab, nicproxyBinary, "exec", "-i", "ens160", "--dns", "dns.example", "--", "true"); res.Code != 2 || !strings.Contains(res.Stderr, "not an IP address") {
+		t.Errorf("--dns with a name: exit %d, stderr %q; want 2 and why", res.Code, res.Stderr)
 	}
 }

@@ -460,17 +460,16 @@ func (l *Lab) useResolvConf(content []byte) {
 	l.t.Helper()
 	etcNetns.Lock()
 	defer etcNetns.Unlock()
-	_, statErr := os.Stat("/etc/netns")
-	createdParent := errors.Is(statErr, os.ErrNotExist)
 	dir := filepath.Join("/etc/netns", l.Host)
+	// /etc/netns itself stays, even when a lab made it: labs of other
+	// test binaries (go test runs packages side by side) create their
+	// directories in it at any moment, and removing it "when empty" could
+	// pull it from under one between its MkdirAll's two steps.
 	l.t.Cleanup(func() {
 		etcNetns.Lock()
 		defer etcNetns.Unlock()
 		if err := os.RemoveAll(dir); err != nil {
 			l.t.Errorf("remove %s: %v", dir, err)
-		}
-		if createdParent {
-			_ = os.Remove("/etc/netns") // only if empty: another lab may use it
 		}
 	})
 	if err := os.MkdirAll(dir, 0o755); err != nil {
