@@ -243,7 +243,7 @@ func TestReadmeInstallSteps(t *testing.T) {
 				}
 				dest := args[len(args)-1]
 				for _, src := range args[:len(args)-1] {
-					if _, err := os.Stat(filepath.Join("..", src)); err != nil && !built[src] {
+					if _, err := os.Stat(filepath.Join("../..", src)); err != nil && !built[src] {
 						t.Errorf("%q installs %s, which is neither in the tree nor built by an earlier step", line, src)
 					}
 					if strings.HasSuffix(dest, "/") {
