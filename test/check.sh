@@ -14,7 +14,7 @@ if [ "${NICPROXY_ALLOW_SKIP:-}" = 1 ]; then
 	skipping() {
 		echo "!! NICPROXY_ALLOW_SKIP=1: tests whose requirements are missing SKIP;"
 		[ "$(id -u)" = 0 ] || echo "!! not root: EVERY end-to-end test skips, nothing here proves pinning;"
-		echo "!! a green run is not the CI's green (go test -v ./test | grep SKIP lists them)."
+		echo "!! a green run is not the CI's green (go test -v ./test/... | grep SKIP lists them)."
 	}
 	skipping
 	trap skipping EXIT

@@ -14,6 +14,7 @@ import (
 
 	"golang.org/x/crypto/bcrypt"
 
+	"nicproxy/test/e2e"
 	"nicproxy/test/netlab"
 )
 
@@ -23,33 +24,18 @@ type result struct {
 	code           int
 }
 
-// nicproxy runs the built binary inside the lab's host namespace, where the
-// host has exactly ens33 and ens160 and a default route through ens33.
+// nicproxy runs the built binary inside the lab's host namespace
+// (e2e.Run).
 func nicproxy(t *testing.T, lab *netlab.Lab, args ...string) result {
 	t.Helper()
-	cmd := lab.Command(nicproxyBinary, args...)
-	// The race runtime otherwise sleeps a second at every exit.
-	cmd.Env = append(cmd.Env, "GORACE=atexit_sleep_ms=0 halt_on_error=1")
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	code := 0
-	var exitErr *exec.ExitError
-	if errors.As(err, &exitErr) {
-		code = exitErr.ExitCode()
-	} else if err != nil {
-		t.Fatalf("run nicproxy %v: %v", args, err)
-	}
-	return result{stdout.String(), stderr.String(), code}
+	r := e2e.Run(t, lab, nicproxyBinary, args...)
+	return result{r.Stdout, r.Stderr, r.Code}
 }
 
+// writeConfig is e2e.WriteConfig.
 func writeConfig(t *testing.T, text string) string {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "config.yaml")
-	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path
+	return e2e.WriteConfig(t, text)
 }
 
 const routeConfig = `

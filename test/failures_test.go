@@ -12,8 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
+	"nicproxy/test/e2e"
 	"nicproxy/test/netlab"
 )
 
@@ -211,15 +211,10 @@ log: {format: json}
 	})
 }
 
+// dialProxyAt is e2e.DialProxyAt.
 func dialProxyAt(t *testing.T, lab *netlab.Lab, addr string) net.Conn {
 	t.Helper()
-	conn, err := lab.DialHost("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	_ = conn.SetDeadline(time.Now().Add(20 * time.Second))
-	return conn
+	return e2e.DialProxyAt(t, lab, addr)
 }
 
 // startH2Origin serves /big over TLS with HTTP/2 in the upstream namespace.

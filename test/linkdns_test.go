@@ -91,8 +91,8 @@ default: ens160
 		l.pinned(t, before, netlab.Ens160, netlab.Ens33)
 	}
 	each(serverA, serverB)
-	queriedOnlyFrom(t, serverA, netlab.Ens33)
-	queriedOnlyFrom(t, serverB, netlab.Ens160)
+	netlab.QueriedOnlyFrom(t, serverA, netlab.Ens33)
+	netlab.QueriedOnlyFrom(t, serverB, netlab.Ens160)
 
 	// The links' servers swap; the running proxy follows.
 	resolved.Set(map[string][]netip.Addr{
@@ -146,7 +146,7 @@ func TestPerLinkDNSOfAnotherNamespaceIgnored(t *testing.T) {
 		t.Fatalf("reply %#x seen %v, want 0 from %v", rep, seen, netlab.Ens160.Addr)
 	}
 	l.pinned(t, before, netlab.Ens160, netlab.Ens33)
-	queriedOnlyFrom(t, system, netlab.Ens160)
+	netlab.QueriedOnlyFrom(t, system, netlab.Ens160)
 	if n := other.Total(); n != 0 {
 		t.Errorf("the other namespace's per-link server was asked %d times", n)
 	}

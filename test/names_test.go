@@ -48,14 +48,6 @@ func newNamesLab(t testing.TB, z netlab.Zone, ipv6 bool, options string) *speedL
 	return &speedLab{Lab: lab, dns: dns, echo: lab.StartEcho()}
 }
 
-// queriedOnlyFrom checks that d got queries, every one from nic's address.
-func queriedOnlyFrom(t testing.TB, d *netlab.DNS, nic netlab.NIC) {
-	t.Helper()
-	if seen := d.Seen(); len(seen) != 1 || seen[0] != nic.Addr {
-		t.Errorf("the DNS server %v saw queries from %v, want only %v", d.Addr(), seen, nic.Addr)
-	}
-}
-
 // throughBoth connects once by SOCKS5 to socks.example.test and once by
 // HTTP CONNECT to connect.example.test, each of which the echo server must
 // see from ens160.
@@ -93,7 +85,7 @@ func TestIPv6LessHostAsksOnlyA(t *testing.T) {
 		throughBoth(t, lab)
 	}
 	bothQueried(t, lab, 1, 0)
-	queriedOnlyFrom(t, lab.dns, netlab.Ens160)
+	netlab.QueriedOnlyFrom(t, lab.dns, netlab.Ens160)
 	lab.pinned(t, before, netlab.Ens160, netlab.Ens33)
 }
 
@@ -127,7 +119,7 @@ func TestNoSOANodataCachedPerNIC(t *testing.T) {
 	if _, aaaa2 := lab.queries(name); aaaa2 != aaaa+1 {
 		t.Errorf("after the negative TTL: %d AAAA queries in all, want %d", aaaa2, aaaa+1)
 	}
-	queriedOnlyFrom(t, lab.dns, netlab.Ens160)
+	netlab.QueriedOnlyFrom(t, lab.dns, netlab.Ens160)
 	lab.pinned(t, before, netlab.Ens160, netlab.Ens33)
 }
 
@@ -143,7 +135,7 @@ func TestSecondFamilyNotWaitedFor(t *testing.T) {
 	before := lab.Snapshot()
 	throughBoth(t, lab)
 	bothQueried(t, lab, 1, 1) // the AAAA one never answered
-	queriedOnlyFrom(t, lab.dns, netlab.Ens160)
+	netlab.QueriedOnlyFrom(t, lab.dns, netlab.Ens160)
 	lab.pinned(t, before, netlab.Ens160, netlab.Ens33)
 }
 
@@ -199,6 +191,6 @@ func TestIPv6AddressAppearsAskedAAAA(t *testing.T) {
 			t.Errorf("%s was not asked AAAA after ens160's IPv6 address appeared", name)
 		}
 	}
-	queriedOnlyFrom(t, lab.dns, netlab.Ens160)
+	netlab.QueriedOnlyFrom(t, lab.dns, netlab.Ens160)
 	lab.pinned(t, before, netlab.Ens160, netlab.Ens33)
 }

@@ -2,22 +2,20 @@ package test
 
 import (
 	"bytes"
-	"crypto/rand"
 	"fmt"
 	"io"
 	"net/http"
 	"net/netip"
-	"os"
-	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
+	"nicproxy/test/e2e"
 	"nicproxy/test/netlab"
 )
 
-// servingLab is a lab with web, echo and DNS servers upstream; names
-// resolve only through the lab's DNS server, reached through a NIC.
+// servingLab is a lab with web, echo and DNS servers upstream
+// (e2e.Serving); names resolve only through the lab's DNS server, reached
+// through a NIC.
 type servingLab struct {
 	*netlab.Lab
 	web  *netlab.Web
@@ -26,10 +24,8 @@ type servingLab struct {
 
 func newServingLab(t *testing.T) *servingLab {
 	t.Helper()
-	lab := netlab.New(t)
-	s := &servingLab{Lab: lab, web: lab.StartWeb(), echo: lab.StartEcho()}
-	lab.UseDNS(lab.StartDNS(map[string]netip.Addr{"web.test": netlab.Server}))
-	return s
+	s := e2e.StartServing(t)
+	return &servingLab{Lab: s.Lab, web: s.Web, echo: s.Echo}
 }
 
 // with is the lab as seen from t, a subtest: what fails reports to t, and
@@ -38,13 +34,7 @@ func (s *servingLab) with(t *testing.T) *servingLab {
 	return &servingLab{Lab: s.Lab.With(t), web: s.web, echo: s.echo}
 }
 
-func (s *servingLab) url(scheme, host, path string) string {
-	port := s.web.HTTP.Port()
-	if scheme == "https" {
-		port = s.web.HTTPS.Port()
-	}
-	return fmt.Sprintf("%s://%s:%d%s", scheme, host, port, path)
-}
+func (s *servingLab) url(scheme, host, path string) string { return e2e.URL(s.web, scheme, host, path) }
 
 // flow is one client's upload through the proxy, and what it showed.
 type flow struct {
@@ -52,64 +42,29 @@ type flow struct {
 	sent int        // bytes uploaded
 }
 
-// checkPinned asserts the flow left through want: the server saw want's
-// address, want sent at least the upload, and other sent nothing at all.
+// checkPinned is e2e.CheckPinned for a flow.
 func checkPinned(t *testing.T, before netlab.Snapshot, f flow, want, other netlab.NIC) {
 	t.Helper()
-	if f.seen != want.Addr {
-		t.Errorf("server saw %v, want %s's address %v", f.seen, want.Name, want.Addr)
-	}
-	checkCounters(t, before, f.sent, want, other)
+	e2e.CheckPinned(t, before, f.seen, f.sent, want, other)
 }
 
-// checkCounters asserts, from the counters alone, that want sent at least
-// sent bytes and other nothing at all; the other half of the proof is
-// the address the server saw.
+// checkCounters is e2e.CheckCounters.
 func checkCounters(t *testing.T, before netlab.Snapshot, sent int, want, other netlab.NIC) {
 	t.Helper()
-	if tx := before.TxSince(want.Name); tx < uint64(sent) {
-		t.Errorf("%s sent %d bytes, want at least the %d uploaded", want.Name, tx, sent)
-	}
-	if tx := before.TxSince(other.Name); tx != 0 {
-		t.Errorf("%s sent %d bytes, want 0", other.Name, tx)
-	}
+	e2e.CheckCounters(t, before, sent, want, other)
 }
 
-// curlUpload POSTs a random payload to /echo with curl and checks the echo.
+// curlUpload is e2e.CurlUpload through this lab's web server.
 func (s *servingLab) curlUpload(t *testing.T, env []string, url string, args ...string) flow {
 	t.Helper()
-	dir := t.TempDir()
-	payload := make([]byte, 64<<10)
-	_, _ = rand.Read(payload)
-	in, body, head := filepath.Join(dir, "in"), filepath.Join(dir, "body"), filepath.Join(dir, "head")
-	if err := os.WriteFile(in, payload, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	args = append(args, "--cacert", s.web.CAFile, "--data-binary", "@"+in, "-o", body, "-D", head, url)
-	if _, stderr, err := s.CurlEnv(env, append([]string{"-v"}, args...)...); err != nil {
-		t.Fatalf("curl %v: %v: %s", args, err, stderr)
-	}
-	got, _ := os.ReadFile(body)
-	if !bytes.Equal(got, payload) {
-		t.Errorf("echoed body is %d bytes, not the %d-byte payload", len(got), len(payload))
-	}
-	headers, _ := os.ReadFile(head)
-	return flow{seen: seenHeader(t, string(headers)), sent: len(payload)}
+	seen, sent := e2e.CurlUpload(t, s.Lab, s.web, env, url, args...)
+	return flow{seen: seen, sent: sent}
 }
 
+// seenHeader is e2e.SeenHeader.
 func seenHeader(t *testing.T, headers string) netip.Addr {
 	t.Helper()
-	for _, line := range strings.Split(headers, "\n") {
-		if k, v, ok := strings.Cut(line, ":"); ok && strings.EqualFold(k, "X-Seen") {
-			ap, err := netip.ParseAddrPort(strings.TrimSpace(v))
-			if err != nil {
-				t.Fatalf("X-Seen %q: %v", v, err)
-			}
-			return ap.Addr()
-		}
-	}
-	t.Fatalf("no X-Seen header in:\n%s", headers)
-	return netip.Addr{}
+	return e2e.SeenHeader(t, headers)
 }
 
 // TestServeRealClients pins everything to ens160 (nicproxy -i ens160, no

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"nicproxy/test/e2e"
 	"nicproxy/test/netlab"
 )
 
@@ -70,10 +71,10 @@ func procCaps(t *testing.T, pid int) (uid string, capEff uint64) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if f := strings.Fields(procField(string(status), "Uid:")); len(f) > 0 {
+	if f := strings.Fields(e2e.ProcField(string(status), "Uid:")); len(f) > 0 {
 		uid = f[0]
 	}
-	if f := procField(string(status), "CapEff:"); f != "" {
+	if f := e2e.ProcField(string(status), "CapEff:"); f != "" {
 		if capEff, err = strconv.ParseUint(f, 16, 64); err != nil {
 			t.Fatal(err)
 		}

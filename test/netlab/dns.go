@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"testing"
 	"time"
 
 	"golang.org/x/net/dns/dnsmessage"
@@ -108,6 +109,14 @@ func (d *DNS) Seen() []netip.Addr {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return slices.Clone(d.seen)
+}
+
+// QueriedOnlyFrom checks that d got queries, every one from nic's address.
+func QueriedOnlyFrom(t testing.TB, d *DNS, nic NIC) {
+	t.Helper()
+	if seen := d.Seen(); len(seen) != 1 || seen[0] != nic.Addr {
+		t.Errorf("the DNS server %v saw queries from %v, want only %v", d.Addr(), seen, nic.Addr)
+	}
 }
 
 func zoneKey(name string) string { return strings.ToLower(strings.TrimSuffix(name, ".")) }
@@ -451,17 +460,16 @@ func (l *Lab) useResolvConf(content []byte) {
 	l.t.Helper()
 	etcNetns.Lock()
 	defer etcNetns.Unlock()
-	_, statErr := os.Stat("/etc/netns")
-	createdParent := errors.Is(statErr, os.ErrNotExist)
 	dir := filepath.Join("/etc/netns", l.Host)
+	// /etc/netns itself stays, even when a lab made it: labs of other
+	// test binaries (go test runs packages side by side) create their
+	// directories in it at any moment, and removing it "when empty" could
+	// pull it from under one between its MkdirAll's two steps.
 	l.t.Cleanup(func() {
 		etcNetns.Lock()
 		defer etcNetns.Unlock()
 		if err := os.RemoveAll(dir); err != nil {
 			l.t.Errorf("remove %s: %v", dir, err)
-		}
-		if createdParent {
-			_ = os.Remove("/etc/netns") // only if empty: another lab may use it
 		}
 	})
 	if err := os.MkdirAll(dir, 0o755); err != nil {

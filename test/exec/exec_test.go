@@ -1,4 +1,4 @@
-package test
+package exectest
 
 import (
 	"fmt"
@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"nicproxy/test/e2e"
 	"nicproxy/test/netlab"
 )
 
@@ -106,11 +107,11 @@ func serveWhoami(t *testing.T, ln net.Listener) {
 
 func mustRun(t *testing.T, lab *netlab.Lab, args ...string) string {
 	t.Helper()
-	res := nicproxy(t, lab, args...)
-	if res.code != 0 {
-		t.Fatalf("nicproxy %s: exit %d\nstdout: %s\nstderr: %s", strings.Join(args, " "), res.code, res.stdout, res.stderr)
+	res := e2e.Run(t, lab, nicproxyBinary, args...)
+	if res.Code != 0 {
+		t.Fatalf("nicproxy %s: exit %d\nstdout: %s\nstderr: %s", strings.Join(args, " "), res.Code, res.Stdout, res.Stderr)
 	}
-	return res.stdout
+	return res.Stdout
 }
 
 // TestExecPins runs unmodified programs with no proxy settings under
@@ -210,11 +211,11 @@ func TestExecPins(t *testing.T) {
 // gone once it has exited.
 func TestExecStatusAndCleanup(t *testing.T) {
 	lab := netlab.New(t)
-	res := nicproxy(t, lab, "exec", "-i", "ens160", "--", "sh", "-c", "grep '^0::' /proc/self/cgroup; exit 7")
-	if res.code != 7 {
-		t.Fatalf("exit %d, want 7\nstderr: %s", res.code, res.stderr)
+	res := e2e.Run(t, lab, nicproxyBinary, "exec", "-i", "ens160", "--", "sh", "-c", "grep '^0::' /proc/self/cgroup; exit 7")
+	if res.Code != 7 {
+		t.Fatalf("exit %d, want 7\nstderr: %s", res.Code, res.Stderr)
 	}
-	path := strings.TrimPrefix(strings.TrimSpace(res.stdout), "0::")
+	path := strings.TrimPrefix(strings.TrimSpace(res.Stdout), "0::")
 	if !strings.Contains(path, "nicproxy-exec.") {
 		t.Fatalf("the command ran in cgroup %q, not one of exec's", path)
 	}
@@ -283,12 +284,12 @@ func TestExecNotAllowed(t *testing.T) {
 	if !strings.Contains(out, "warn  egress      cannot load the cgroup_skb/egress program") {
 		t.Errorf("doctor as nobody does not say egress enforcement cannot load:\n%s", out)
 	}
-	res := nicproxy(t, lab, "doctor", "-c", writeConfig(t, "default: ens160\n"))
-	if !strings.Contains(res.stdout, "ok    bpf         connect4/6, sendmsg4/6, bind4/6, sock_create and sock_ops programs load") {
-		t.Errorf("doctor as root does not say exec can work:\n%s", res.stdout)
+	res := e2e.Run(t, lab, nicproxyBinary, "doctor", "-c", e2e.WriteConfig(t, "default: ens160\n"))
+	if !strings.Contains(res.Stdout, "ok    bpf         connect4/6, sendmsg4/6, bind4/6, sock_create and sock_ops programs load") {
+		t.Errorf("doctor as root does not say exec can work:\n%s", res.Stdout)
 	}
-	if !strings.Contains(res.stdout, "ok    egress      cgroup_skb/egress loads") {
-		t.Errorf("doctor as root does not say egress enforcement loads:\n%s", res.stdout)
+	if !strings.Contains(res.Stdout, "ok    egress      cgroup_skb/egress loads") {
+		t.Errorf("doctor as root does not say egress enforcement loads:\n%s", res.Stdout)
 	}
 }
 
@@ -297,21 +298,21 @@ func TestExecNotAllowed(t *testing.T) {
 func TestExecHelp(t *testing.T) {
 	lab := netlab.New(t)
 	for _, arg := range []string{"--help", "-h"} {
-		res := nicproxy(t, lab, "exec", arg)
-		if res.code != 0 || res.stderr != "" {
-			t.Errorf("exec %s: exit %d, stderr %q; want 0 and nothing", arg, res.code, res.stderr)
+		res := e2e.Run(t, lab, nicproxyBinary, "exec", arg)
+		if res.Code != 0 || res.Stderr != "" {
+			t.Errorf("exec %s: exit %d, stderr %q; want 0 and nothing", arg, res.Code, res.Stderr)
 		}
-		if !strings.HasPrefix(res.stdout, "Usage:\n  nicproxy exec [-c FILE | -i NIC] [--user USER] [--dns ADDR] [--] CMD [ARGS...]\n") {
-			t.Errorf("exec %s does not start with its usage:\n%s", arg, res.stdout)
+		if !strings.HasPrefix(res.Stdout, "Usage:\n  nicproxy exec [-c FILE | -i NIC] [--user USER] [--dns ADDR] [--] CMD [ARGS...]\n") {
+			t.Errorf("exec %s does not start with its usage:\n%s", arg, res.Stdout)
 		}
 		for _, once := range []string{"Usage:", "\n  -cgroup PATH\n", "\n  -existing-sockets-ok\n", "\n  -dns ADDR\n", "\n  -user USER\n"} {
-			if n := strings.Count(res.stdout, once); n != 1 {
-				t.Errorf("exec %s prints %q %d times, want once:\n%s", arg, once, n, res.stdout)
+			if n := strings.Count(res.Stdout, once); n != 1 {
+				t.Errorf("exec %s prints %q %d times, want once:\n%s", arg, once, n, res.Stdout)
 			}
 		}
 	}
-	res := nicproxy(t, lab, "exec", "--no-such-flag")
-	if res.code != 2 || res.stdout != "" || res.stderr != "nicproxy exec: flag provided but not defined: -no-such-flag (see: nicproxy exec -h)\n" {
-		t.Errorf("exec --no-such-flag: exit %d, stdout %q, stderr %q", res.code, res.stdout, res.stderr)
+	res := e2e.Run(t, lab, nicproxyBinary, "exec", "--no-such-flag")
+	if res.Code != 2 || res.Stdout != "" || res.Stderr != "nicproxy exec: flag provided but not defined: -no-such-flag (see: nicproxy exec -h)\n" {
+		t.Errorf("exec --no-such-flag: exit %d, stdout %q, stderr %q", res.Code, res.Stdout, res.Stderr)
 	}
 }

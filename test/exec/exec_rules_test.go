@@ -1,4 +1,4 @@
-package test
+package exectest
 
 import (
 	"bufio"
@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"nicproxy/test/e2e"
 	"nicproxy/test/netlab"
 )
 
@@ -24,7 +25,7 @@ func TestExecRules(t *testing.T) {
 	lab.StartDNS(nil) // only for its address, 198.51.100.53, upstream
 	viaDefault := lab.StartEchoOn(netlab.DNSServer)
 	viaRule := lab.StartEcho()
-	config := writeConfig(t, fmt.Sprintf(`
+	config := e2e.WriteConfig(t, fmt.Sprintf(`
 rules:
   - name: by-name
     domain: [example.com]
@@ -48,16 +49,16 @@ for host, port in [("%s", %d), ("%s", %d)]:
 	t.Run("TCP", func(t *testing.T) {
 		lab := lab.With(t)
 		before := lab.Snapshot()
-		res := nicproxy(t, lab, "exec", "-c", config, "--", "sh", "-c", tcpBoth)
-		if res.code != 0 {
-			t.Fatalf("exit %d: %s", res.code, res.stderr)
+		res := e2e.Run(t, lab, nicproxyBinary, "exec", "-c", config, "--", "sh", "-c", tcpBoth)
+		if res.Code != 0 {
+			t.Fatalf("exit %d: %s", res.Code, res.Stderr)
 		}
-		if !strings.Contains(res.stderr, "rule 0 by-name skipped: it matches by domain") {
-			t.Errorf("no warning names the skipped rule: %s", res.stderr)
+		if !strings.Contains(res.Stderr, "rule 0 by-name skipped: it matches by domain") {
+			t.Errorf("no warning names the skipped rule: %s", res.Stderr)
 		}
-		lines := strings.Fields(res.stdout)
+		lines := strings.Fields(res.Stdout)
 		if len(lines) != 2 {
-			t.Fatalf("want two addresses seen, got %q", res.stdout)
+			t.Fatalf("want two addresses seen, got %q", res.Stdout)
 		}
 		if got := seenIn(t, lines[0]); got != netlab.Ens33.Addr {
 			t.Errorf("the rule's destination saw %v, want ens33's %v", got, netlab.Ens33.Addr)
@@ -103,12 +104,12 @@ for host, port in [("%s", %d), ("%s", %d)]:
 	t.Run("TCP to a rejected destination fails and sends nothing", func(t *testing.T) {
 		lab := lab.With(t)
 		before := lab.Snapshot()
-		res := nicproxy(t, lab, "exec", "-c", config, "--", python, "-c", tcpClient, netlab.Blackhole.String(), "80")
-		if res.code == 0 {
-			t.Fatalf("connect to a rejected destination succeeded: %s", res.stdout)
+		res := e2e.Run(t, lab, nicproxyBinary, "exec", "-c", config, "--", python, "-c", tcpClient, netlab.Blackhole.String(), "80")
+		if res.Code == 0 {
+			t.Fatalf("connect to a rejected destination succeeded: %s", res.Stdout)
 		}
-		if !strings.Contains(res.stderr, "PermissionError: [Errno 1] Operation not permitted") {
-			t.Errorf("connect failed, but not with EPERM: %s", res.stderr)
+		if !strings.Contains(res.Stderr, "PermissionError: [Errno 1] Operation not permitted") {
+			t.Errorf("connect failed, but not with EPERM: %s", res.Stderr)
 		}
 		if tx := before.TxSince("ens33") + before.TxSince("ens160"); tx != 0 {
 			t.Errorf("the NICs sent %d bytes towards a rejected destination", tx)

@@ -1,4 +1,4 @@
-package test
+package packaging
 
 import (
 	"os"
@@ -20,7 +20,7 @@ func TestDebianPackage(t *testing.T) {
 		netlab.SkipOrFail(t, "dpkg-deb is not installed (not a Debian host)")
 	}
 	out := t.TempDir()
-	build := exec.Command("../deploy/build-deb.sh")
+	build := exec.Command("../../deploy/build-deb.sh")
 	build.Env = append(os.Environ(), "OUT="+out, "VERSION=1.2.3~test")
 	path, err := build.Output()
 	if err != nil {
@@ -198,7 +198,7 @@ func namedFiles(t *testing.T, root, contents string) {
 // source-rule unit runs, from files that exist or that an earlier step
 // builds.
 func TestReadmeInstallSteps(t *testing.T) {
-	unit, err := os.ReadFile("../deploy/nicproxy-source-rule@.service")
+	unit, err := os.ReadFile("../../deploy/nicproxy-source-rule@.service")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -208,8 +208,8 @@ func TestReadmeInstallSteps(t *testing.T) {
 	}
 	want := []string{"/usr/bin/nicproxy", "/etc/nicproxy/config.yaml", "/share/man/man1/nicproxy.1",
 		"/etc/systemd/system/nicproxy.service", "/etc/systemd/system/nicproxy-source-rule@.service", string(script[1])}
-	for _, doc := range []struct{ file, section string }{{"../README.md", "## Run it as a service"}, {"../deploy/README.md", ""}} {
-		t.Run(strings.TrimPrefix(doc.file, "../"), func(t *testing.T) {
+	for _, doc := range []struct{ file, section string }{{"../../README.md", "## Run it as a service"}, {"../../deploy/README.md", ""}} {
+		t.Run(strings.TrimPrefix(doc.file, "../../"), func(t *testing.T) {
 			text, err := os.ReadFile(doc.file)
 			if err != nil {
 				t.Fatal(err)
@@ -243,7 +243,7 @@ func TestReadmeInstallSteps(t *testing.T) {
 				}
 				dest := args[len(args)-1]
 				for _, src := range args[:len(args)-1] {
-					if _, err := os.Stat(filepath.Join("..", src)); err != nil && !built[src] {
+					if _, err := os.Stat(filepath.Join("../..", src)); err != nil && !built[src] {
 						t.Errorf("%q installs %s, which is neither in the tree nor built by an earlier step", line, src)
 					}
 					if strings.HasSuffix(dest, "/") {

@@ -1,4 +1,4 @@
-package test
+package exectest
 
 import (
 	"bufio"
@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"nicproxy/test/e2e"
 	"nicproxy/test/netlab"
 )
 
@@ -47,20 +48,20 @@ func TestExecPktinfo(t *testing.T) {
 	lab := netlab.New(t)
 	echo := lab.StartEcho()
 	before := lab.Snapshot()
-	res := nicproxy(t, lab, "exec", "-i", "ens160", "--", python, "-c", pktinfoClient, echo.UDP.Addr().String(), fmt.Sprint(echo.UDP.Port()), "ens33")
-	if res.code != 0 {
-		t.Fatalf("exit %d\nstdout: %s\nstderr: %s", res.code, res.stdout, res.stderr)
+	res := e2e.Run(t, lab, nicproxyBinary, "exec", "-i", "ens160", "--", python, "-c", pktinfoClient, echo.UDP.Addr().String(), fmt.Sprint(echo.UDP.Port()), "ens33")
+	if res.Code != 0 {
+		t.Fatalf("exit %d\nstdout: %s\nstderr: %s", res.Code, res.Stdout, res.Stderr)
 	}
-	first, second, _ := strings.Cut(strings.TrimSpace(res.stdout), "\n")
+	first, second, _ := strings.Cut(strings.TrimSpace(res.Stdout), "\n")
 	if strings.HasPrefix(first, "pktinfo answered") {
 		t.Errorf("the IP_PKTINFO datagram got through: %q", first)
 	}
 	if !strings.HasSuffix(second, "plain") {
-		t.Fatalf("no echo of the plain datagram: %q", res.stdout)
+		t.Fatalf("no echo of the plain datagram: %q", res.Stdout)
 	}
 	execPinned(t, before, seenIn(t, second), uint64(len("plain")), netlab.Ens160, netlab.Ens33)
-	if !strings.Contains(res.stderr, "dropped 1 packets at egress") {
-		t.Errorf("exec does not report the dropped packet: %s", res.stderr)
+	if !strings.Contains(res.Stderr, "dropped 1 packets at egress") {
+		t.Errorf("exec does not report the dropped packet: %s", res.Stderr)
 	}
 }
 
@@ -88,13 +89,13 @@ func TestExecConnectedUDPWithOption(t *testing.T) {
 	lab := netlab.New(t)
 	echo := lab.StartEcho()
 	before := lab.Snapshot()
-	res := nicproxy(t, lab, "exec", "-i", "ens160", "--", python, "-c", tosClient, echo.UDP.Addr().String(), fmt.Sprint(echo.UDP.Port()))
-	if res.code != 0 {
-		t.Fatalf("exit %d\nstdout: %s\nstderr: %s", res.code, res.stdout, res.stderr)
+	res := e2e.Run(t, lab, nicproxyBinary, "exec", "-i", "ens160", "--", python, "-c", tosClient, echo.UDP.Addr().String(), fmt.Sprint(echo.UDP.Port()))
+	if res.Code != 0 {
+		t.Fatalf("exit %d\nstdout: %s\nstderr: %s", res.Code, res.Stdout, res.Stderr)
 	}
-	lines := strings.Split(strings.TrimSpace(res.stdout), "\n")
+	lines := strings.Split(strings.TrimSpace(res.Stdout), "\n")
 	if len(lines) != 2 || !strings.HasSuffix(lines[0], "tos") || !strings.HasSuffix(lines[1], "plain") {
-		t.Fatalf("want both datagrams echoed, got %q", res.stdout)
+		t.Fatalf("want both datagrams echoed, got %q", res.Stdout)
 	}
 	for _, line := range lines {
 		if seen := seenIn(t, line); seen != netlab.Ens160.Addr {
@@ -199,7 +200,7 @@ while True:
 // leaves by neither.
 func TestExecPing(t *testing.T) {
 	lab := netlab.New(t)
-	config := writeConfig(t, fmt.Sprintf(`
+	config := e2e.WriteConfig(t, fmt.Sprintf(`
 rules:
   - dst: [%s/32]
     via: ens33
@@ -209,17 +210,17 @@ default: ens160
 `, netlab.Server))
 
 	before := lab.Snapshot()
-	res := nicproxy(t, lab, "exec", "-c", config, "--", python, "-c", pinger, netlab.Server.String())
-	if res.code != 0 {
-		t.Fatalf("ping under the dst rule: exit %d\nstdout: %s\nstderr: %s", res.code, res.stdout, res.stderr)
+	res := e2e.Run(t, lab, nicproxyBinary, "exec", "-c", config, "--", python, "-c", pinger, netlab.Server.String())
+	if res.Code != 0 {
+		t.Fatalf("ping under the dst rule: exit %d\nstdout: %s\nstderr: %s", res.Code, res.Stdout, res.Stderr)
 	}
-	seen, _ := netip.ParseAddr(strings.TrimPrefix(strings.TrimSpace(res.stdout), "reply to "))
+	seen, _ := netip.ParseAddr(strings.TrimPrefix(strings.TrimSpace(res.Stdout), "reply to "))
 	execPinned(t, before, seen, 60, netlab.Ens33, netlab.Ens160)
 
 	before = lab.Snapshot()
-	res = nicproxy(t, lab, "exec", "-c", config, "--", python, "-c", pinger, netlab.Blackhole.String())
-	if res.code == 0 {
-		t.Errorf("ping to a rejected destination was answered: %s", res.stdout)
+	res = e2e.Run(t, lab, nicproxyBinary, "exec", "-c", config, "--", python, "-c", pinger, netlab.Blackhole.String())
+	if res.Code == 0 {
+		t.Errorf("ping to a rejected destination was answered: %s", res.Stdout)
 	}
 	if tx := before.TxSince("ens33") + before.TxSince("ens160"); tx != 0 {
 		t.Errorf("the NICs sent %d bytes towards a rejected destination", tx)

@@ -1,4 +1,4 @@
-package test
+package packaging
 
 import (
 	"bufio"
@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"nicproxy/test/e2e"
 	"nicproxy/test/netlab"
 )
 
@@ -40,10 +41,10 @@ const (
 // `failed` after the start limit instead of restarting for ever.
 func TestSystemdUnitUnderSystemd(t *testing.T) {
 	root := nspawnRoot(t)
-	lab := newServingLab(t)
+	lab := e2e.StartServing(t)
 
 	debDir := t.TempDir()
-	build := exec.Command("../deploy/build-deb.sh")
+	build := exec.Command("../../deploy/build-deb.sh")
 	build.Env = append(os.Environ(), "OUT="+debDir, "VERSION=1.2.3~nspawn")
 	debPath, err := build.Output()
 	if err != nil {
@@ -83,9 +84,9 @@ func TestSystemdUnitUnderSystemd(t *testing.T) {
 	}
 	flowVia := func(want, other netlab.NIC) {
 		t.Helper()
-		before := lab.Snapshot()
-		f := lab.curlUpload(t, nil, lab.url("http", netlab.Server.String(), "/echo"), "--proxy", "socks5h://127.0.0.1:1080")
-		checkPinned(t, before, f, want, other)
+		before := lab.Lab.Snapshot()
+		seen, sent := e2e.CurlUpload(t, lab.Lab, lab.Web, nil, e2e.URL(lab.Web, "http", netlab.Server.String(), "/echo"), "--proxy", "socks5h://127.0.0.1:1080")
+		e2e.CheckPinned(t, before, seen, sent, want, other)
 	}
 
 	if out := must("dpkg", "-i", "/mnt/deb/"+deb); strings.Contains(out, "warning") || strings.Contains(out, "error") {
@@ -108,15 +109,15 @@ func TestSystemdUnitUnderSystemd(t *testing.T) {
 		t.Fatalf("after enable --now: %v\n%s", st, box.journal())
 	}
 	status := must("cat", "/proc/"+st["MainPID"]+"/status")
-	if uid := procField(status, "Uid:"); uid == "" || uid == "0" {
+	if uid := e2e.ProcField(status, "Uid:"); uid == "" || uid == "0" {
 		t.Errorf("the service runs as uid %q, want a dynamic unprivileged user", uid)
 	}
 	flowVia(netlab.Ens160, netlab.Ens33)
 
 	t.Run("reload applies a good file and keeps an open tunnel", func(t *testing.T) {
-		tunnel := dialProxy(t, lab.Lab)
+		tunnel := e2e.DialProxyAt(t, lab.Lab, "127.0.0.1:1080")
 		defer tunnel.Close()
-		if rep, err := socks5Dial(tunnel, "", "", netlab.Server.String(), lab.echo.TCP.Port()); err != nil || rep != 0 {
+		if rep, err := e2e.SOCKS5Dial(tunnel, "", "", netlab.Server.String(), lab.Echo.TCP.Port()); err != nil || rep != 0 {
 			t.Fatalf("connect: %#x %v", rep, err)
 		}
 		r := bufio.NewReader(tunnel)
@@ -217,17 +218,6 @@ func TestSystemdUnitUnderSystemd(t *testing.T) {
 			t.Errorf("left behind after purge:\n%s", out)
 		}
 	})
-}
-
-func procField(status, key string) string {
-	for _, line := range strings.Split(status, "\n") {
-		if rest, ok := strings.CutPrefix(line, key); ok {
-			if f := strings.Fields(rest); len(f) > 0 {
-				return f[0]
-			}
-		}
-	}
-	return ""
 }
 
 // nspawnRoot returns a minimal Debian tree with systemd, building it with

@@ -1,10 +1,11 @@
-package test
+package exectest
 
 import (
 	"net/netip"
 	"strings"
 	"testing"
 
+	"nicproxy/test/e2e"
 	"nicproxy/test/netlab"
 )
 
@@ -26,14 +27,14 @@ func TestExecDNSFlag(t *testing.T) {
 	if !strings.Contains(out, "nameserver "+netlab.DNSServer.String()+"\n") || strings.Contains(out, "nameserver 127.0.0.53") {
 		t.Errorf("the command's resolv.conf does not name the --dns server instead of the stub:\n%s", out)
 	}
-	queriedOnlyFrom(t, dns, netlab.Ens160)
+	netlab.QueriedOnlyFrom(t, dns, netlab.Ens160)
 	if tx := before.TxSince("ens160"); tx == 0 {
 		t.Error("ens160 sent nothing")
 	}
 	if tx := before.TxSince("ens33"); tx != 0 {
 		t.Errorf("ens33 sent %d bytes, want 0", tx)
 	}
-	if res := nicproxy(t, lab, "exec", "-i", "ens160", "--dns", "dns.example", "--", "true"); res.code != 2 || !strings.Contains(res.stderr, "not an IP address") {
-		t.Errorf("--dns with a name: exit %d, stderr %q; want 2 and why", res.code, res.stderr)
+	if res := e2e.Run(t, lab, nicproxyBinary, "exec", "-i", "ens160", "--dns", "dns.example", "--", "true"); res.Code != 2 || !strings.Contains(res.Stderr, "not an IP address") {
+		t.Errorf("--dns with a name: exit %d, stderr %q; want 2 and why", res.Code, res.Stderr)
 	}
 }

@@ -1,4 +1,4 @@
-package test
+package exectest
 
 import (
 	"fmt"
@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"nicproxy/bind/dnscache"
+	"nicproxy/test/e2e"
 	"nicproxy/test/netlab"
 )
 
@@ -25,7 +26,7 @@ func TestExecLoopbackStub(t *testing.T) {
 	// The host's resolver is a stub on loopback; nothing answers there.
 	lab.UseDNS(netip.MustParseAddrPort("127.0.0.53:53"))
 
-	config := writeConfig(t, fmt.Sprintf("interfaces: {ens160: {dns: [\"%s\"]}}\ndefault: ens160\n", netlab.DNSServer))
+	config := e2e.WriteConfig(t, fmt.Sprintf("interfaces: {ens160: {dns: [\"%s\"]}}\ndefault: ens160\n", netlab.DNSServer))
 	before := lab.Snapshot()
 	out := mustRun(t, lab, "exec", "-c", config, "--", "sh", "-c", "getent hosts web.test && cat /etc/resolv.conf")
 	if !strings.HasPrefix(out, netlab.Server.String()) {

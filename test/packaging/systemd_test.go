@@ -1,4 +1,4 @@
-package test
+package packaging
 
 import (
 	"net"
@@ -25,14 +25,14 @@ func TestSystemdUnitVerifies(t *testing.T) {
 	if err != nil {
 		netlab.SkipOrFail(t, "systemd-analyze is not installed (Debian: systemd)")
 	}
-	script, err := filepath.Abs("../deploy/nicproxy-source-rule")
+	script, err := filepath.Abs("../../deploy/nicproxy-source-rule")
 	if err != nil {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
 	for _, name := range []string{"nicproxy.service", "nicproxy-source-rule@.service"} {
 		t.Run(name, func(t *testing.T) {
-			unit, err := os.ReadFile("../deploy/" + name)
+			unit, err := os.ReadFile("../../deploy/" + name)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -56,7 +56,7 @@ func TestSystemdUnitVerifies(t *testing.T) {
 			}
 		})
 	}
-	unit, err := os.ReadFile("../deploy/nicproxy.service")
+	unit, err := os.ReadFile("../../deploy/nicproxy.service")
 	if err != nil {
 		t.Fatal(err)
 	}

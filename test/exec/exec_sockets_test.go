@@ -1,4 +1,4 @@
-package test
+package exectest
 
 import (
 	"fmt"
@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"nicproxy/test/e2e"
 	"nicproxy/test/netlab"
 )
 
@@ -113,16 +114,16 @@ print(u.recvfrom(1024)[0].decode())
 func TestExecUnprivilegedUDP(t *testing.T) {
 	lab := netlab.New(t)
 	viaRule := lab.StartEcho()
-	config := writeConfig(t, fmt.Sprintf("rules:\n  - dst: [%s/32]\n    via: ens33\ndefault: ens160\n", netlab.Server))
+	config := e2e.WriteConfig(t, fmt.Sprintf("rules:\n  - dst: [%s/32]\n    via: ens33\ndefault: ens160\n", netlab.Server))
 	before := lab.Snapshot()
-	res := nicproxy(t, lab, "exec", "-c", config, "--user", "nobody", "--", python, "-c", unprivilegedUDP, viaRule.UDP.Addr().String(), fmt.Sprint(viaRule.UDP.Port()))
-	if res.code != 0 {
-		t.Fatalf("exit %d\nstdout: %s\nstderr: %s", res.code, res.stdout, res.stderr)
+	res := e2e.Run(t, lab, nicproxyBinary, "exec", "-c", config, "--user", "nobody", "--", python, "-c", unprivilegedUDP, viaRule.UDP.Addr().String(), fmt.Sprint(viaRule.UDP.Port()))
+	if res.Code != 0 {
+		t.Fatalf("exit %d\nstdout: %s\nstderr: %s", res.Code, res.Stdout, res.Stderr)
 	}
-	lines := strings.Split(strings.TrimSpace(res.stdout), "\n")
+	lines := strings.Split(strings.TrimSpace(res.Stdout), "\n")
 	if len(lines) != 4 || lines[0] == "uid 0" || lines[1] != "loopback lo" ||
 		!strings.HasSuffix(lines[2], " connected") || !strings.HasSuffix(lines[3], " unconnected") {
-		t.Fatalf("want uid, loopback, connected and unconnected replies, got %q", res.stdout)
+		t.Fatalf("want uid, loopback, connected and unconnected replies, got %q", res.Stdout)
 	}
 	execPinned(t, before, seenIn(t, lines[2]), uint64(len("connectedunconnected")), netlab.Ens33, netlab.Ens160)
 	if seen := seenIn(t, lines[3]); seen != netlab.Ens33.Addr {
