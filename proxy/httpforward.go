@@ -98,6 +98,14 @@ func (p *httpProxy) forward(w http.ResponseWriter, r *http.Request, rs *session)
 		Transport: p.transport(decision, rs.from, host),
 		ErrorLog:  zap.NewStdLog(p.log.WithOptions(zap.IncreaseLevel(zap.WarnLevel))),
 		ModifyResponse: func(resp *http.Response) error {
+			// The pause was seen before the origin could see the body
+			// cut short, so an answer that comes after it is the
+			// origin's answer to a truncated body: not the client's.
+			// The transport would pass it on when it reads it before
+			// it notices its own failed write.
+			if body.timedOut.Load() {
+				return errors.New("the origin answered a request body cut short")
+			}
 			return checkResponseHead(resp, limits.MaxHeaders)
 		},
 		ErrorHandler: func(w http.ResponseWriter, _ *http.Request, err error) {
