@@ -4,8 +4,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"path/filepath"
-	"strconv"
 	"testing"
 )
 
@@ -39,14 +37,7 @@ func BenchmarkProgram(b *testing.B) {
 	lab := newCgroupLab(b)
 	path := fmt.Sprintf("/t-sockdiag-bench-%d.scope", os.Getpid())
 	lab.mkdir(b, path)
-	procs := filepath.Join(lab.mount, path, "cgroup.procs")
-	if err := os.WriteFile(procs, []byte(strconv.Itoa(os.Getpid())), 0); err != nil {
-		b.Fatal(err)
-	}
-	// Back to the root before the cgroup is removed.
-	b.Cleanup(func() {
-		_ = os.WriteFile(filepath.Join(lab.mount, "cgroup.procs"), []byte(strconv.Itoa(os.Getpid())), 0)
-	})
+	lab.enter(b, path)
 	ln, err := net.Listen("tcp4", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)

@@ -155,6 +155,17 @@ func (c *cgroupLab) mkdir(t testing.TB, path string) uint64 {
 // connectFrom starts program (bash, or a copy under another name) in
 // cgroup path; it connects to addr and waits. It returns the address of
 // the connection as the listener accepted it.
+// enter moves this test process into the cgroup at path, and back to the
+// root when the test ends, before the cgroup is removed.
+func (c *cgroupLab) enter(t testing.TB, path string) {
+	t.Helper()
+	pid := []byte(strconv.Itoa(os.Getpid()))
+	if err := os.WriteFile(filepath.Join(c.mount, path, "cgroup.procs"), pid, 0); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.WriteFile(filepath.Join(c.mount, "cgroup.procs"), pid, 0) })
+}
+
 func (c *cgroupLab) connectFrom(t *testing.T, program, path string, ln net.Listener) (net.Conn, *exec.Cmd) {
 	t.Helper()
 	ap := addrPort(ln.Addr())
@@ -385,14 +396,8 @@ func TestProgramsShareReadings(t *testing.T) {
 	lab := newCgroupLab(t)
 	path := fmt.Sprintf("/t-sockdiag-share-%d.scope", os.Getpid())
 	lab.mkdir(t, path)
-	// This test process is the cgroup's one process; back to the root
-	// before the cgroup is removed.
-	if err := os.WriteFile(filepath.Join(lab.mount, path, "cgroup.procs"), []byte(strconv.Itoa(os.Getpid())), 0); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = os.WriteFile(filepath.Join(lab.mount, "cgroup.procs"), []byte(strconv.Itoa(os.Getpid())), 0)
-	})
+	// This test process is the cgroup's one process.
+	lab.enter(t, path)
 	ln, err := net.Listen("tcp4", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
